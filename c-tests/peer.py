@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""The Linux side of libix's namespace tests: runs inside the test host's network namespace.
+
+  peer.py udp-client HOST PORT [--sizes 1-1472] [--timeout S]   byte-exact UDP echo check, every size once
+  peer.py udp-echo-server PORT --seconds S                       Linux UDP echo (for the dataplane's client)
+  peer.py malformed IFACE DST_MAC                                 send malformed frames to the dataplane
+Only addresses in 198.18.0.0/15 are accepted.
+"""
+import argparse
+import os
+import socket
+import struct
+import sys
+import time
+
+
+def in_test_range(host):
+    a = socket.inet_aton(host)
+    return a[0] == 198 and a[1] in (18, 19)
+
+
+def pattern(size, seq):
+    return bytes(((seq * 131 + i * 7 + (i >> 8)) & 0xFF) for i in range(size))
+
+
+def udp_client(args):
+    if not in_test_range(args.host):
+        sys.exit("refusing a target outside 198.18.0.0/15")
+    lo, hi = (int(x) for x in args.sizes.split("-"))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(args.timeout)
+    ok = bad = lost = retries = 0
+    for seq, size in enumerate(range(lo, hi + 1)):
+        payload = pattern(size, seq)
+        for attempt in range(5):
+            s.sendto(payload, (args.host, args.port))
+            try:
+                while True:
+                    data, _ = s.recvfrom(65536)
+                    if data == payload:
+                        ok += 1
+                        break
+                    if len(data) == size:
+                        bad += 1
+                        break
+                    # a late echo of an earlier datagram: keep waiting for ours
+                break
+            except socket.timeout:
+                retries += 1
+        else:
+            lost += 1
+    print(f"udp-client ok={ok} bad={bad} lost={lost} retries={retries} sizes={lo}-{hi}")
+    sys.exit(0 if ok == hi - lo + 1 and bad == 0 else 1)
+
+
+def udp_echo_server(args):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", args.port))
+    s.settimeout(0.2)
+    print("ready", flush=True)
+    end = time.time() + args.seconds
+    n = 0
+    while time.time() < end:
+        try:
+            data, addr = s.recvfrom(65536)
+        except socket.timeout:
+            continue
+        s.sendto(data, addr)
+        n += 1
+    print(f"echo-server echoed={n}")
+
+
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack(f"!{len(b)//2}H", b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def ip_header(src, dst, proto, payload_len, flags_frag=0x4000, ihl=5, total=None, ttl=64):
+    total = 20 + payload_len if total is None else total
+    h = struct.pack("!BBHHHBBH4s4s", (4 << 4) | ihl, 0, total, 1, flags_frag, ttl, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:]
+
+
+def malformed(args):
+    """Each frame targets one drop counter of the dataplane; the test then checks the counters."""
+    src_mac = bytes.fromhex(open(f"/sys/class/net/{args.iface}/address").read().strip().replace(":", ""))
+    dst_mac = bytes.fromhex(args.dst_mac.replace(":", ""))
+    src, dst = args.src, args.dst
+    if not (in_test_range(src) and in_test_range(dst)):
+        sys.exit("refusing addresses outside 198.18.0.0/15")
+    eth = lambda t: dst_mac + src_mac + struct.pack("!H", t)
+    udp_ok = struct.pack("!HHHH", 5555, 7, 8 + 4, 0) + b"abcd"
+    frames = {
+        "runt": dst_mac + src_mac[:4],
+        "unknown_ethertype": eth(0x88B5) + b"\0" * 46,
+        "ipv6": eth(0x86DD) + b"\x60" + b"\0" * 45,
+        "arp_truncated": eth(0x0806) + b"\x00\x01\x08\x00\x06",
+        "ip_truncated": eth(0x0800) + b"\x45\x00\x00",
+        "ip_bad_version": eth(0x0800) + b"\x65" + ip_header(src, dst, 17, 12)[1:] + udp_ok,
+        "ip_bad_ihl": eth(0x0800) + b"\x43" + ip_header(src, dst, 17, 12)[1:] + udp_ok,
+        "ip_total_too_long": eth(0x0800) + ip_header(src, dst, 17, 12, total=1400) + udp_ok,
+        "ip_bad_checksum": eth(0x0800) + ip_header(src, dst, 17, 12)[:10] + b"\xde\xad"
+        + ip_header(src, dst, 17, 12)[12:] + udp_ok,
+        "ip_fragment": eth(0x0800) + ip_header(src, dst, 17, 12, flags_frag=0x2000) + udp_ok,
+        "ip_not_for_us": eth(0x0800) + ip_header(src, "198.18.0.77", 17, 12) + udp_ok,
+        "ip_unknown_proto": eth(0x0800) + ip_header(src, dst, 99, 12) + udp_ok,
+        "udp_bad_len": eth(0x0800) + ip_header(src, dst, 17, 12) + struct.pack("!HHHH", 5555, 7, 200, 0) + b"abcd",
+        "udp_bad_checksum": eth(0x0800) + ip_header(src, dst, 17, 12) + struct.pack("!HHHH", 5555, 7, 12, 0x1234)
+        + b"abcd",
+        "icmp_bad_checksum": eth(0x0800) + ip_header(src, dst, 1, 12) + struct.pack("!BBHHH", 8, 0, 0x4321, 1, 1)
+        + b"abcd",
+        "other_mac": b"\x02\x99\x99\x99\x99\x99" + src_mac + struct.pack("!H", 0x0800) + ip_header(src, dst, 17, 12)
+        + udp_ok,
+    }
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((args.iface, 0))
+    sent = 0
+    for _ in range(args.repeat):
+        for name, f in frames.items():
+            try:
+                s.send(f)
+                sent += 1
+            except OSError as e:  # the kernel may refuse a runt; the others still go
+                print(f"malformed: {name} not sent: {e}", file=sys.stderr)
+    print(f"malformed sent={sent} kinds={','.join(frames)}")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("udp-client")
+    c.add_argument("host")
+    c.add_argument("port", type=int)
+    c.add_argument("--sizes", default="1-1472")
+    c.add_argument("--timeout", type=float, default=0.5)
+    e = sub.add_parser("udp-echo-server")
+    e.add_argument("port", type=int)
+    e.add_argument("--seconds", type=float, default=60)
+    m = sub.add_parser("malformed")
+    m.add_argument("iface")
+    m.add_argument("dst_mac")
+    m.add_argument("--src", default="198.18.0.2")
+    m.add_argument("--dst", default="198.18.0.1")
+    m.add_argument("--repeat", type=int, default=3)
+    a = p.parse_args()
+    {"udp-client": udp_client, "udp-echo-server": udp_echo_server, "malformed": malformed}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+//! The run-to-completion cycle of one core (paper §3, Fig. 1b; DESIGN.md §3).
+//!
+//! `run_io` is one cycle: (1) execute the app's batched commands, (2) run due timers, (3) take at most B frames
+//! from the NIC and push each through the whole stack, producing event conditions, (4) post TX and reclaim
+//! completions. The caller (libix) then runs the app on the events and comes back with the next commands.
+//! Batching is adaptive: only what is already queued is batched; nothing waits to fill a batch.
+use crate::api::{Command, Event, Events, Ret};
+use crate::config::ChecksumPolicy;
+use crate::mbuf::{Mbuf, MbufPool};
+use crate::net::{Interface, Io};
+use crate::nic::{Batch, NicQueue};
+use crate::stats::{Counter, Stats, StatsPage};
+use crate::time::{Duration, Instant};
+use crate::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
+use std::io;
+use std::sync::Arc;
+
+/// Per-queue settings of a dataplane.
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// Our address and prefix.
+    pub cidr: Ipv4Cidr,
+    /// Next hop for off-link destinations.
+    pub gateway: Option<Ipv4Address>,
+    /// Batch bound B (1..=256).
+    pub batch: usize,
+    /// Partial-checksum policy.
+    pub checksum: ChecksumPolicy,
+    /// Queue index (its block in the statistics page).
+    pub queue_id: u32,
+}
+
+impl DataplaneConfig {
+    /// Defaults (B = 64, strict checksums, queue 0) for `cidr`.
+    pub fn new(cidr: Ipv4Cidr) -> DataplaneConfig {
+        DataplaneConfig { cidr, gateway: None, batch: 64, checksum: ChecksumPolicy::Strict, queue_id: 0 }
+    }
+}
+
+/// Interval between copies of the counters into the shared statistics page.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(1);
+
+/// One core's dataplane: a NIC queue, its mbuf pool and the stack, run to completion.
+#[derive(Debug)]
+pub struct Dataplane {
+    // Field order matters: the NIC queue (an AF_XDP socket bound to the pool's memory) must drop before the pool.
+    nic: Box<dyn NicQueue>,
+    pool: MbufPool,
+    iface: Interface,
+    tx: Batch,
+    rx: Batch,
+    stats: Stats,
+    lent: Vec<Option<Mbuf>>,
+    lent_count: u32,
+    batch: usize,
+    queue_id: u32,
+    page: Option<Arc<StatsPage>>,
+    last_publish: Instant,
+}
+
+impl Dataplane {
+    /// A dataplane over `nic`, whose frames come from `pool`.
+    pub fn new(nic: Box<dyn NicQueue>, pool: MbufPool, cfg: &DataplaneConfig) -> Dataplane {
+        let mac = EthernetAddress(nic.mac());
+        let caps = nic.caps();
+        let mut iface = Interface::new(mac, cfg.cidr, cfg.gateway, caps.mtu);
+        iface.set_checksum_policy(cfg.checksum);
+        let lent = (0..pool.capacity()).map(|_| None).collect();
+        let mut stats = Stats::default();
+        stats.set(Counter::PoolCapacity, pool.capacity() as u64);
+        Dataplane {
+            nic,
+            pool,
+            iface,
+            tx: Batch::new(),
+            rx: Batch::new(),
+            stats,
+            lent,
+            lent_count: 0,
+            batch: cfg.batch.clamp(1, crate::nic::MAX_BATCH),
+            queue_id: cfg.queue_id,
+            page: None,
+            last_publish: Instant::default(),
+        }
+    }
+
+    /// Publishes this dataplane's counters in `page` (block `queue_id`).
+    pub fn set_stats_page(&mut self, page: Arc<StatsPage>) {
+        self.page = Some(page);
+    }
+
+    /// One cycle: `submit` then `cycle`. `rets[i]` gets the result of `cmds[i]`; events are appended to
+    /// `events` within its limit. Returns the number of events appended.
+    pub fn run_io(&mut self, now: Instant, cmds: &[Command<'_>], rets: &mut [Ret], events: &mut Events) -> usize {
+        let before = events.len();
+        self.submit(now, cmds, rets, events);
+        self.cycle(now, events);
+        events.len() - before
+    }
+
+    /// Executes the app's commands in order; `rets[i]` gets the result of `cmds[i]`.
+    pub fn submit(&mut self, now: Instant, cmds: &[Command<'_>], rets: &mut [Ret], events: &mut Events) {
+        let Dataplane { pool, iface, tx, stats, lent, lent_count, .. } = self;
+        let mut io = Io { pool, tx, stats, events, lent: &mut lent[..], lent_count, now };
+        for (i, cmd) in cmds.iter().enumerate() {
+            let ret = execute(iface, &mut io, cmd);
+            match ret {
+                Ret::Ok => {}
+                Ret::BadHandle => io.stats.inc(Counter::CmdBadHandle),
+                Ret::Again | Ret::NoMem => io.stats.inc(Counter::CmdAgain),
+                _ => io.stats.inc(Counter::CmdInvalid),
+            }
+            if let Some(r) = rets.get_mut(i) {
+                *r = ret;
+            }
+        }
+        io.stats.add(Counter::Commands, cmds.len() as u64);
+    }
+
+    /// Runs due timers, takes at most B frames from the NIC (and no more than `events` has room for: the rest
+    /// waits in the NIC ring, as in IX), pushes each through the stack, then posts TX and reclaims completions.
+    pub fn cycle(&mut self, now: Instant, events: &mut Events) {
+        let before = events.len();
+        let Dataplane { nic, pool, iface, tx, rx, stats, lent, lent_count, batch, .. } = self;
+        nic.maintain(pool);
+        let mut io = Io { pool, tx, stats, events, lent: &mut lent[..], lent_count, now };
+        iface.poll_timers(&mut io);
+        let max = (*batch).min(io.events.room()).min(rx.capacity());
+        if max > 0 {
+            let n = nic.receive(io.pool, rx, max);
+            io.stats.record_batch(n);
+            io.stats.add(Counter::RxPackets, n as u64);
+            for m in rx.drain(..) {
+                io.stats.add(Counter::RxBytes, m.len() as u64);
+                iface.receive(&mut io, m);
+            }
+        }
+        if !io.tx.is_empty() {
+            let queued = io.tx.len();
+            let bytes: u64 = io.tx.iter().map(|m| m.len() as u64).sum();
+            nic.transmit(io.pool, io.tx);
+            let left: u64 = io.tx.iter().map(|m| m.len() as u64).sum();
+            io.stats.add(Counter::TxPackets, (queued - io.tx.len()) as u64);
+            io.stats.add(Counter::TxBytes, bytes - left);
+            io.stats.add(Counter::TxRingFull, io.tx.len() as u64);
+        }
+        nic.maintain(io.pool);
+        let produced = events.len() - before;
+        self.stats.inc(Counter::Cycles);
+        self.stats.add(Counter::Events, produced as u64);
+        if now - self.last_publish >= PUBLISH_INTERVAL {
+            self.publish(now);
+        }
+    }
+
+    /// Copies counters and gauges into the statistics page now.
+    pub fn publish(&mut self, now: Instant) {
+        self.refresh_gauges();
+        self.last_publish = now;
+        if let Some(page) = &self.page {
+            page.publish(self.queue_id, &self.stats);
+        }
+    }
+
+    fn refresh_gauges(&mut self) {
+        let n = self.nic.stats();
+        let s = &mut self.stats;
+        s.set(Counter::PoolAvailable, self.pool.available() as u64);
+        s.set(Counter::MbufsLent, self.lent_count as u64);
+        s.set(Counter::NicRxDropped, n.rx_dropped);
+        s.set(Counter::NicRxErrors, n.rx_errors);
+        s.set(Counter::NicTxErrors, n.tx_errors);
+        s.set(Counter::NicFillStarved, n.fill_starved);
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&mut self) -> Stats {
+        self.refresh_gauges();
+        self.stats.clone()
+    }
+
+    /// The lent buffer's bytes, if `buf` is currently lent (safe access for Rust callers).
+    pub fn lent_data(&self, buf: &crate::api::LentBuf) -> Option<&[u8]> {
+        let m = self.lent.get(buf.index as usize)?.as_ref()?;
+        let data = self.pool.data(m);
+        (data.as_ptr() == buf.ptr && data.len() == buf.len as usize).then_some(data)
+    }
+
+    /// Whether the next cycle has work without waiting: frames left to transmit.
+    pub fn has_pending_tx(&self) -> bool {
+        !self.tx.is_empty()
+    }
+
+    /// When the stack's timers next need a cycle.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.iface.poll_at()
+    }
+
+    /// The fd to sleep on when idle (readable when frames wait).
+    pub fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.nic.poll_fd()
+    }
+
+    /// Sleeps until the NIC has frames or `timeout` passes (bounded by the next timer). Returns whether frames
+    /// are ready. Queues without an fd return at once.
+    pub fn idle_wait(&mut self, now: Instant, timeout: Duration) -> io::Result<bool> {
+        let mut timeout = timeout;
+        if let Some(at) = self.poll_at() {
+            timeout = timeout.min(at - now);
+        }
+        let Some(fd) = self.nic.poll_fd() else { return Ok(false) };
+        self.stats.inc(Counter::IdleSleeps);
+        if now - self.last_publish >= PUBLISH_INTERVAL {
+            self.publish(now);
+        }
+        crate::sys::poll_readable(fd, timeout)
+    }
+
+    /// Our MAC address.
+    pub fn mac(&self) -> EthernetAddress {
+        self.iface.mac()
+    }
+
+    /// The pool (for accounting in tests and tools).
+    pub fn pool(&self) -> &MbufPool {
+        &self.pool
+    }
+
+    /// Frames currently outside the free list: held by the NIC, lent to the app, parked or queued.
+    pub fn frames_in_use(&self) -> u32 {
+        self.pool.capacity() - self.pool.available()
+    }
+
+    /// Frames the NIC holds (RX buffers posted, TX in flight).
+    pub fn frames_held_by_nic(&self) -> u32 {
+        self.nic.frames_held()
+    }
+
+    /// Releases everything (lent buffers, parked and queued frames, the NIC's buffers) and returns the pool, so
+    /// a test can check that every frame came home.
+    pub fn shutdown(mut self) -> MbufPool {
+        self.release_all();
+        // Drop the NIC queue (closing an AF_XDP socket) before handing its memory back.
+        let Dataplane { nic, pool, .. } = self;
+        drop(nic);
+        pool
+    }
+
+    fn release_all(&mut self) {
+        for slot in self.lent.iter_mut() {
+            if let Some(m) = slot.take() {
+                self.pool.free(m);
+            }
+        }
+        self.lent_count = 0;
+        for m in self.tx.drain(..) {
+            self.pool.free(m);
+        }
+        self.iface.release(&mut self.pool);
+        self.nic.release(&mut self.pool);
+    }
+}
+
+fn execute(iface: &mut Interface, io: &mut Io<'_>, cmd: &Command<'_>) -> Ret {
+    match *cmd {
+        Command::UdpBind { port } => iface.udp_bind(port),
+        Command::UdpUnbind { port } => iface.udp_unbind(port),
+        Command::UdpSend { src_port, dst, payload, cookie } => {
+            if io.events.room() == 0 {
+                return Ret::Again;
+            }
+            let ret = iface.udp_send(io, src_port, dst, payload);
+            if ret == Ret::Ok {
+                io.events.push(Event::UdpSent { cookie });
+            }
+            ret
+        }
+        Command::RecvDone { data } => {
+            let Some((index, _)) = io.pool.index_of_ptr(data) else { return Ret::BadHandle };
+            match io.lent.get_mut(index as usize).and_then(Option::take) {
+                Some(m) => {
+                    *io.lent_count -= 1;
+                    io.pool.free(m);
+                    Ret::Ok
+                }
+                None => Ret::BadHandle,
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The neighbour cache: IPv4 → MAC, with a bounded queue of frames waiting for resolution.
+//!
+//! Heads up: read RFC 826 (ARP) and RFC 1122 §2.3.2.2 (queue at least one packet per unresolved neighbour).
+//! Fixed capacity, open addressing with a short probe window and no deletion: an entry is only ever overwritten
+//! (oldest first when the window is full), so lookups need no tombstones. Stale entries keep working while a
+//! refresh request is out, so a busy flow never stalls on re-resolution.
+use crate::mbuf::Mbuf;
+use crate::time::{Duration, Instant};
+use crate::wire::{EthernetAddress, Ipv4Address};
+use arrayvec::ArrayVec;
+
+/// Entries in the cache.
+pub const CAPACITY: usize = if cfg!(test) { 16 } else { 512 };
+/// Frames that may wait for resolution, over all neighbours.
+pub const PENDING_CAPACITY: usize = 64;
+const PROBE_WINDOW: usize = 8;
+/// How long a resolved entry is trusted before a refresh request goes out.
+pub const REACHABLE_TIME: Duration = Duration::from_secs(60);
+/// Interval between ARP requests for an unresolved neighbour.
+pub const RETRY_INTERVAL: Duration = Duration::from_millis(1000);
+/// Requests sent before the frames waiting for a neighbour are dropped.
+pub const MAX_TRIES: u8 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Empty,
+    Resolved { mac: EthernetAddress, expires_at: Instant, refreshing: bool },
+    Incomplete { tries: u8, next_try: Instant },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    ip: Ipv4Address,
+    state: State,
+    touched: Instant,
+}
+
+/// Result of a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// Resolved and fresh.
+    Hit(EthernetAddress),
+    /// Resolved but expired: use it, and send the refresh request the cache just scheduled.
+    Refresh(EthernetAddress),
+    /// Not resolved.
+    Miss,
+}
+
+/// What `poll` asks the stack to do.
+#[derive(Debug, Default)]
+pub struct Due {
+    /// Neighbours to send an ARP request to.
+    pub requests: ArrayVec<Ipv4Address, 16>,
+    /// Frames whose neighbour never answered: free them and count.
+    pub expired: ArrayVec<Mbuf, PENDING_CAPACITY>,
+}
+
+/// The cache.
+#[derive(Debug)]
+pub struct ArpCache {
+    entries: Box<[Entry]>,
+    pending: ArrayVec<(Ipv4Address, Mbuf), PENDING_CAPACITY>,
+}
+
+impl Default for ArpCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn slot_of(ip: Ipv4Address) -> usize {
+    // Fibonacci hashing of the address spreads sequential hosts over the table.
+    (ip.to_u32().wrapping_mul(0x9E37_79B9) >> 16) as usize % CAPACITY
+}
+
+impl ArpCache {
+    /// An empty cache.
+    pub fn new() -> ArpCache {
+        let empty = Entry { ip: Ipv4Address::UNSPECIFIED, state: State::Empty, touched: Instant::default() };
+        ArpCache { entries: vec![empty; CAPACITY].into_boxed_slice(), pending: ArrayVec::new() }
+    }
+
+    fn find(&self, ip: Ipv4Address) -> Option<usize> {
+        let start = slot_of(ip);
+        (0..PROBE_WINDOW).map(|i| (start + i) % CAPACITY).find(|&s| {
+            let e = &self.entries[s];
+            e.state != State::Empty && e.ip == ip
+        })
+    }
+
+    /// A slot for a new entry: the first empty one in the window, else the least recently touched.
+    fn claim(&mut self, ip: Ipv4Address) -> usize {
+        let start = slot_of(ip);
+        let window = (0..PROBE_WINDOW).map(|i| (start + i) % CAPACITY);
+        if let Some(s) = window.clone().find(|&s| self.entries[s].state == State::Empty) {
+            return s;
+        }
+        window.min_by_key(|&s| self.entries[s].touched).unwrap_or(start)
+    }
+
+    /// Looks `ip` up.
+    pub fn lookup(&mut self, ip: Ipv4Address, now: Instant) -> Lookup {
+        let Some(s) = self.find(ip) else { return Lookup::Miss };
+        let e = &mut self.entries[s];
+        e.touched = now;
+        match e.state {
+            State::Resolved { mac, expires_at, refreshing } if now >= expires_at && !refreshing => {
+                e.state = State::Resolved { mac, expires_at, refreshing: true };
+                Lookup::Refresh(mac)
+            }
+            State::Resolved { mac, .. } => Lookup::Hit(mac),
+            _ => Lookup::Miss,
+        }
+    }
+
+    /// Records `ip` at `mac`. Creates an entry only when `create` (the packet was addressed to us, RFC 826's
+    /// merge rule); otherwise only updates an existing one. Returns whether an entry now holds it.
+    pub fn learn(&mut self, ip: Ipv4Address, mac: EthernetAddress, now: Instant, create: bool) -> bool {
+        if !mac.is_unicast() || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+            return false;
+        }
+        let slot = match self.find(ip) {
+            Some(s) => s,
+            None if create => self.claim(ip),
+            None => return false,
+        };
+        self.entries[slot] = Entry {
+            ip,
+            state: State::Resolved { mac, expires_at: now + REACHABLE_TIME, refreshing: false },
+            touched: now,
+        };
+        true
+    }
+
+    /// Parks `frame` until `ip` resolves. Returns `Ok(true)` when a request must go out now, `Ok(false)` when
+    /// one is already out, and gives the frame back when the pending queue is full.
+    pub fn park(&mut self, ip: Ipv4Address, frame: Mbuf, now: Instant) -> Result<bool, Mbuf> {
+        if self.pending.is_full() {
+            return Err(frame);
+        }
+        self.pending.push((ip, frame));
+        if let Some(s) = self.find(ip) {
+            if matches!(self.entries[s].state, State::Incomplete { .. }) {
+                return Ok(false);
+            }
+        }
+        let s = self.claim(ip);
+        self.entries[s] = Entry {
+            ip,
+            state: State::Incomplete { tries: 1, next_try: now + RETRY_INTERVAL },
+            touched: now,
+        };
+        Ok(true)
+    }
+
+    /// Moves the frames waiting for `ip` into `out` (as many as fit; the rest wait for the next call).
+    pub fn take_parked<const N: usize>(&mut self, ip: Ipv4Address, out: &mut ArrayVec<Mbuf, N>) {
+        let mut i = 0;
+        while i < self.pending.len() && !out.is_full() {
+            if self.pending[i].0 == ip {
+                // Order among waiting frames of one neighbour is kept: remove() shifts, swap_remove would not.
+                out.push(self.pending.remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Whether any frame waits for `ip`.
+    pub fn has_parked(&self, ip: Ipv4Address) -> bool {
+        self.pending.iter().any(|(p, _)| *p == ip)
+    }
+
+    /// Retries due requests and gives up on neighbours that never answered.
+    pub fn poll(&mut self, now: Instant, due: &mut Due) {
+        for e in self.entries.iter_mut() {
+            if let State::Incomplete { tries, next_try } = e.state {
+                if now < next_try {
+                    continue;
+                }
+                if tries >= MAX_TRIES {
+                    e.state = State::Empty;
+                    let ip = e.ip;
+                    let mut i = 0;
+                    while i < self.pending.len() && !due.expired.is_full() {
+                        if self.pending[i].0 == ip {
+                            due.expired.push(self.pending.remove(i).1);
+                        } else {
+                            i += 1;
+                        }
+                    }
+                } else if !due.requests.is_full() {
+                    e.state = State::Incomplete { tries: tries + 1, next_try: now + RETRY_INTERVAL };
+                    due.requests.push(e.ip);
+                }
+            }
+        }
+    }
+
+    /// The earliest retry deadline, if any request is out.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        self.entries
+            .iter()
+            .filter_map(|e| match e.state {
+                State::Incomplete { next_try, .. } => Some(next_try),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Every parked frame, for shutdown.
+    pub fn drain_parked(&mut self) -> impl Iterator<Item = Mbuf> + '_ {
+        self.pending.drain(..).map(|(_, m)| m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mbuf::MbufPool;
+
+    const MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 9]);
+
+    #[test]
+    fn learn_lookup_refresh() {
+        let mut c = ArpCache::new();
+        let ip = Ipv4Address([198, 18, 0, 2]);
+        let t0 = Instant::from_millis(1);
+        assert_eq!(c.lookup(ip, t0), Lookup::Miss);
+        assert!(!c.learn(ip, MAC, t0, false), "no entry created for traffic not addressed to us");
+        assert!(c.learn(ip, MAC, t0, true));
+        assert_eq!(c.lookup(ip, t0), Lookup::Hit(MAC));
+        let later = t0 + REACHABLE_TIME;
+        assert_eq!(c.lookup(ip, later), Lookup::Refresh(MAC));
+        assert_eq!(c.lookup(ip, later), Lookup::Hit(MAC), "one refresh request at a time");
+        assert!(!c.learn(ip, EthernetAddress::BROADCAST, t0, true));
+    }
+
+    #[test]
+    fn park_resolve_and_give_up() {
+        let mut pool = MbufPool::new(8, false).unwrap();
+        let mut c = ArpCache::new();
+        let a = Ipv4Address([198, 18, 0, 2]);
+        let b = Ipv4Address([198, 18, 0, 3]);
+        let t0 = Instant::from_millis(0);
+        assert_eq!(c.park(a, pool.alloc().unwrap(), t0), Ok(true));
+        assert_eq!(c.park(a, pool.alloc().unwrap(), t0), Ok(false));
+        assert_eq!(c.park(b, pool.alloc().unwrap(), t0), Ok(true));
+        assert_eq!(c.poll_at(), Some(t0 + RETRY_INTERVAL));
+        c.learn(a, MAC, t0, true);
+        let mut out: ArrayVec<Mbuf, 8> = ArrayVec::new();
+        c.take_parked(a, &mut out);
+        assert_eq!(out.len(), 2);
+        for m in out.drain(..) {
+            pool.free(m);
+        }
+        let mut t = t0;
+        let mut requests = 0;
+        for _ in 0..MAX_TRIES {
+            t = t + RETRY_INTERVAL;
+            let mut due = Due::default();
+            c.poll(t, &mut due);
+            requests += due.requests.len();
+            for m in due.expired {
+                pool.free(m);
+            }
+        }
+        assert_eq!(requests as u8, MAX_TRIES - 1, "first request went out at park time");
+        assert!(!c.has_parked(b));
+        assert_eq!(pool.available(), 8);
+    }
+
+    #[test]
+    fn full_table_evicts_least_recent() {
+        let mut c = ArpCache::new();
+        for i in 0..(CAPACITY as u32 * 4) {
+            let ip = Ipv4Address::from_u32(0xC612_0000 + i);
+            c.learn(ip, MAC, Instant::from_micros(i as u64), true);
+            assert_eq!(c.lookup(ip, Instant::from_micros(i as u64)), Lookup::Hit(MAC));
+        }
+    }
+}

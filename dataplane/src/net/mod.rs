@@ -1,0 +1,556 @@
+//! The stateful stack of one core: Ethernet in/out, ARP, IPv4 input, ICMP echo, UDP ports.
+//!
+//! Heads up: read RFC 791 (IPv4), RFC 792 (ICMP), RFC 768 (UDP), RFC 1122 (host requirements).
+//! Frames come in as [`Mbuf`]s from the NIC; each is consumed exactly once: answered in place (ARP, ICMP echo),
+//! lent to the app (UDP payloads), or freed with a counter saying why. Nothing here allocates, formats strings or
+//! panics on what a peer sends.
+pub mod arp;
+
+use crate::api::{Endpoint, Event, Events, LentBuf, Ret};
+use crate::config::ChecksumPolicy;
+use crate::mbuf::{Mbuf, MbufPool};
+use crate::nic::Batch;
+use crate::stats::{Counter, Stats};
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    checksum, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr,
+    Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+};
+use arp::{ArpCache, Lookup};
+use arrayvec::ArrayVec;
+use std::io::IoSlice;
+
+const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+const IP_LEN: usize = 20;
+const UDP_LEN: usize = 8;
+const DEFAULT_TTL: u8 = 64;
+/// ICMP errors sent per second at most (RFC 1812 §4.3.2.8 asks for a limit; Linux uses a token bucket too).
+const ICMP_ERRORS_PER_SEC: u32 = 100;
+
+/// What a cycle lends the stack: the pool, the frames to transmit, counters, events and lent buffers.
+#[derive(Debug)]
+pub struct Io<'a> {
+    /// The core's pool.
+    pub pool: &'a mut MbufPool,
+    /// Frames to hand to the NIC at the end of the cycle.
+    pub tx: &'a mut Batch,
+    /// Counters.
+    pub stats: &'a mut Stats,
+    /// Events for the app (bounded).
+    pub events: &'a mut Events,
+    /// Mbufs lent to the app, by frame index.
+    pub lent: &'a mut [Option<Mbuf>],
+    /// Number of `Some` in `lent`.
+    pub lent_count: &'a mut u32,
+    /// The cycle's time.
+    pub now: Instant,
+}
+
+impl Io<'_> {
+    /// Queues a frame for transmit, or frees it and counts when the TX batch is full.
+    fn push_tx(&mut self, m: Mbuf) {
+        if let Err(e) = self.tx.try_push(m) {
+            self.stats.inc(Counter::TxRingFull);
+            self.pool.free(e.element());
+        }
+    }
+
+    fn drop_frame(&mut self, m: Mbuf, why: Counter) {
+        self.stats.inc(why);
+        self.pool.free(m);
+    }
+
+    fn event_room(&self) -> bool {
+        self.events.room() > 0
+    }
+}
+
+/// A set of bound UDP ports: one bit per port, O(1), 8 KiB.
+#[derive(Debug)]
+struct PortSet {
+    bits: Box<[u64; 1024]>,
+}
+
+impl PortSet {
+    fn new() -> Self {
+        PortSet { bits: Box::new([0; 1024]) }
+    }
+    fn contains(&self, port: u16) -> bool {
+        self.bits[port as usize / 64] & (1 << (port % 64)) != 0
+    }
+    fn insert(&mut self, port: u16) -> bool {
+        let had = self.contains(port);
+        self.bits[port as usize / 64] |= 1 << (port % 64);
+        !had
+    }
+    fn remove(&mut self, port: u16) -> bool {
+        let had = self.contains(port);
+        self.bits[port as usize / 64] &= !(1 << (port % 64));
+        had
+    }
+}
+
+/// A one-second window rate limiter.
+#[derive(Debug)]
+struct RateLimiter {
+    window_start: Instant,
+    used: u32,
+    per_sec: u32,
+}
+
+impl RateLimiter {
+    fn allow(&mut self, now: Instant) -> bool {
+        if now - self.window_start >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= self.per_sec
+    }
+}
+
+/// Our identity on the link and the per-core protocol state.
+#[derive(Debug)]
+pub struct Interface {
+    mac: EthernetAddress,
+    cidr: Ipv4Cidr,
+    gateway: Option<Ipv4Address>,
+    mtu: u16,
+    checksum_policy: ChecksumPolicy,
+    arp: ArpCache,
+    udp_ports: PortSet,
+    icmp_errors: RateLimiter,
+    partial_hint_given: bool,
+}
+
+impl Interface {
+    /// A stack with address `cidr` on a link with `mac` and `mtu`.
+    pub fn new(mac: EthernetAddress, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>, mtu: u16) -> Interface {
+        Interface {
+            mac,
+            cidr,
+            gateway,
+            mtu,
+            checksum_policy: ChecksumPolicy::Strict,
+            arp: ArpCache::new(),
+            udp_ports: PortSet::new(),
+            icmp_errors: RateLimiter { window_start: Instant::default(), used: 0, per_sec: ICMP_ERRORS_PER_SEC },
+            partial_hint_given: false,
+        }
+    }
+
+    /// Sets the partial-checksum policy.
+    pub fn set_checksum_policy(&mut self, policy: ChecksumPolicy) {
+        self.checksum_policy = policy;
+    }
+
+    /// Our MAC address.
+    pub fn mac(&self) -> EthernetAddress {
+        self.mac
+    }
+
+    /// Our address and prefix.
+    pub fn cidr(&self) -> Ipv4Cidr {
+        self.cidr
+    }
+
+    /// Largest UDP payload that fits one frame.
+    pub fn max_udp_payload(&self) -> usize {
+        (self.mtu as usize).min(crate::mbuf::MAX_DATA - ETH_LEN) - IP_LEN - UDP_LEN
+    }
+
+    fn is_our_broadcast(&self, ip: Ipv4Address) -> bool {
+        ip.is_broadcast() || ip == self.cidr.broadcast()
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Consumes one received frame.
+    pub fn receive(&mut self, io: &mut Io<'_>, m: Mbuf) {
+        let (dst, ethertype) = match EthernetFrame::new_checked(io.pool.data(&m)) {
+            Ok(f) => (f.dst_addr(), f.ethertype()),
+            Err(_) => return io.drop_frame(m, Counter::DropEthMalformed),
+        };
+        if dst != self.mac && !dst.is_broadcast() {
+            return io.drop_frame(m, Counter::DropEthNotForUs);
+        }
+        match ethertype {
+            EtherType::Arp => self.arp_input(io, m),
+            EtherType::Ipv4 => self.ipv4_input(io, m),
+            _ => io.drop_frame(m, Counter::DropEthUnknownType),
+        }
+    }
+
+    fn arp_input(&mut self, io: &mut Io<'_>, mut m: Mbuf) {
+        let repr = {
+            let frame = EthernetFrame::new_unchecked(io.pool.data(&m));
+            match ArpPacket::new_checked(frame.payload()).and_then(|p| ArpRepr::parse(&p)) {
+                Ok(r) => r,
+                Err(_) => return io.drop_frame(m, Counter::DropArpMalformed),
+            }
+        };
+        let for_us = repr.target_protocol_addr == self.cidr.addr;
+        let from_our_subnet = self.cidr.contains(repr.source_protocol_addr);
+        if from_our_subnet && self.arp.learn(repr.source_protocol_addr, repr.source_hardware_addr, io.now, for_us)
+        {
+            self.flush_parked(io, repr.source_protocol_addr, repr.source_hardware_addr);
+        }
+        if !(for_us && repr.operation == ArpOperation::Request && repr.source_hardware_addr.is_unicast()) {
+            // Replies, gratuitous ARP and requests for other hosts: learned from above, nothing to answer.
+            return io.pool.free(m);
+        }
+        // Answer in place: the request frame becomes the reply.
+        let reply = ArpRepr {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: self.mac,
+            source_protocol_addr: self.cidr.addr,
+            target_hardware_addr: repr.source_hardware_addr,
+            target_protocol_addr: repr.source_protocol_addr,
+        };
+        let eth = EthernetRepr { src_addr: self.mac, dst_addr: repr.source_hardware_addr, ethertype: EtherType::Arp };
+        if m.trim(ETH_LEN + reply.buffer_len()).is_err() {
+            return io.drop_frame(m, Counter::DropArpMalformed);
+        }
+        let buf = io.pool.data_mut(&mut m);
+        let mut frame = EthernetFrame::new_unchecked(buf);
+        eth.emit(&mut frame);
+        reply.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+        io.stats.inc(Counter::ArpRepliesSent);
+        io.push_tx(m);
+    }
+
+    fn ipv4_input(&mut self, io: &mut Io<'_>, m: Mbuf) {
+        let (ip, ip_hlen, ip_total) = {
+            let frame = EthernetFrame::new_unchecked(io.pool.data(&m));
+            let packet = match Ipv4Packet::new_checked(frame.payload()) {
+                Ok(p) => p,
+                Err(_) => return io.drop_frame(m, Counter::DropIpMalformed),
+            };
+            if !packet.verify_checksum() {
+                return io.drop_frame(m, Counter::DropIpChecksum);
+            }
+            if packet.is_fragment() {
+                return io.drop_frame(m, Counter::DropIpFragment);
+            }
+            match Ipv4Repr::parse(&packet, false) {
+                Ok(r) => (r, packet.header_len() as usize, packet.total_len() as usize),
+                Err(_) => return io.drop_frame(m, Counter::DropIpMalformed),
+            }
+        };
+        let to_us = ip.dst_addr == self.cidr.addr;
+        if !to_us && !self.is_our_broadcast(ip.dst_addr) {
+            return io.drop_frame(m, Counter::DropIpNotForUs);
+        }
+        if ip.src_addr.is_broadcast() || ip.src_addr.is_multicast() {
+            return io.drop_frame(m, Counter::DropIpMalformed);
+        }
+        match ip.next_header {
+            IpProtocol::Icmp if to_us => self.icmp_input(io, m, &ip, ip_hlen, ip_total),
+            IpProtocol::Udp => self.udp_input(io, m, &ip, ip_hlen, ip_total, to_us),
+            IpProtocol::Icmp => io.drop_frame(m, Counter::DropIcmpOther),
+            _ => io.drop_frame(m, Counter::DropIpUnknownProto),
+        }
+    }
+
+    fn icmp_input(&mut self, io: &mut Io<'_>, mut m: Mbuf, ip: &Ipv4Repr, hlen: usize, total: usize) {
+        let is_echo = {
+            let l4 = &io.pool.data(&m)[ETH_LEN + hlen..ETH_LEN + total];
+            match Icmpv4Packet::new_checked(l4) {
+                Ok(p) if !p.verify_checksum() => return io.drop_frame(m, Counter::DropIcmpMalformed),
+                Ok(p) => matches!(Icmpv4Repr::parse(&p, false), Ok(Icmpv4Repr::EchoRequest { .. })),
+                Err(_) => return io.drop_frame(m, Counter::DropIcmpMalformed),
+            }
+        };
+        if !is_echo {
+            return io.drop_frame(m, Counter::DropIcmpOther);
+        }
+        // Turn the request into the reply in place: same ident, sequence and data.
+        if m.trim(ETH_LEN + total).is_err() {
+            return io.drop_frame(m, Counter::DropIcmpMalformed);
+        }
+        let mac = self.mac;
+        let our_ip = self.cidr.addr;
+        let peer = ip.src_addr;
+        let buf = io.pool.data_mut(&mut m);
+        let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+        let peer_mac = frame.src_addr();
+        frame.set_dst_addr(peer_mac);
+        frame.set_src_addr(mac);
+        let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+        packet.set_src_addr(our_ip);
+        packet.set_dst_addr(peer);
+        packet.set_hop_limit(DEFAULT_TTL);
+        packet.fill_checksum();
+        let mut icmp = Icmpv4Packet::new_unchecked(&mut buf[ETH_LEN + hlen..]);
+        icmp.set_msg_type(Icmpv4Message::EchoReply);
+        icmp.set_msg_code(0);
+        icmp.fill_checksum();
+        io.stats.inc(Counter::IcmpEchoReplies);
+        io.push_tx(m);
+    }
+
+    fn udp_input(&mut self, io: &mut Io<'_>, mut m: Mbuf, ip: &Ipv4Repr, hlen: usize, total: usize, to_us: bool) {
+        let (src_port, dst_port, payload_len) = {
+            let l4 = &io.pool.data(&m)[ETH_LEN + hlen..ETH_LEN + total];
+            let packet = match UdpPacket::new_checked(l4) {
+                Ok(p) => p,
+                Err(_) => return io.drop_frame(m, Counter::DropUdpMalformed),
+            };
+            if !packet.verify_checksum(ip.src_addr, ip.dst_addr) {
+                let partial = checksum::is_partial(
+                    packet.checksum(),
+                    &ip.src_addr,
+                    &ip.dst_addr,
+                    IpProtocol::Udp,
+                    packet.len() as u32,
+                );
+                if !partial {
+                    return io.drop_frame(m, Counter::DropUdpChecksum);
+                }
+                if self.checksum_policy == ChecksumPolicy::Strict {
+                    if !self.partial_hint_given {
+                        self.partial_hint_given = true;
+                        log::warn!(
+                            "dropping UDP with partial checksums from {}: the peer has TX checksum offload on \
+                             (run `ethtool -K <peer-if> tx off` on the Linux side, or set IX_CSUM=accept-partial \
+                             for a local veth peer)",
+                            ip.src_addr
+                        );
+                    }
+                    return io.drop_frame(m, Counter::DropChecksumPartial);
+                }
+            }
+            match UdpRepr::parse(&packet, ip.src_addr, ip.dst_addr, false) {
+                Ok(r) => (r.src_port, r.dst_port, packet.len() as usize - UDP_LEN),
+                Err(_) => return io.drop_frame(m, Counter::DropUdpMalformed),
+            }
+        };
+        if dst_port == 0 || !self.udp_ports.contains(dst_port) {
+            if to_us && src_port != 0 {
+                return self.send_port_unreachable(io, m, hlen, total);
+            }
+            return io.drop_frame(m, Counter::DropUdpNoPort);
+        }
+        if !io.event_room() {
+            // Cannot happen with `run_io`'s sizing; still no panic and no leak.
+            return io.drop_frame(m, Counter::CmdAgain);
+        }
+        if m.adjust(ETH_LEN + hlen + UDP_LEN).and_then(|_| m.trim(payload_len)).is_err() {
+            return io.drop_frame(m, Counter::DropUdpMalformed);
+        }
+        let buf = LentBuf { ptr: io.pool.data(&m).as_ptr(), len: payload_len as u32, index: m.index() };
+        let slot = m.index() as usize;
+        if slot >= io.lent.len() || io.lent[slot].is_some() {
+            return io.drop_frame(m, Counter::DropUdpMalformed);
+        }
+        io.lent[slot] = Some(m);
+        *io.lent_count += 1;
+        io.stats.inc(Counter::UdpRxDelivered);
+        io.events.push(Event::UdpRecv { buf, src: Endpoint { addr: ip.src_addr, port: src_port }, dst_port });
+    }
+
+    /// ICMP destination unreachable (port), quoting the offending IP header and 8 bytes (RFC 792, RFC 1122).
+    fn send_port_unreachable(&mut self, io: &mut Io<'_>, m: Mbuf, hlen: usize, total: usize) {
+        io.stats.inc(Counter::DropUdpNoPort);
+        if !self.icmp_errors.allow(io.now) {
+            return io.pool.free(m);
+        }
+        let Some(mut out) = io.pool.alloc() else {
+            io.stats.inc(Counter::DropNoMbuf);
+            return io.pool.free(m);
+        };
+        let (peer_mac, peer_ip) = {
+            let frame = EthernetFrame::new_unchecked(io.pool.data(&m));
+            let ip = Ipv4Packet::new_unchecked(frame.payload());
+            (frame.src_addr(), ip.src_addr())
+        };
+        let quote_len = (hlen + UDP_LEN).min(total);
+        let mut quote = [0u8; 60 + UDP_LEN];
+        quote[..quote_len].copy_from_slice(&io.pool.data(&m)[ETH_LEN..ETH_LEN + quote_len]);
+        io.pool.free(m);
+        let icmp = Icmpv4Repr::DstUnreachable { reason: 3, data: &quote[..quote_len] };
+        let len = ETH_LEN + IP_LEN + icmp.buffer_len();
+        if out.set_len(len).is_err() {
+            return io.pool.free(out);
+        }
+        let ip = Ipv4Repr {
+            src_addr: self.cidr.addr,
+            dst_addr: peer_ip,
+            next_header: IpProtocol::Icmp,
+            payload_len: icmp.buffer_len(),
+            hop_limit: DEFAULT_TTL,
+        };
+        let buf = io.pool.data_mut(&mut out);
+        let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+        EthernetRepr { src_addr: self.mac, dst_addr: peer_mac, ethertype: EtherType::Ipv4 }.emit(&mut frame);
+        ip.emit(&mut Ipv4Packet::new_unchecked(frame.payload_mut()));
+        icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[ETH_LEN + IP_LEN..]));
+        io.stats.inc(Counter::IcmpUnreachSent);
+        io.push_tx(out);
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    /// `UdpBind`.
+    pub fn udp_bind(&mut self, port: u16) -> Ret {
+        if port == 0 {
+            Ret::Invalid
+        } else if self.udp_ports.insert(port) {
+            Ret::Ok
+        } else {
+            Ret::AddrInUse
+        }
+    }
+
+    /// `UdpUnbind`.
+    pub fn udp_unbind(&mut self, port: u16) -> Ret {
+        if self.udp_ports.remove(port) {
+            Ret::Ok
+        } else {
+            Ret::BadHandle
+        }
+    }
+
+    /// `UdpSend`: builds one frame, copying the payload, and hands it to ARP resolution.
+    pub fn udp_send(&mut self, io: &mut Io<'_>, src_port: u16, dst: Endpoint, payload: &[IoSlice<'_>]) -> Ret {
+        if src_port == 0 || dst.port == 0 || dst.addr.is_unspecified() || dst.addr.is_multicast() {
+            return Ret::Invalid;
+        }
+        let len: usize = payload.iter().map(|s| s.len()).sum();
+        if len > self.max_udp_payload() {
+            return Ret::TooBig;
+        }
+        let broadcast = self.is_our_broadcast(dst.addr);
+        let next_hop = if broadcast || self.cidr.contains(dst.addr) {
+            dst.addr
+        } else if let Some(gw) = self.gateway {
+            gw
+        } else {
+            return Ret::Unreachable;
+        };
+        if io.tx.is_full() {
+            return Ret::Again;
+        }
+        let Some(mut m) = io.pool.alloc() else { return Ret::NoMem };
+        let frame_len = ETH_LEN + IP_LEN + UDP_LEN + len;
+        if m.set_len(frame_len).is_err() {
+            io.pool.free(m);
+            return Ret::TooBig;
+        }
+        let our_ip = self.cidr.addr;
+        let buf = io.pool.data_mut(&mut m);
+        let mut at = ETH_LEN + IP_LEN + UDP_LEN;
+        for s in payload {
+            buf[at..at + s.len()].copy_from_slice(s);
+            at += s.len();
+        }
+        let ip = Ipv4Repr {
+            src_addr: our_ip,
+            dst_addr: dst.addr,
+            next_header: IpProtocol::Udp,
+            payload_len: UDP_LEN + len,
+            hop_limit: DEFAULT_TTL,
+        };
+        {
+            let mut udp = UdpPacket::new_unchecked(&mut buf[ETH_LEN + IP_LEN..]);
+            UdpRepr { src_port, dst_port: dst.port }.emit_header(&mut udp, len);
+            udp.fill_checksum(our_ip, dst.addr);
+        }
+        ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH_LEN..]));
+        let dst_mac = if broadcast { Some(EthernetAddress::BROADCAST) } else { None };
+        self.send_frame(io, m, next_hop, dst_mac);
+        io.stats.inc(Counter::UdpTxSent);
+        Ret::Ok
+    }
+
+    /// Fills in the Ethernet header of an IPv4 frame and sends it, or parks it until `next_hop` resolves.
+    fn send_frame(&mut self, io: &mut Io<'_>, mut m: Mbuf, next_hop: Ipv4Address, dst_mac: Option<EthernetAddress>) {
+        let mac = match dst_mac {
+            Some(mac) => Some(mac),
+            None => match self.arp.lookup(next_hop, io.now) {
+                Lookup::Hit(mac) => Some(mac),
+                Lookup::Refresh(mac) => {
+                    self.send_arp_request(io, next_hop);
+                    Some(mac)
+                }
+                Lookup::Miss => None,
+            },
+        };
+        let src = self.mac;
+        let buf = io.pool.data_mut(&mut m);
+        let mut frame = EthernetFrame::new_unchecked(buf);
+        frame.set_src_addr(src);
+        frame.set_ethertype(EtherType::Ipv4);
+        match mac {
+            Some(mac) => {
+                frame.set_dst_addr(mac);
+                io.push_tx(m);
+            }
+            None => match self.arp.park(next_hop, m, io.now) {
+                Ok(true) => self.send_arp_request(io, next_hop),
+                Ok(false) => {}
+                Err(m) => io.drop_frame(m, Counter::DropArpUnresolved),
+            },
+        }
+    }
+
+    fn flush_parked(&mut self, io: &mut Io<'_>, ip: Ipv4Address, mac: EthernetAddress) {
+        while self.arp.has_parked(ip) {
+            let mut ready: ArrayVec<Mbuf, 16> = ArrayVec::new();
+            self.arp.take_parked(ip, &mut ready);
+            for mut m in ready {
+                EthernetFrame::new_unchecked(io.pool.data_mut(&mut m)).set_dst_addr(mac);
+                io.push_tx(m);
+            }
+        }
+    }
+
+    fn send_arp_request(&mut self, io: &mut Io<'_>, target: Ipv4Address) {
+        let Some(mut m) = io.pool.alloc() else { return io.stats.inc(Counter::DropNoMbuf) };
+        let arp = ArpRepr {
+            operation: ArpOperation::Request,
+            source_hardware_addr: self.mac,
+            source_protocol_addr: self.cidr.addr,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: target,
+        };
+        if m.set_len(ETH_LEN + arp.buffer_len()).is_err() {
+            return io.pool.free(m);
+        }
+        let mut frame = EthernetFrame::new_unchecked(io.pool.data_mut(&mut m));
+        EthernetRepr { src_addr: self.mac, dst_addr: EthernetAddress::BROADCAST, ethertype: EtherType::Arp }
+            .emit(&mut frame);
+        arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+        io.stats.inc(Counter::ArpRequestsSent);
+        io.push_tx(m);
+    }
+
+    // ---------------------------------------------------------------- timers
+
+    /// Runs due ARP retries and expiries.
+    pub fn poll_timers(&mut self, io: &mut Io<'_>) {
+        if self.arp.poll_at().is_none_or(|t| t > io.now) {
+            return;
+        }
+        let mut due = arp::Due::default();
+        self.arp.poll(io.now, &mut due);
+        for ip in due.requests {
+            self.send_arp_request(io, ip);
+        }
+        for m in due.expired {
+            io.drop_frame(m, Counter::DropArpUnresolved);
+        }
+    }
+
+    /// When the stack next needs `poll_timers`.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.arp.poll_at()
+    }
+
+    /// Frees every frame the stack holds (shutdown).
+    pub fn release(&mut self, pool: &mut MbufPool) {
+        for m in self.arp.drain_parked() {
+            pool.free(m);
+        }
+    }
+}
