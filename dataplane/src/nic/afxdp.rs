@@ -456,15 +456,19 @@ impl<T: RingDesc> ConsRing<T> {
 #[derive(Debug)]
 struct FrameSet {
     words: Vec<u64>,
+    frames: u32,
 }
 
 impl FrameSet {
     fn new(frames: u32) -> FrameSet {
-        FrameSet { words: vec![0; (frames as usize).div_ceil(64)] }
+        FrameSet { words: vec![0; (frames as usize).div_ceil(64)], frames }
     }
 
     /// Marks `idx`; false if it was already marked (or is out of range).
     fn insert(&mut self, idx: u32) -> bool {
+        if idx >= self.frames {
+            return false;
+        }
         let Some(w) = self.words.get_mut(idx as usize / 64) else { return false };
         let bit = 1u64 << (idx % 64);
         let was = *w & bit != 0;

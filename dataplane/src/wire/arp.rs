@@ -341,7 +341,10 @@ mod tests {
         let mut b = [0u8; 28];
         b.copy_from_slice(&REQUEST_FRAME[14..42]);
         b[7] = 3; // RARP request
-        assert_eq!(ArpRepr::parse(&ArpPacket::new_checked(&b[..]).unwrap()).unwrap().operation, ArpOperation::Unknown(3));
+        assert_eq!(
+            ArpRepr::parse(&ArpPacket::new_checked(&b[..]).unwrap()).unwrap().operation,
+            ArpOperation::Unknown(3)
+        );
     }
 
     proptest! {

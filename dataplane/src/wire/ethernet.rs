@@ -331,7 +331,8 @@ mod tests {
         assert_eq!(unicast.to_string(), "02:00:5e:10:00:ab");
         assert_eq!("02:00:5E:10:00:ab".parse::<EthernetAddress>(), Ok(unicast));
         assert_eq!(bcast.to_string().parse::<EthernetAddress>(), Ok(bcast));
-        for bad in ["", "02:00:5e:10:00", "02:00:5e:10:00:ab:cd", "2:00:5e:10:00:ab", "02:00:5e:10:00:ag", "+2:0:0:0:0:0"]
+        for bad in
+            ["", "02:00:5e:10:00", "02:00:5e:10:00:ab:cd", "2:00:5e:10:00:ab", "02:00:5e:10:00:ag", "+2:0:0:0:0:0"]
         {
             assert_eq!(bad.parse::<EthernetAddress>(), Err(Error), "{bad:?}");
         }

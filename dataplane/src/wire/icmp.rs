@@ -77,9 +77,8 @@ pub fn error_quote<T: AsRef<[u8]>>(packet: &Ipv4Packet<T>) -> &[u8] {
     if buf.len() < super::ipv4::HEADER_LEN {
         return buf;
     }
-    let end = (usize::from(packet.header_len()) + QUOTED_PAYLOAD_LEN)
-        .min(usize::from(packet.total_len()))
-        .min(buf.len());
+    let end =
+        (usize::from(packet.header_len()) + QUOTED_PAYLOAD_LEN).min(usize::from(packet.total_len())).min(buf.len());
     &buf[..end]
 }
 
@@ -260,7 +259,10 @@ pub enum Icmpv4Repr<'a> {
 impl<'a> Icmpv4Repr<'a> {
     /// Reads `packet`, with its checksum verified when `checksum_check` is set. Echo messages must have code 0;
     /// every other type but destination unreachable is an [`Error`] (unsupported).
-    pub fn parse<T: AsRef<[u8]> + ?Sized>(packet: &Icmpv4Packet<&'a T>, checksum_check: bool) -> Result<Icmpv4Repr<'a>> {
+    pub fn parse<T: AsRef<[u8]> + ?Sized>(
+        packet: &Icmpv4Packet<&'a T>,
+        checksum_check: bool,
+    ) -> Result<Icmpv4Repr<'a>> {
         packet.check_len()?;
         if checksum_check && !packet.verify_checksum() {
             return Err(Error);
@@ -329,7 +331,8 @@ mod tests {
     /// padded to 60 bytes.
     static PING_FRAME: [u8; 60] = [
         0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00, // Ethernet
-        0x45, 0x00, 0x00, 0x24, 0x5e, 0x6b, 0x40, 0x00, 0x40, 0x01, 0x50, 0x46, 198, 18, 0, 2, 198, 18, 0, 1, // IPv4
+        0x45, 0x00, 0x00, 0x24, 0x5e, 0x6b, 0x40, 0x00, 0x40, 0x01, 0x50, 0x46, 198, 18, 0, 2, 198, 18, 0,
+        1, // IPv4
         0x08, 0x00, 0x60, 0x41, 0x12, 0x34, 0x00, 0x01, // ICMP header
         0x61, 0x62, 0x61, 0x62, 0x61, 0x62, 0x61, 0x62, // data
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // Ethernet padding

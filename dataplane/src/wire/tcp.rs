@@ -537,7 +537,7 @@ impl<'a> TcpOption<'a> {
             (field::OPT_WS, 3) => TcpOption::WindowScale(data[0]),
             (field::OPT_SACKPERM, 2) => TcpOption::SackPermitted,
             (field::OPT_SACKRNG, _) => {
-                if data.is_empty() || data.len() % 8 != 0 {
+                if data.is_empty() || data.len() & 7 != 0 {
                     return Err(Error);
                 }
                 let mut blocks = [None; 3];
@@ -779,7 +779,9 @@ impl<'a> TcpRepr<'a> {
 
     /// Sequence space the segment occupies: payload length, plus one for SYN and one for FIN.
     pub fn segment_len(&self) -> usize {
-        self.payload.len() + usize::from(self.flags.contains(TcpFlags::SYN)) + usize::from(self.flags.contains(TcpFlags::FIN))
+        self.payload.len()
+            + usize::from(self.flags.contains(TcpFlags::SYN))
+            + usize::from(self.flags.contains(TcpFlags::FIN))
     }
 
     /// Writes the whole segment for `src` -> `dst`: header, options, payload and checksum. ACK is set exactly when
@@ -1088,18 +1090,18 @@ mod tests {
     #[test]
     fn malformed_options_are_errors() {
         let cases: &[&[u8]] = &[
-            &[2],                            // kind without length
-            &[2, 4, 5],                      // MSS past the end
-            &[2, 3, 5],                      // MSS with length 3
-            &[3, 4, 7, 0],                   // WS with length 4
-            &[4, 3, 0],                      // SACKOK with length 3
-            &[8, 9, 0, 0, 0, 0, 0, 0, 0],    // TS with length 9
-            &[5, 2],                         // SACK with no block
-            &[5, 6, 0, 0, 0, 0],             // SACK with half a block
-            &[30, 1],                        // unknown kind, length 1
-            &[30, 0],                        // unknown kind, length 0 (would loop forever if accepted)
-            &[30, 5, 0, 0],                  // unknown kind, past the end
-            &[1, 1, 2, 4, 5, 0xb4, 3, 3],    // good options, then a truncated one
+            &[2],                         // kind without length
+            &[2, 4, 5],                   // MSS past the end
+            &[2, 3, 5],                   // MSS with length 3
+            &[3, 4, 7, 0],                // WS with length 4
+            &[4, 3, 0],                   // SACKOK with length 3
+            &[8, 9, 0, 0, 0, 0, 0, 0, 0], // TS with length 9
+            &[5, 2],                      // SACK with no block
+            &[5, 6, 0, 0, 0, 0],          // SACK with half a block
+            &[30, 1],                     // unknown kind, length 1
+            &[30, 0],                     // unknown kind, length 0 (would loop forever if accepted)
+            &[30, 5, 0, 0],               // unknown kind, past the end
+            &[1, 1, 2, 4, 5, 0xb4, 3, 3], // good options, then a truncated one
         ];
         for case in cases {
             assert!(TcpOptionIter::new(case).any(|o| o.is_err()), "{case:?}");
@@ -1232,10 +1234,8 @@ mod tests {
                 let _ = (p.fin(), p.syn(), p.rst(), p.psh(), p.ack(), p.urg(), p.ece(), p.cwr());
                 let _ = (p.window_len(), p.checksum(), p.urgent_at(), p.options(), p.payload(), p.segment_len());
                 let _ = (p.verify_checksum(src, dst), p.is_checksum_partial(src, dst));
-                for option in p.options_iter() {
-                    if let Ok(option) = option {
-                        let _ = option.buffer_len();
-                    }
+                for option in p.options_iter().flatten() {
+                    let _ = option.buffer_len();
                 }
             }
             let _ = TcpRepr::parse(&TcpPacket::new_unchecked(&bytes[..]), src, dst, csum);
@@ -1257,7 +1257,7 @@ mod tests {
             let repr = TcpRepr { payload: &payload, ..repr };
             let (src, dst) = (Ipv4Address(src), Ipv4Address(dst));
             let mut buf = vec![0u8; repr.buffer_len()];
-            prop_assert!(repr.header_len() <= 60 && repr.header_len() % 4 == 0);
+            prop_assert!(repr.header_len() <= 60 && repr.header_len() & 3 == 0);
             repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), src, dst);
             let packet = TcpPacket::new_checked(&buf[..]).unwrap();
             prop_assert!(packet.verify_checksum(src, dst));

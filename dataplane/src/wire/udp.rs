@@ -249,7 +249,8 @@ mod tests {
     /// headers included, padded to 60 bytes.
     static UDP_FRAME: [u8; 60] = [
         0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00, // Ethernet
-        0x45, 0x00, 0x00, 0x21, 0xa1, 0x3c, 0x40, 0x00, 0x40, 0x11, 0x0d, 0x68, 198, 18, 0, 2, 198, 18, 0, 1, // IPv4
+        0x45, 0x00, 0x00, 0x21, 0xa1, 0x3c, 0x40, 0x00, 0x40, 0x11, 0x0d, 0x68, 198, 18, 0, 2, 198, 18, 0,
+        1, // IPv4
         0x9c, 0x40, 0x1f, 0x90, 0x00, 0x0d, 0x74, 0x09, // UDP header
         b'h', b'e', b'l', b'l', b'o', // payload
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // Ethernet padding
@@ -317,10 +318,8 @@ mod tests {
         let repr = UdpRepr { src_port: 1, dst_port: 2 };
         let mut buf = [0u8; 10];
         repr.emit_header(&mut UdpPacket::new_unchecked(&mut buf[..]), 2);
-        let partial = checksum::combine(&[
-            checksum::pseudo_header(&SRC, &DST, IpProtocol::Udp, 10),
-            checksum::data(&buf),
-        ]);
+        let partial =
+            checksum::combine(&[checksum::pseudo_header(&SRC, &DST, IpProtocol::Udp, 10), checksum::data(&buf)]);
         let fix = 0xffff - partial; // one's-complement: partial + fix = 0xffff, no carry
         buf[8..10].copy_from_slice(&fix.to_be_bytes());
         let mut packet = UdpPacket::new_unchecked(&mut buf[..]);

@@ -1,0 +1,65 @@
+# Shell helpers for tests and the demo: a Linux test host in a network namespace, joined by veth.
+# Source it, then call testhost_create. Names are unique per process; cleanup runs on exit, also on failure.
+# Only 198.18.0.0/15 is used: the dataplane is 198.18.0.1/24, the Linux host 198.18.0.2/24.
+
+TH_ID="${TH_ID:-$$}"
+TH_NS="ixn${TH_ID}"
+TH_LOCAL="ixd${TH_ID}"
+TH_PEER="ixp${TH_ID}"
+TH_DP_IP=198.18.0.1
+TH_PEER_IP=198.18.0.2
+TH_PIDS=()
+
+testhost_cleanup() {
+    local p
+    for p in "${TH_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    for p in "${TH_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    ip netns del "$TH_NS" 2>/dev/null
+    ip link del "$TH_LOCAL" 2>/dev/null
+    true
+}
+
+# testhost_create [QUEUES]: namespace + veth; the Linux end gets 198.18.0.2/24 with TX checksum offload off
+# (a Linux sender over veth otherwise leaves partial checksums, DESIGN.md §4).
+testhost_create() {
+    local q="${1:-1}"
+    trap testhost_cleanup EXIT
+    trap 'exit 130' INT TERM
+    ip netns add "$TH_NS"
+    ip link add "$TH_LOCAL" numtxqueues "$q" numrxqueues "$q" type veth peer name "$TH_PEER" \
+        numtxqueues "$q" numrxqueues "$q" netns "$TH_NS"
+    ip link set "$TH_LOCAL" up
+    testhost_peer_setup "$TH_PEER"
+}
+
+# testhost_ns_only: just the namespace (the TAP backend creates its interface and we move it in).
+testhost_ns_only() {
+    trap testhost_cleanup EXIT
+    trap 'exit 130' INT TERM
+    ip netns add "$TH_NS"
+}
+
+# testhost_peer_setup IFACE: address and bring up IFACE inside the namespace.
+testhost_peer_setup() {
+    local ifc="$1"
+    ip -n "$TH_NS" addr add "$TH_PEER_IP/24" dev "$ifc"
+    ip -n "$TH_NS" link set "$ifc" up
+    ip -n "$TH_NS" link set lo up
+    ip netns exec "$TH_NS" sysctl -qw net.core.txrehash=0 || true
+    ip netns exec "$TH_NS" ethtool -K "$ifc" tx off >/dev/null 2>&1 || true
+}
+
+# in_ns CMD...: run a command on the Linux test host.
+in_ns() { ip netns exec "$TH_NS" "$@"; }
+
+# wait_for_line FILE PATTERN SECONDS: wait until FILE has a line matching PATTERN.
+wait_for_line() {
+    local f="$1" pat="$2" secs="$3" i
+    for ((i = 0; i < secs * 20; i++)); do
+        grep -q "$pat" "$f" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "timed out after ${secs}s waiting for '$pat' in $f:" >&2
+    cat "$f" >&2
+    return 1
+}
