@@ -8,7 +8,7 @@
 set -euo pipefail
 backend="$1"
 bin="$2/ix_udp_echo"
-ixctl="$2/ixctl"
+ixctl="${IXCTL:-$2/ixctl}"
 here="$(cd "$(dirname "$0")" && pwd)"
 TH_ID="u${backend:0:1}$$"
 source "$here/../scripts/testhost.sh"

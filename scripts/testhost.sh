@@ -11,6 +11,8 @@ TH_PEER_IP=198.18.0.2
 TH_PIDS=()
 
 testhost_cleanup() {
+    # Runs from an EXIT trap under `set -e`: nothing here may abort the rest of the cleanup.
+    set +e
     local p
     for p in "${TH_PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${TH_PIDS[@]}"; do wait "$p" 2>/dev/null; done

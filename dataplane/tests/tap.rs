@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use dataplane::mbuf::MbufPool;
 use dataplane::nic::tap::{self, steer_queue, steering_program, TapConfig, TapQueue};
 use dataplane::nic::{Batch, NicQueue};
-use dataplane::sys::tap::SteeringProgram;
+use dataplane::sys::tap::{SteeringProgram, TapDevice};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -345,6 +345,42 @@ fn steering_three_queues_matches_steer_queue() {
     if privileged("steering_three_queues_matches_steer_queue") {
         steering_matches_rust(3, 62);
     }
+}
+
+#[test]
+fn device_helpers_name_pattern_mac_link_up_and_steering_detach() {
+    if !privileged("device_helpers_name_pattern_mac_link_up_and_steering_detach") {
+        return;
+    }
+    let ns = Netns::new();
+    let pattern = format!("ixtp{}x%d", std::process::id() % 100_000);
+    let dev = TapDevice::create(&pattern, 2).unwrap_or_else(|e| panic!("create TAP {pattern}: {e}"));
+    let name = dev.name().to_string();
+    assert!(!name.contains('%'), "the kernel filled in the pattern: {name}");
+    assert_eq!(dev.queue_count(), 2);
+    assert!(dev.queue(2).is_none());
+    for i in 0..2 {
+        assert_eq!(dev.queue(i).unwrap().interface_name().unwrap(), name);
+    }
+    let sysfs_mac = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).unwrap();
+    let mac = dev.kernel_mac().unwrap().iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    assert_eq!(mac, sysfs_mac.trim());
+    let prog = SteeringProgram::load(&steering_program(2)).unwrap();
+    dev.attach_steering(&prog).unwrap();
+    drop(prog);
+    dev.detach_steering().unwrap();
+
+    // Bring the link up from inside the namespace it moved to.
+    run(&["ip", "link", "set", &name, "netns", &ns.name]);
+    let dev = ns.spawn(move || {
+        dev.set_up().expect("SIOCSIFFLAGS IFF_UP in the namespace");
+        dev
+    });
+    let dev = dev.join().expect("set_up thread panicked");
+    let out = Command::new("ip").args(["-n", &ns.name, "-o", "link", "show", &name]).output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.contains(",UP"), "link is up: {line}");
+    drop(dev);
 }
 
 /// splitmix64, for reproducible random frames.

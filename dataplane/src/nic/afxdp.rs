@@ -43,6 +43,15 @@ pub const FILL_BATCH: u32 = 32;
 const KERNEL_TX_BATCH: u32 = 32;
 /// `XDP_STATISTICS` is read once every this many `maintain` calls (it is a syscall).
 pub const STATS_REFRESH_CYCLES: u32 = 1024;
+/// A queue whose socket was just closed stays busy until the kernel's deferred teardown runs: `open` retries
+/// `EBUSY` this many times, [`BUSY_RETRY_SLEEP`] apart, before reporting the queue as taken.
+const BIND_BUSY_RETRIES: u32 = 200;
+/// Pause between those retries (and between the probes of a zero-copy `release`).
+const BUSY_RETRY_SLEEP: std::time::Duration = std::time::Duration::from_millis(5);
+/// Probes a zero-copy `release` makes for the driver to let go of the UMEM before giving up on those frames.
+const TEARDOWN_PROBES: u32 = 400;
+/// Rounds of reap + kick a `release` spends letting queued TX frames go out before it closes the socket.
+const RELEASE_TX_ROUNDS: u32 = 10_000;
 /// Ethernet header bytes, for turning a frame size into an L3 MTU.
 const ETH_HLEN: usize = 14;
 /// Name of the XSKMAP and program as `bpftool` shows them.
@@ -680,7 +689,19 @@ impl XskQueue {
         let tx = ProdRing::new(map(RingKind::Tx, cfg.tx_size)?)?;
 
         let wake = if cfg.need_wakeup { xdp::XDP_USE_NEED_WAKEUP } else { 0 };
-        let bind = |mode: u16| xdp::bind(fd.as_fd(), ifindex, queue_id, mode | wake);
+        let bind = |mode: u16| {
+            let mut retries = 0;
+            loop {
+                match xdp::bind(fd.as_fd(), ifindex, queue_id, mode | wake) {
+                    // A socket closed a moment ago still holds the queue until the kernel's deferred teardown.
+                    Err(e) if errno(&e) == libc::EBUSY && retries < BIND_BUSY_RETRIES => {
+                        retries += 1;
+                        std::thread::sleep(BUSY_RETRY_SLEEP);
+                    }
+                    r => return r,
+                }
+            }
+        };
         let bound = match cfg.zero_copy {
             Some(true) => bind(xdp::XDP_ZEROCOPY),
             Some(false) => bind(xdp::XDP_COPY),
@@ -783,6 +804,16 @@ impl XskQueue {
     /// Frames the queue keeps posted for RX.
     pub fn fill_target(&self) -> u32 {
         self.fill_target
+    }
+
+    /// Frames posted for RX (fill ring, kernel, RX ring) and not yet received.
+    pub fn rx_posted(&self) -> u32 {
+        self.frames.rx_posted
+    }
+
+    /// Frames posted for TX and not yet completed.
+    pub fn tx_in_flight(&self) -> u32 {
+        self.frames.tx_in_flight
     }
 
     /// Whether the socket is open (false after [`NicQueue::release`]).
@@ -1001,28 +1032,72 @@ impl NicQueue for XskQueue {
         self.frames.rx_posted + self.frames.tx_in_flight
     }
 
-    /// Closes the socket and returns every frame to `pool`: completed TX and pending RX frames first, then, once
-    /// the socket is gone (rings unmapped, fd closed, so the kernel has released it), every frame the kernel held.
+    /// Closes the socket and returns every frame to `pool`.
+    ///
+    /// Queued TX frames are first given a bounded chance to go out and complete; pending RX frames are dropped
+    /// into the pool. Then the rings are unmapped and the fd closed, which releases the socket before close(2)
+    /// returns. In copy mode the kernel writes UMEM frames only through a bound socket, so every frame it held is
+    /// ours at once. In zero-copy mode the driver lets go of its RX buffers only in the kernel's deferred pool
+    /// teardown: `release` waits (bounded, with [`xdp::queue_is_free`] probes) until the queue is free, and if that
+    /// never happens leaves those frames out of the pool rather than risk DMA into reused mbufs.
     /// The queue is closed afterwards: `receive` returns nothing, `transmit` refuses.
     fn release(&mut self, pool: &mut MbufPool) {
-        if !self.owns_pool(pool) {
+        if !self.owns_pool(pool) || self.sock.is_none() {
             return;
         }
-        if let Some(s) = self.sock.as_mut() {
-            self.frames.reap(&mut s.comp, pool, &mut self.stats);
+        for _ in 0..RELEASE_TX_ROUNDS {
+            if let Some(s) = self.sock.as_mut() {
+                self.frames.reap(&mut s.comp, pool, &mut self.stats);
+            }
+            if self.frames.tx_in_flight == 0 {
+                break;
+            }
+            self.kick_tx();
+            std::thread::sleep(std::time::Duration::from_micros(50));
         }
         self.drain_rx(pool);
         let _ = self.refresh_stats();
         if let Some(sock) = self.sock.take() {
             let _ = self.prog.remove(self.queue_id);
-            // Unmap the rings and close the fd; the kernel releases the socket before close(2) returns to us.
+            // Unmap the rings and close the fd: the kernel releases the socket before close(2) returns to us.
             drop(sock);
         }
-        self.frames.kernel.drain(|index| {
-            pool.free_index(index);
-        });
+        let lost = self.frames.tx_in_flight;
+        if lost > 0 {
+            log::warn!("queue {}: {lost} TX frames were still in flight when the socket closed", self.queue_id);
+        }
+        if self.zero_copy && !self.wait_for_teardown(pool) {
+            let held = self.frames.kernel.count();
+            log::warn!(
+                "queue {}: the driver did not release the zero-copy UMEM in time; {held} frames stay out of the pool",
+                self.queue_id
+            );
+            self.frames.kernel.drain(|_| {});
+        } else {
+            self.frames.kernel.drain(|index| {
+                pool.free_index(index);
+            });
+        }
         self.frames.rx_posted = 0;
         self.frames.tx_in_flight = 0;
+    }
+}
+
+impl XskQueue {
+    /// Waits until the kernel's deferred teardown of the closed socket's pool has run (the queue can be bound
+    /// again), which is when a zero-copy driver stops using the UMEM. Bounded by [`TEARDOWN_PROBES`].
+    fn wait_for_teardown(&self, pool: &MbufPool) -> bool {
+        for _ in 0..TEARDOWN_PROBES {
+            match xdp::queue_is_free(self.prog.ifindex(), self.queue_id, pool.region()) {
+                Ok(true) => return true,
+                Ok(false) => std::thread::sleep(BUSY_RETRY_SLEEP),
+                Err(e) => {
+                    log::warn!("probing queue {} after close: {e}", self.queue_id);
+                    return false;
+                }
+            }
+        }
+        false
     }
 }
 

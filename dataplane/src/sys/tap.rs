@@ -32,9 +32,10 @@ pub const MAX_TAP_QUEUES: u32 = 256;
 
 /// The `virtio_net_hdr` (legacy layout, native byte order as the kernel uses unless `TUNSETVNETLE`/`BE`).
 ///
-/// With offloads off (`TUNSETOFFLOAD` 0) the kernel never sends GSO frames and finishes checksums before a frame
-/// reaches the TAP, but it may still mark a frame [`NEEDS_CSUM`](VirtioNetHdr::NEEDS_CSUM); the receive path
-/// completes such checksums in software.
+/// With offloads off (`TUNSETOFFLOAD` 0, as [`TapDevice::create`] leaves them) the kernel sends no GSO frames and
+/// finishes checksums before a frame reaches the TAP. With `TUN_F_CSUM` on it marks frames
+/// [`NEEDS_CSUM`](VirtioNetHdr::NEEDS_CSUM) instead, and the receive path (`nic::tap`) completes them in
+/// software.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VirtioNetHdr {
@@ -98,6 +99,7 @@ pub struct TapQueueFd {
 impl TapQueueFd {
     /// Reads one frame, its `virtio_net_hdr` first, into `buf`. `WouldBlock` when no frame is waiting.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
         let n = syscall!(read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()))?;
         Ok(n as usize)
     }
@@ -191,26 +193,23 @@ impl TapDevice {
                 format!("a TAP device needs 1..={MAX_TAP_QUEUES} queues, not {queues}"),
             ));
         }
+        let flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | libc::IFF_VNET_HDR) as libc::c_short;
         let mut req = super::ifreq_for(name)?;
-        req.ifr_ifru.ifru_flags =
-            (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | libc::IFF_VNET_HDR) as libc::c_short;
         let mut dev = TapDevice { name: String::new(), queues: Vec::with_capacity(queues as usize) };
         for i in 0..queues {
-            let path = c"/dev/net/tun";
-            let fd = open_tun(path)?;
-            // Queue 0 creates the interface (and the kernel fills in a pattern name); the others attach to it by
-            // that name.
+            let fd = open_tun(c"/dev/net/tun")?;
+            // Queue 0 creates the interface and the kernel writes back the name it chose (for a pattern such as
+            // "ixtap%d"), so the other queues attach to that name.
+            req.ifr_ifru.ifru_flags = flags;
             syscall!(ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req)).map_err(|e| {
                 io::Error::new(e.kind(), format!("TUNSETIFF {name:?} (queue {i}): {e} (needs CAP_NET_ADMIN)"))
             })?;
+            let queue = TapQueueFd { fd };
             if i == 0 {
                 dev.name = name_of(&req);
                 // The vnet header size and the offloads belong to the device, not the queue.
                 let hdr_len = VNET_HDR_LEN as libc::c_int;
-                syscall!(ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &hdr_len))?;
-            }
-            let queue = TapQueueFd { fd };
-            if i == 0 {
+                syscall!(ioctl(queue.as_raw_fd(), libc::TUNSETVNETHDRSZ, &hdr_len))?;
                 queue.set_offloads(0)?;
             }
             dev.queues.push(queue);

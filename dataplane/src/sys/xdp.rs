@@ -9,7 +9,7 @@
 //! Also here: the two ethtool ioctls the backend needs to describe an interface (driver name, queue counts).
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 use crate::sys::mmap::MemoryRegion;
@@ -460,6 +460,27 @@ pub fn bind(fd: BorrowedFd<'_>, ifindex: u32, queue_id: u32, flags: u16) -> io::
         size_of::<SockaddrXdp>() as libc::socklen_t
     ))
     .map(drop)
+}
+
+/// Whether queue `queue_id` of `ifindex` can take an AF_XDP socket right now (`Ok(false)`: `EBUSY`).
+///
+/// The kernel tears an XSK's buffer pool down in a workqueue after the socket is released; only then does a
+/// zero-copy driver stop DMA into the UMEM and the queue become bindable again. This probe binds a throwaway
+/// copy-mode socket whose UMEM is the first frame of `region` (its fill ring stays empty, so the kernel never
+/// writes there) and closes it again. Closing it schedules the same teardown, so a real bind right after a
+/// successful probe may still see a brief `EBUSY`.
+pub fn queue_is_free(ifindex: u32, queue_id: u32, region: &MemoryRegion) -> io::Result<bool> {
+    let fd = socket()?;
+    let chunk = XDP_UMEM_MIN_CHUNK_SIZE;
+    register_umem(fd.as_fd(), region, chunk as usize, chunk, 0)?;
+    for ring in [RingKind::Fill, RingKind::Completion, RingKind::Rx] {
+        set_ring_size(fd.as_fd(), ring, 1)?;
+    }
+    match bind(fd.as_fd(), ifindex, queue_id, XDP_COPY) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads the socket's drop and error counters (a syscall: call it rarely).
