@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ixctl", version, about = "Live statistics and control of libix dataplanes")]
+#[command(
+    name = "ixctl",
+    version,
+    about = "Live statistics and control of libix dataplanes"
+)]
 struct Cli {
     /// Where dataplanes publish their statistics pages (IX_STATS_DIR).
     #[arg(long, env = "IX_STATS_DIR", default_value = "/dev/shm")]
@@ -44,12 +48,18 @@ enum Cmd {
 }
 
 fn pages(dir: &Path, pid: Option<u32>) -> Vec<StatsPage> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut found: Vec<(u32, StatsPage)> = entries
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let p: u32 = name.strip_prefix("libix.")?.strip_suffix(".stats")?.parse().ok()?;
+            let p: u32 = name
+                .strip_prefix("libix.")?
+                .strip_suffix(".stats")?
+                .parse()
+                .ok()?;
             if pid.is_some_and(|want| want != p) || !Path::new(&format!("/proc/{p}")).exists() {
                 return None;
             }
@@ -61,7 +71,15 @@ fn pages(dir: &Path, pid: Option<u32>) -> Vec<StatsPage> {
 }
 
 fn json_escape(s: &str) -> String {
-    s.chars().flat_map(|c| if c == '"' || c == '\\' { vec!['\\', c] } else { vec![c] }).collect()
+    s.chars()
+        .flat_map(|c| {
+            if c == '"' || c == '\\' {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 fn print_json(pages: &[StatsPage]) {
@@ -84,7 +102,10 @@ fn print_json(pages: &[StatsPage]) {
                 out.push(',');
             }
             out.push('{');
-            let fields: Vec<String> = Counter::ALL.iter().map(|c| format!("\"{}\":{}", c.name(), s.get(*c))).collect();
+            let fields: Vec<String> = Counter::ALL
+                .iter()
+                .map(|c| format!("\"{}\":{}", c.name(), s.get(*c)))
+                .collect();
             out.push_str(&fields.join(","));
             out.push('}');
         }
@@ -137,14 +158,30 @@ fn main() -> ExitCode {
         Cmd::List => {
             for page in pages(&cli.dir, None) {
                 let i = page.info();
-                println!("{}\t{}\t{}/{}\t{} queue(s)", i.pid, i.iface, Ipv4Address::from_u32(i.ip), i.prefix_len, i.queues);
+                println!(
+                    "{}\t{}\t{}/{}\t{} queue(s)",
+                    i.pid,
+                    i.iface,
+                    Ipv4Address::from_u32(i.ip),
+                    i.prefix_len,
+                    i.queues
+                );
             }
             ExitCode::SUCCESS
         }
-        Cmd::Stats { pid, json, watch, count, all } => {
+        Cmd::Stats {
+            pid,
+            json,
+            watch,
+            count,
+            all,
+        } => {
             let found = pages(&cli.dir, pid);
             if found.is_empty() {
-                eprintln!("ixctl: no running libix dataplane publishes statistics in {}", cli.dir.display());
+                eprintln!(
+                    "ixctl: no running libix dataplane publishes statistics in {}",
+                    cli.dir.display()
+                );
                 return ExitCode::from(1);
             }
             if json {
@@ -155,12 +192,17 @@ fn main() -> ExitCode {
                 print_table(&found, None, 1.0, all);
                 return ExitCode::SUCCESS;
             };
-            let mut prev: Vec<Vec<Stats>> =
-                found.iter().map(|p| (0..p.info().queues).map(|q| p.read(q)).collect()).collect();
+            let mut prev: Vec<Vec<Stats>> = found
+                .iter()
+                .map(|p| (0..p.info().queues).map(|q| p.read(q)).collect())
+                .collect();
             for _ in 0..count {
                 std::thread::sleep(std::time::Duration::from_secs_f64(secs));
                 print_table(&found, Some(&prev), secs, all);
-                prev = found.iter().map(|p| (0..p.info().queues).map(|q| p.read(q)).collect()).collect();
+                prev = found
+                    .iter()
+                    .map(|p| (0..p.info().queues).map(|q| p.read(q)).collect())
+                    .collect();
             }
             ExitCode::SUCCESS
         }
