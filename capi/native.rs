@@ -226,9 +226,7 @@ pub unsafe extern "C" fn ix_queue_close(q: *mut ix_queue) {
 #[no_mangle]
 pub unsafe extern "C" fn ix_queue_fd(q: *const ix_queue) -> c_int {
     // SAFETY: the caller guarantees `q` is NULL or live.
-    unsafe { q.as_ref() }
-        .and_then(|q| q.0.poll_fd())
-        .unwrap_or(-1)
+    unsafe { q.as_ref() }.and_then(|q| q.0.poll_fd()).unwrap_or(-1)
 }
 
 /// One run-to-completion cycle: executes `cmds[0..ncmds]` in order (each gets `ret`), then receives at most B
@@ -310,22 +308,15 @@ fn convert(c: &ix_cmd) -> Result<Command<'_>, Ret> {
             // SAFETY: ix_iovec and IoSlice both have the layout of `struct iovec` (IoSlice is
             // repr(transparent) over it on Unix; sizes asserted above), and the caller guarantees each buffer
             // is readable for its length while ix_run_io runs, which outlives the borrow.
-            let payload = unsafe {
-                std::slice::from_raw_parts(iov.as_ptr().cast::<IoSlice<'_>>(), iov.len())
-            };
+            let payload = unsafe { std::slice::from_raw_parts(iov.as_ptr().cast::<IoSlice<'_>>(), iov.len()) };
             Command::UdpSend {
                 src_port: c.port,
-                dst: Endpoint {
-                    addr: Ipv4Address::from_u32(c.dst.addr),
-                    port: c.dst.port,
-                },
+                dst: Endpoint { addr: Ipv4Address::from_u32(c.dst.addr), port: c.dst.port },
                 payload,
                 cookie: c.cookie,
             }
         }
-        IX_CMD_RECV_DONE => Command::RecvDone {
-            data: c.data.cast(),
-        },
+        IX_CMD_RECV_DONE => Command::RecvDone { data: c.data.cast() },
         _ => return Err(Ret::Invalid),
     })
 }
@@ -336,11 +327,7 @@ fn export_event(ev: &Event) -> ix_event {
         len: 0,
         cookie: 0,
         data: std::ptr::null(),
-        src: ix_endpoint {
-            addr: 0,
-            port: 0,
-            _pad: 0,
-        },
+        src: ix_endpoint { addr: 0, port: 0, _pad: 0 },
         port: 0,
         _pad: 0,
     };
@@ -349,11 +336,7 @@ fn export_event(ev: &Event) -> ix_event {
             out.kind = IX_EV_UDP_RECV;
             out.len = buf.len;
             out.data = buf.ptr.cast();
-            out.src = ix_endpoint {
-                addr: src.addr.to_u32(),
-                port: src.port,
-                _pad: 0,
-            };
+            out.src = ix_endpoint { addr: src.addr.to_u32(), port: src.port, _pad: 0 };
             out.port = dst_port;
         }
         Event::UdpSent { cookie } => {

@@ -104,19 +104,11 @@ impl Port {
         let page = match StatsPage::create(&cfg.stats_dir, &info) {
             Ok(p) => Some(p),
             Err(e) => {
-                log::warn!(
-                    "no live statistics for ixctl: cannot create a page in {}: {e}",
-                    cfg.stats_dir.display()
-                );
+                log::warn!("no live statistics for ixctl: cannot create a page in {}: {e}", cfg.stats_dir.display());
                 None
             }
         };
-        Ok(Port {
-            cfg: cfg.clone(),
-            backend,
-            page,
-            opened: Mutex::new(vec![false; cfg.queues as usize]),
-        })
+        Ok(Port { cfg: cfg.clone(), backend, page, opened: Mutex::new(vec![false; cfg.queues as usize]) })
     }
 
     /// Number of queues.
@@ -149,21 +141,11 @@ impl Port {
     }
 
     fn build_queue(&self, queue_id: u32) -> Result<Queue, OpenError> {
-        let mut pool = MbufPool::new(self.cfg.pool_frames, self.cfg.hugepages)
-            .map_err(io_err("an mbuf pool"))?;
+        let mut pool = MbufPool::new(self.cfg.pool_frames, self.cfg.hugepages).map_err(io_err("an mbuf pool"))?;
         let nic: Box<dyn NicQueue> = match &self.backend {
             PortBackend::AfXdp(prog) => Box::new(
-                dataplane::nic::afxdp::XskQueue::open(
-                    prog,
-                    &self.cfg.iface,
-                    queue_id,
-                    &mut pool,
-                    Default::default(),
-                )
-                .map_err(io_err(format!(
-                    "AF_XDP queue {queue_id} of {}",
-                    self.cfg.iface
-                )))?,
+                dataplane::nic::afxdp::XskQueue::open(prog, &self.cfg.iface, queue_id, &mut pool, Default::default())
+                    .map_err(io_err(format!("AF_XDP queue {queue_id} of {}", self.cfg.iface)))?,
             ),
             PortBackend::Tap(queues) => {
                 let mut queues = queues.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,17 +176,14 @@ fn open_afxdp(cfg: &Config) -> Result<PortBackend, OpenError> {
         XdpAttach::Native => XdpMode::Native,
         XdpAttach::Generic => XdpMode::Generic,
     };
-    let prog = XdpProgram::attach(&cfg.iface, cfg.queues, mode)
-        .map_err(io_err(format!("AF_XDP on {}", cfg.iface)))?;
+    let prog = XdpProgram::attach(&cfg.iface, cfg.queues, mode).map_err(io_err(format!("AF_XDP on {}", cfg.iface)))?;
     Ok(PortBackend::AfXdp(prog))
 }
 
 fn open_tap(cfg: &Config) -> Result<PortBackend, OpenError> {
     let queues = dataplane::nic::tap::open(&cfg.iface, cfg.queues, &Default::default())
         .map_err(io_err(format!("TAP interface {}", cfg.iface)))?;
-    Ok(PortBackend::Tap(Mutex::new(
-        queues.into_iter().map(Some).collect(),
-    )))
+    Ok(PortBackend::Tap(Mutex::new(queues.into_iter().map(Some).collect())))
 }
 
 /// How long an idle queue spins before it sleeps on its fd.
@@ -231,12 +210,7 @@ impl Queue {
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_micros)
             .unwrap_or(DEFAULT_SPIN);
-        Queue {
-            dp,
-            events: Events::with_capacity(MAX_EVENTS),
-            rets: Vec::new(),
-            spin,
-        }
+        Queue { dp, events: Events::with_capacity(MAX_EVENTS), rets: Vec::new(), spin }
     }
 
     /// The dataplane.
@@ -290,8 +264,7 @@ impl Queue {
                 i += 1;
             }
             let mut rets = [Ret::Ok; CHUNK];
-            self.dp
-                .submit(now, &chunk, &mut rets[..chunk.len()], &mut self.events);
+            self.dp.submit(now, &chunk, &mut rets[..chunk.len()], &mut self.events);
             for (k, &j) in index.iter().enumerate() {
                 self.rets[j] = rets[k];
             }
@@ -332,9 +305,7 @@ static LOGGING: Once = Once::new();
 pub fn init_logging() {
     LOGGING.call_once(|| {
         let env = env_logger::Env::new().filter_or("IX_LOG", "warn");
-        let _ = env_logger::Builder::from_env(env)
-            .format_timestamp_micros()
-            .try_init();
+        let _ = env_logger::Builder::from_env(env).format_timestamp_micros().try_init();
     });
 }
 

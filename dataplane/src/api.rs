@@ -114,10 +114,7 @@ pub struct Events {
 impl Events {
     /// Room for up to `capacity` events (allocated once, here).
     pub fn with_capacity(capacity: usize) -> Events {
-        Events {
-            buf: Vec::with_capacity(capacity),
-            limit: capacity,
-        }
+        Events { buf: Vec::with_capacity(capacity), limit: capacity }
     }
 
     /// Empties the buffer and bounds the next cycle to `limit` events (at most the capacity).

@@ -126,40 +126,20 @@ impl Config {
 
     /// Reads the configuration through `get` (the environment, a file, or a test's map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let iface = get("IX_IFACE")
-            .filter(|s| !s.is_empty())
-            .ok_or(ConfigError::Missing("IX_IFACE"))?;
+        let iface = get("IX_IFACE").filter(|s| !s.is_empty()).ok_or(ConfigError::Missing("IX_IFACE"))?;
         if iface.len() >= 16 || iface.contains('/') || iface.contains(char::is_whitespace) {
-            return Err(invalid(
-                "IX_IFACE",
-                &iface,
-                "not an interface name (at most 15 characters, no '/')",
-            ));
+            return Err(invalid("IX_IFACE", &iface, "not an interface name (at most 15 characters, no '/')"));
         }
         let ip_s = get("IX_IP").ok_or(ConfigError::Missing("IX_IP"))?;
-        let ip = Ipv4Cidr::from_str(&ip_s)
-            .map_err(|_| invalid("IX_IP", &ip_s, "expected ADDRESS/PREFIX"))?;
-        if ip.addr.is_unspecified()
-            || ip.addr.is_multicast()
-            || ip.addr.is_broadcast()
-            || ip.prefix_len > 30
-        {
-            return Err(invalid(
-                "IX_IP",
-                &ip_s,
-                "needs a unicast address and a prefix of at most /30",
-            ));
+        let ip = Ipv4Cidr::from_str(&ip_s).map_err(|_| invalid("IX_IP", &ip_s, "expected ADDRESS/PREFIX"))?;
+        if ip.addr.is_unspecified() || ip.addr.is_multicast() || ip.addr.is_broadcast() || ip.prefix_len > 30 {
+            return Err(invalid("IX_IP", &ip_s, "needs a unicast address and a prefix of at most /30"));
         }
         let mut c = Config::new(&iface, ip);
         if let Some(g) = get("IX_GATEWAY").filter(|s| !s.is_empty()) {
-            let gw = Ipv4Address::from_str(&g)
-                .map_err(|_| invalid("IX_GATEWAY", &g, "not an IPv4 address"))?;
+            let gw = Ipv4Address::from_str(&g).map_err(|_| invalid("IX_GATEWAY", &g, "not an IPv4 address"))?;
             if !ip.contains(gw) {
-                return Err(invalid(
-                    "IX_GATEWAY",
-                    &g,
-                    "the gateway must be inside IX_IP's prefix",
-                ));
+                return Err(invalid("IX_GATEWAY", &g, "the gateway must be inside IX_IP's prefix"));
             }
             c.gateway = Some(gw);
         }
@@ -176,13 +156,7 @@ impl Config {
                 "auto" | "" => XdpAttach::Auto,
                 "native" | "drv" => XdpAttach::Native,
                 "generic" | "skb" => XdpAttach::Generic,
-                _ => {
-                    return Err(invalid(
-                        "IX_XDP_MODE",
-                        &v,
-                        "expected native, generic or auto",
-                    ))
-                }
+                _ => return Err(invalid("IX_XDP_MODE", &v, "expected native, generic or auto")),
             };
         }
         c.queues = number(&get, "IX_QUEUES", 1, 64)?.unwrap_or(1) as u32;
@@ -205,11 +179,7 @@ impl Config {
 }
 
 fn invalid(var: &'static str, value: &str, why: &'static str) -> ConfigError {
-    ConfigError::Invalid {
-        var,
-        value: value.to_string(),
-        why,
-    }
+    ConfigError::Invalid { var, value: value.to_string(), why }
 }
 
 fn number(
@@ -234,10 +204,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -264,14 +231,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        assert_eq!(
-            parse(&[("IX_IP", "198.18.0.1/24")]),
-            Err(ConfigError::Missing("IX_IFACE"))
-        );
-        assert_eq!(
-            parse(&[("IX_IFACE", "veth0")]),
-            Err(ConfigError::Missing("IX_IP"))
-        );
+        assert_eq!(parse(&[("IX_IP", "198.18.0.1/24")]), Err(ConfigError::Missing("IX_IFACE")));
+        assert_eq!(parse(&[("IX_IFACE", "veth0")]), Err(ConfigError::Missing("IX_IP")));
         for (var, val) in [
             ("IX_IP", "198.18.0.1"),
             ("IX_IP", "banana/24"),
@@ -291,9 +252,7 @@ mod tests {
                 other => panic!("{var}={val} gave {other:?}"),
             }
         }
-        let err = parse(&[("IX_IFACE", "veth0"), ("IX_IP", "x")])
-            .unwrap_err()
-            .to_string();
+        let err = parse(&[("IX_IFACE", "veth0"), ("IX_IP", "x")]).unwrap_err().to_string();
         assert!(err.contains("IX_IP"), "{err}");
     }
 }

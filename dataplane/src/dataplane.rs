@@ -33,13 +33,7 @@ pub struct DataplaneConfig {
 impl DataplaneConfig {
     /// Defaults (B = 64, strict checksums, queue 0) for `cidr`.
     pub fn new(cidr: Ipv4Cidr) -> DataplaneConfig {
-        DataplaneConfig {
-            cidr,
-            gateway: None,
-            batch: 64,
-            checksum: ChecksumPolicy::Strict,
-            queue_id: 0,
-        }
+        DataplaneConfig { cidr, gateway: None, batch: 64, checksum: ChecksumPolicy::Strict, queue_id: 0 }
     }
 }
 
@@ -97,13 +91,7 @@ impl Dataplane {
 
     /// One cycle: `submit` then `cycle`. `rets[i]` gets the result of `cmds[i]`; events are appended to
     /// `events` within its limit. Returns the number of events appended.
-    pub fn run_io(
-        &mut self,
-        now: Instant,
-        cmds: &[Command<'_>],
-        rets: &mut [Ret],
-        events: &mut Events,
-    ) -> usize {
+    pub fn run_io(&mut self, now: Instant, cmds: &[Command<'_>], rets: &mut [Ret], events: &mut Events) -> usize {
         let before = events.len();
         self.submit(now, cmds, rets, events);
         self.cycle(now, events);
@@ -111,31 +99,9 @@ impl Dataplane {
     }
 
     /// Executes the app's commands in order; `rets[i]` gets the result of `cmds[i]`.
-    pub fn submit(
-        &mut self,
-        now: Instant,
-        cmds: &[Command<'_>],
-        rets: &mut [Ret],
-        events: &mut Events,
-    ) {
-        let Dataplane {
-            pool,
-            iface,
-            tx,
-            stats,
-            lent,
-            lent_count,
-            ..
-        } = self;
-        let mut io = Io {
-            pool,
-            tx,
-            stats,
-            events,
-            lent: &mut lent[..],
-            lent_count,
-            now,
-        };
+    pub fn submit(&mut self, now: Instant, cmds: &[Command<'_>], rets: &mut [Ret], events: &mut Events) {
+        let Dataplane { pool, iface, tx, stats, lent, lent_count, .. } = self;
+        let mut io = Io { pool, tx, stats, events, lent: &mut lent[..], lent_count, now };
         for (i, cmd) in cmds.iter().enumerate() {
             let ret = execute(iface, &mut io, cmd);
             match ret {
@@ -155,28 +121,9 @@ impl Dataplane {
     /// waits in the NIC ring, as in IX), pushes each through the stack, then posts TX and reclaims completions.
     pub fn cycle(&mut self, now: Instant, events: &mut Events) {
         let before = events.len();
-        let Dataplane {
-            nic,
-            pool,
-            iface,
-            tx,
-            rx,
-            stats,
-            lent,
-            lent_count,
-            batch,
-            ..
-        } = self;
+        let Dataplane { nic, pool, iface, tx, rx, stats, lent, lent_count, batch, .. } = self;
         nic.maintain(pool);
-        let mut io = Io {
-            pool,
-            tx,
-            stats,
-            events,
-            lent: &mut lent[..],
-            lent_count,
-            now,
-        };
+        let mut io = Io { pool, tx, stats, events, lent: &mut lent[..], lent_count, now };
         iface.poll_timers(&mut io);
         let max = (*batch).min(io.events.room()).min(rx.capacity());
         if max > 0 {
@@ -193,8 +140,7 @@ impl Dataplane {
             let bytes: u64 = io.tx.iter().map(|m| m.len() as u64).sum();
             nic.transmit(io.pool, io.tx);
             let left: u64 = io.tx.iter().map(|m| m.len() as u64).sum();
-            io.stats
-                .add(Counter::TxPackets, (queued - io.tx.len()) as u64);
+            io.stats.add(Counter::TxPackets, (queued - io.tx.len()) as u64);
             io.stats.add(Counter::TxBytes, bytes - left);
             io.stats.add(Counter::TxRingFull, io.tx.len() as u64);
         }
@@ -326,12 +272,7 @@ fn execute(iface: &mut Interface, io: &mut Io<'_>, cmd: &Command<'_>) -> Ret {
     match *cmd {
         Command::UdpBind { port } => iface.udp_bind(port),
         Command::UdpUnbind { port } => iface.udp_unbind(port),
-        Command::UdpSend {
-            src_port,
-            dst,
-            payload,
-            cookie,
-        } => {
+        Command::UdpSend { src_port, dst, payload, cookie } => {
             if io.events.room() == 0 {
                 return Ret::Again;
             }

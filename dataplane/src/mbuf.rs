@@ -37,11 +37,7 @@ impl Mbuf {
     /// back from the kernel). `off + len` must stay inside the frame.
     pub(crate) fn from_raw(index: u32, off: usize, len: usize) -> Mbuf {
         debug_assert!(off + len <= FRAME_SIZE);
-        Mbuf {
-            index,
-            off: off as u16,
-            len: len as u16,
-        }
+        Mbuf { index, off: off as u16, len: len as u16 }
     }
 
     /// The frame's index in its pool.
@@ -112,28 +108,17 @@ impl MbufPool {
     /// A pool of `frames` frames, on huge pages when `try_huge` and the system has them.
     pub fn new(frames: u32, try_huge: bool) -> io::Result<MbufPool> {
         if frames == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "an mbuf pool needs at least one frame",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "an mbuf pool needs at least one frame"));
         }
         let region = MemoryRegion::new(frames as usize * FRAME_SIZE, try_huge)?;
         // Hand out low indices first: they are the frames most likely to be warm in the cache.
         let free = (0..frames).rev().collect();
-        Ok(MbufPool {
-            region,
-            frames,
-            free,
-        })
+        Ok(MbufPool { region, frames, free })
     }
 
     /// Takes a free frame, with its data empty at [`HEADROOM`]. `None` when the pool is exhausted.
     pub fn alloc(&mut self) -> Option<Mbuf> {
-        self.free.pop().map(|index| Mbuf {
-            index,
-            off: HEADROOM as u16,
-            len: 0,
-        })
+        self.free.pop().map(|index| Mbuf { index, off: HEADROOM as u16, len: 0 })
     }
 
     /// Takes a free frame by index only (AF_XDP fill ring), or `None` when exhausted.
@@ -190,9 +175,7 @@ impl MbufPool {
     fn frame_ptr(&self, index: u32) -> *mut u8 {
         assert!(index < self.frames, "mbuf index out of pool");
         // Cannot overflow: index < frames and the region holds frames * FRAME_SIZE bytes.
-        self.region
-            .as_ptr()
-            .wrapping_add(index as usize * FRAME_SIZE)
+        self.region.as_ptr().wrapping_add(index as usize * FRAME_SIZE)
     }
 
     /// The mbuf's data.

@@ -50,12 +50,7 @@ fn run(args: &[&str]) -> io::Result<Output> {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot run {:?}: {e} (is iproute2 installed?)", args[0]),
-            )
-        })?;
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {:?}: {e} (is iproute2 installed?)", args[0])))?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
             "{:?} failed: {}",
@@ -75,10 +70,7 @@ impl TestHost {
     /// Creates the namespace and veth pair. Needs root (CAP_NET_ADMIN).
     pub fn new(cfg: &TestHostConfig) -> io::Result<TestHost> {
         if !in_test_range(cfg.peer_cidr.addr) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "test hosts must use 198.18.0.0/15",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "test hosts must use 198.18.0.0/15"));
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let tag = format!("{}x{}", std::process::id() % 1_000_000, id);
@@ -114,14 +106,7 @@ impl TestHost {
         ])?;
         // The dataplane end carries no kernel address: the dataplane answers ARP and IP itself.
         run(&["ip", "link", "set", &host.local_if, "up"])?;
-        host.exec(&[
-            "ip",
-            "addr",
-            "add",
-            &cfg.peer_cidr.to_string(),
-            "dev",
-            &host.peer_if,
-        ])?;
+        host.exec(&["ip", "addr", "add", &cfg.peer_cidr.to_string(), "dev", &host.peer_if])?;
         host.exec(&["ip", "link", "set", &host.peer_if, "up"])?;
         host.exec(&["ip", "link", "set", "lo", "up"])?;
         // Keep a flow on one TX queue across retransmits (the dataplane serves the queue a flow hashes to).
@@ -148,10 +133,7 @@ impl TestHost {
     }
 
     /// Runs `f` on a fresh thread that has entered the namespace, so sockets it creates live there.
-    pub fn run_in<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> io::Result<T> {
+    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
         let path = format!("/var/run/netns/{}", self.ns);
         std::thread::spawn(move || -> io::Result<T> {
             let file = std::fs::File::open(&path)?;
@@ -167,8 +149,6 @@ impl Drop for TestHost {
     fn drop(&mut self) {
         // Deleting the namespace destroys the peer end, which destroys the whole veth pair.
         let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.local_if])
-            .output();
+        let _ = Command::new("ip").args(["link", "del", &self.local_if]).output();
     }
 }

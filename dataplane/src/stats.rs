@@ -145,9 +145,7 @@ pub struct Stats {
 
 impl Default for Stats {
     fn default() -> Self {
-        Stats {
-            values: [0; Counter::COUNT],
-        }
+        Stats { values: [0; Counter::COUNT] }
     }
 }
 
@@ -224,10 +222,8 @@ impl StatsPage {
     /// Creates this process's page with one block per queue.
     pub fn create(dir: &Path, info: &PageInfo) -> io::Result<Arc<StatsPage>> {
         let queues = info.queues.max(1);
-        let words = SharedWords::create(
-            &Self::path_for(dir, info.pid),
-            HEADER_WORDS + queues as usize * Counter::COUNT,
-        )?;
+        let words =
+            SharedWords::create(&Self::path_for(dir, info.pid), HEADER_WORDS + queues as usize * Counter::COUNT)?;
         let w = words.words();
         let mut name = [0u8; 16];
         for (d, s) in name.iter_mut().zip(info.iface.bytes().take(15)) {
@@ -235,18 +231,9 @@ impl StatsPage {
         }
         w[1].store(Counter::COUNT as u64, Ordering::Relaxed);
         w[2].store(info.pid as u64 | (queues as u64) << 32, Ordering::Relaxed);
-        w[3].store(
-            u64::from_le_bytes(name[..8].try_into().expect("8 bytes")),
-            Ordering::Relaxed,
-        );
-        w[4].store(
-            u64::from_le_bytes(name[8..].try_into().expect("8 bytes")),
-            Ordering::Relaxed,
-        );
-        w[5].store(
-            info.ip as u64 | (info.prefix_len as u64) << 32,
-            Ordering::Relaxed,
-        );
+        w[3].store(u64::from_le_bytes(name[..8].try_into().expect("8 bytes")), Ordering::Relaxed);
+        w[4].store(u64::from_le_bytes(name[8..].try_into().expect("8 bytes")), Ordering::Relaxed);
+        w[5].store(info.ip as u64 | (info.prefix_len as u64) << 32, Ordering::Relaxed);
         w[0].store(MAGIC, Ordering::Release);
         Ok(Arc::new(StatsPage { words, queues }))
     }
@@ -256,23 +243,14 @@ impl StatsPage {
         let words = SharedWords::open(path)?;
         let w = words.words();
         if w.len() < HEADER_WORDS || w[0].load(Ordering::Acquire) != MAGIC {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "not a libix statistics page",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a libix statistics page"));
         }
         if w[1].load(Ordering::Relaxed) != Counter::COUNT as u64 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "statistics page from another libix version",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "statistics page from another libix version"));
         }
         let queues = (w[2].load(Ordering::Relaxed) >> 32) as u32;
         if w.len() < HEADER_WORDS + queues as usize * Counter::COUNT {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "truncated statistics page",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated statistics page"));
         }
         Ok(StatsPage { words, queues })
     }
@@ -300,10 +278,7 @@ impl StatsPage {
             return;
         }
         let start = HEADER_WORDS + queue as usize * Counter::COUNT;
-        for (dst, v) in self.words.words()[start..start + Counter::COUNT]
-            .iter()
-            .zip(stats.values())
-        {
+        for (dst, v) in self.words.words()[start..start + Counter::COUNT].iter().zip(stats.values()) {
             dst.store(*v, Ordering::Relaxed);
         }
     }
@@ -313,11 +288,7 @@ impl StatsPage {
         let mut s = Stats::default();
         if queue < self.queues {
             let start = HEADER_WORDS + queue as usize * Counter::COUNT;
-            for (v, src) in s
-                .values
-                .iter_mut()
-                .zip(&self.words.words()[start..start + Counter::COUNT])
-            {
+            for (v, src) in s.values.iter_mut().zip(&self.words.words()[start..start + Counter::COUNT]) {
                 *v = src.load(Ordering::Relaxed);
             }
         }
@@ -338,13 +309,7 @@ mod tests {
     fn publish_and_read_back_through_the_file() {
         let dir = std::env::temp_dir();
         let pid = 4_000_000_000u32 - std::process::id();
-        let info = PageInfo {
-            pid,
-            queues: 2,
-            iface: "veth-test0".into(),
-            ip: 0xc612_0001,
-            prefix_len: 24,
-        };
+        let info = PageInfo { pid, queues: 2, iface: "veth-test0".into(), ip: 0xc612_0001, prefix_len: 24 };
         let page = StatsPage::create(&dir, &info).unwrap();
         let mut s = Stats::default();
         s.inc(Counter::RxPackets);

@@ -23,9 +23,7 @@ impl Instant {
     }
     /// The instant `millis` milliseconds after the epoch.
     pub const fn from_millis(millis: u64) -> Self {
-        Instant {
-            micros: millis * 1000,
-        }
+        Instant { micros: millis * 1000 }
     }
     /// Microseconds since the epoch.
     pub const fn total_micros(self) -> u64 {
@@ -47,15 +45,11 @@ impl Duration {
     }
     /// A duration of `millis` milliseconds.
     pub const fn from_millis(millis: u64) -> Self {
-        Duration {
-            micros: millis * 1000,
-        }
+        Duration { micros: millis * 1000 }
     }
     /// A duration of `secs` seconds.
     pub const fn from_secs(secs: u64) -> Self {
-        Duration {
-            micros: secs * 1_000_000,
-        }
+        Duration { micros: secs * 1_000_000 }
     }
     /// Whole microseconds.
     pub const fn total_micros(self) -> u64 {
@@ -66,18 +60,14 @@ impl Duration {
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
-        Instant {
-            micros: self.micros.saturating_add(d.micros),
-        }
+        Instant { micros: self.micros.saturating_add(d.micros) }
     }
 }
 
 impl Sub<Instant> for Instant {
     type Output = Duration;
     fn sub(self, earlier: Instant) -> Duration {
-        Duration {
-            micros: self.micros.saturating_sub(earlier.micros),
-        }
+        Duration { micros: self.micros.saturating_sub(earlier.micros) }
     }
 }
 

@@ -26,9 +26,7 @@ const POOL_FRAMES: u32 = 4096;
 /// True when the test may run; false (after printing SKIP) when it must be skipped; panics otherwise.
 fn privileged(test: &str) -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
     let problem = if !root {
         Some("not running as root (needs CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW for netns, XDP and AF_XDP)".to_string())
     } else {
@@ -42,9 +40,7 @@ fn privileged(test: &str) -> bool {
         eprintln!("SKIP {test}: {problem}");
         return false;
     }
-    panic!(
-        "{test}: {problem}; run as root, or set IX_SKIP_PRIVILEGED=1 to skip the privileged tests"
-    );
+    panic!("{test}: {problem}; run as root, or set IX_SKIP_PRIVILEGED=1 to skip the privileged tests");
 }
 
 fn init_log() {
@@ -52,10 +48,7 @@ fn init_log() {
 }
 
 fn mac_str(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 /// A namespace host with a static neighbour entry for the dataplane address.
@@ -66,17 +59,10 @@ struct Rig {
 }
 
 fn rig(queues: u32) -> Rig {
-    let host = TestHost::new(&TestHostConfig {
-        queues,
-        ..TestHostConfig::default()
-    })
-    .expect("create test host");
+    let host = TestHost::new(&TestHostConfig { queues, ..TestHostConfig::default() }).expect("create test host");
     let local_mac = dataplane::sys::interface_mac(&host.local_if).expect("local MAC");
     let peer_if = host.peer_if.clone();
-    let peer_mac = host
-        .run_in(move || dataplane::sys::interface_mac(&peer_if))
-        .expect("enter ns")
-        .expect("peer MAC");
+    let peer_mac = host.run_in(move || dataplane::sys::interface_mac(&peer_if)).expect("enter ns").expect("peer MAC");
     // The dataplane answers ARP in the product; here the peer simply knows the MAC.
     host.exec(&[
         "ip",
@@ -91,11 +77,7 @@ fn rig(queues: u32) -> Rig {
         "permanent",
     ])
     .expect("static neighbour");
-    Rig {
-        host,
-        local_mac,
-        peer_mac,
-    }
+    Rig { host, local_mac, peer_mac }
 }
 
 fn checksum(chunks: &[&[u8]]) -> u16 {
@@ -152,13 +134,7 @@ fn udp_frame(
     udp[0..2].copy_from_slice(&src_port.to_be_bytes());
     udp[2..4].copy_from_slice(&dst_port.to_be_bytes());
     udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-    let pseudo = [
-        &src_ip[..],
-        &dst_ip[..],
-        &[0, 17],
-        &(udp_len as u16).to_be_bytes()[..],
-    ]
-    .concat();
+    let pseudo = [&src_ip[..], &dst_ip[..], &[0, 17], &(udp_len as u16).to_be_bytes()[..]].concat();
     let mut c = checksum(&[&pseudo, &udp, payload]);
     if c == 0 {
         c = 0xffff;
@@ -184,28 +160,11 @@ fn udp_payload(frame: &[u8], dst_port: u16) -> Option<&[u8]> {
 /// `got`, and both checksums must then match ours).
 fn assert_exact_frame(rig: &Rig, got: &[u8], src_port: u16, payload: &[u8]) {
     let ip_id = u16::from_be_bytes([got[18], got[19]]);
-    let want = udp_frame(
-        rig.local_mac,
-        rig.peer_mac,
-        PEER_IP,
-        LOCAL_IP,
-        src_port,
-        LOCAL_PORT,
-        ip_id,
-        payload,
-    );
+    let want = udp_frame(rig.local_mac, rig.peer_mac, PEER_IP, LOCAL_IP, src_port, LOCAL_PORT, ip_id, payload);
     assert_eq!(got.len(), want.len(), "frame length");
     assert_eq!(&got[..14], &want[..14], "Ethernet header");
-    assert_eq!(
-        &got[14..34],
-        &want[14..34],
-        "IPv4 header (checksum included)"
-    );
-    assert_eq!(
-        &got[34..42],
-        &want[34..42],
-        "UDP header (complete checksum: the peer has TX offload off)"
-    );
+    assert_eq!(&got[14..34], &want[14..34], "IPv4 header (checksum included)");
+    assert_eq!(&got[34..42], &want[34..42], "UDP header (complete checksum: the peer has TX offload off)");
     assert_eq!(&got[42..], payload, "payload");
 }
 
@@ -263,15 +222,9 @@ fn roundtrip(test: &str, mode: XdpMode) {
     assert_eq!(prog.mode(), mode);
     let mut pool = MbufPool::new(POOL_FRAMES, false).expect("pool");
     let mut q = open_queue(&prog, &ifname, 0, &mut pool);
-    assert!(
-        !q.is_zero_copy(),
-        "veth has no zero-copy AF_XDP: None must fall back to copy mode"
-    );
+    assert!(!q.is_zero_copy(), "veth has no zero-copy AF_XDP: None must fall back to copy mode");
     assert_eq!(q.driver(), "veth");
-    assert!(
-        q.caps().rx_partial_checksums,
-        "veth => partial checksums possible"
-    );
+    assert!(q.caps().rx_partial_checksums, "veth => partial checksums possible");
     assert_eq!(q.caps().mtu, 1500);
     assert_eq!(q.mac(), rig.local_mac);
     assert_eq!(q.frames_held(), q.fill_target());
@@ -279,21 +232,12 @@ fn roundtrip(test: &str, mode: XdpMode) {
 
     // RX: small datagrams and one full-MTU one, each must arrive byte for byte.
     let src_port = 5555;
-    let mut payloads: Vec<Vec<u8>> = (0..16)
-        .map(|i| format!("ix-afxdp {mode} rx #{i}").into_bytes())
-        .collect();
+    let mut payloads: Vec<Vec<u8>> = (0..16).map(|i| format!("ix-afxdp {mode} rx #{i}").into_bytes()).collect();
     payloads.push((0..1472u32).map(|i| (i % 251) as u8).collect());
     send_from_peer(&rig.host, src_port, payloads.clone());
     let mut got = Vec::new();
-    collect(&mut q, &mut pool, LOCAL_PORT, &mut got, |g| {
-        g.len() >= payloads.len()
-    });
-    assert_eq!(
-        got.len(),
-        payloads.len(),
-        "all datagrams received (stats: {:?})",
-        q.stats()
-    );
+    collect(&mut q, &mut pool, LOCAL_PORT, &mut got, |g| g.len() >= payloads.len());
+    assert_eq!(got.len(), payloads.len(), "all datagrams received (stats: {:?})", q.stats());
     for ((frame, off), p) in got.iter().zip(&payloads) {
         assert_exact_frame(&rig, frame, src_port, p);
         assert_eq!(*off, HEADROOM, "copy mode puts data at XDP_PACKET_HEADROOM");
@@ -308,28 +252,17 @@ fn roundtrip(test: &str, mode: XdpMode) {
     std::thread::scope(|sc| {
         let host = &rig.host;
         let receiver = sc.spawn(move || {
-            host.run_in(
-                move || -> std::io::Result<(Vec<u8>, std::net::SocketAddr)> {
-                    let s = UdpSocket::bind(SocketAddrV4::new(PEER_IP.into(), 7777))?;
-                    s.set_read_timeout(Some(DEADLINE))?;
-                    let _ = ready_tx.send(());
-                    let mut buf = [0u8; 2048];
-                    let (n, from) = s.recv_from(&mut buf)?;
-                    Ok((buf[..n].to_vec(), from))
-                },
-            )
+            host.run_in(move || -> std::io::Result<(Vec<u8>, std::net::SocketAddr)> {
+                let s = UdpSocket::bind(SocketAddrV4::new(PEER_IP.into(), 7777))?;
+                s.set_read_timeout(Some(DEADLINE))?;
+                let _ = ready_tx.send(());
+                let mut buf = [0u8; 2048];
+                let (n, from) = s.recv_from(&mut buf)?;
+                Ok((buf[..n].to_vec(), from))
+            })
         });
         ready_rx.recv_timeout(DEADLINE).expect("receiver ready");
-        let frame = udp_frame(
-            rig.peer_mac,
-            rig.local_mac,
-            LOCAL_IP,
-            PEER_IP,
-            LOCAL_PORT,
-            7777,
-            1,
-            &payload,
-        );
+        let frame = udp_frame(rig.peer_mac, rig.local_mac, LOCAL_IP, PEER_IP, LOCAL_PORT, 7777, 1, &payload);
         let m = pool.alloc_from(&frame).expect("mbuf");
         let mut batch = Batch::new();
         batch.push(m);
@@ -340,11 +273,7 @@ fn roundtrip(test: &str, mode: XdpMode) {
             q.maintain(&mut pool);
             std::thread::sleep(Duration::from_micros(200));
         }
-        let (data, from) = receiver
-            .join()
-            .expect("receiver thread")
-            .expect("enter ns")
-            .expect("peer receives");
+        let (data, from) = receiver.join().expect("receiver thread").expect("enter ns").expect("peer receives");
         assert_eq!(data, expect, "payload received exactly");
         assert_eq!(from, SocketAddrV4::new(LOCAL_IP.into(), LOCAL_PORT).into());
     });
@@ -355,11 +284,7 @@ fn roundtrip(test: &str, mode: XdpMode) {
         std::thread::sleep(Duration::from_micros(200));
     }
     assert_eq!(q.tx_in_flight(), 0, "TX frame completed");
-    assert_eq!(
-        pool.available() + q.frames_held(),
-        POOL_FRAMES,
-        "frames conserved"
-    );
+    assert_eq!(pool.available() + q.frames_held(), POOL_FRAMES, "frames conserved");
     assert_eq!(q.stats().tx_frames, 1);
 
     // A burst larger than the kernel's 32 frames per copy-mode kick: all of it arrives, in order.
@@ -385,16 +310,7 @@ fn roundtrip(test: &str, mode: XdpMode) {
         let mut batch = Batch::new();
         for i in 0..burst {
             let p = format!("burst {i:03}").into_bytes();
-            let frame = udp_frame(
-                rig.peer_mac,
-                rig.local_mac,
-                LOCAL_IP,
-                PEER_IP,
-                LOCAL_PORT,
-                7778,
-                i as u16,
-                &p,
-            );
+            let frame = udp_frame(rig.peer_mac, rig.local_mac, LOCAL_IP, PEER_IP, LOCAL_PORT, 7778, i as u16, &p);
             batch.push(pool.alloc_from(&frame).expect("mbuf"));
         }
         q.transmit(&mut pool, &mut batch);
@@ -404,14 +320,8 @@ fn roundtrip(test: &str, mode: XdpMode) {
             q.maintain(&mut pool);
             std::thread::sleep(Duration::from_micros(200));
         }
-        let got = receiver
-            .join()
-            .expect("receiver thread")
-            .expect("enter ns")
-            .expect("peer receives the burst");
-        let want: Vec<Vec<u8>> = (0..burst)
-            .map(|i| format!("burst {i:03}").into_bytes())
-            .collect();
+        let got = receiver.join().expect("receiver thread").expect("enter ns").expect("peer receives the burst");
+        let want: Vec<Vec<u8>> = (0..burst).map(|i| format!("burst {i:03}").into_bytes()).collect();
         assert_eq!(got, want, "burst delivered completely and in order");
     });
     let start = Instant::now();
@@ -420,11 +330,7 @@ fn roundtrip(test: &str, mode: XdpMode) {
         std::thread::sleep(Duration::from_micros(200));
     }
     assert_eq!(q.tx_in_flight(), 0, "burst completed");
-    assert_eq!(
-        pool.available() + q.frames_held(),
-        POOL_FRAMES,
-        "frames conserved"
-    );
+    assert_eq!(pool.available() + q.frames_held(), POOL_FRAMES, "frames conserved");
     assert_eq!(q.stats().tx_frames, 1 + burst as u64);
 
     let k = q.refresh_stats().expect("XDP_STATISTICS");
@@ -433,11 +339,7 @@ fn roundtrip(test: &str, mode: XdpMode) {
     q.release(&mut pool);
     assert!(!q.is_open());
     assert_eq!(q.frames_held(), 0);
-    assert_eq!(
-        pool.available(),
-        POOL_FRAMES,
-        "every frame back in the pool after release"
-    );
+    assert_eq!(pool.available(), POOL_FRAMES, "every frame back in the pool after release");
     // The kernel frees the queue in a deferred teardown; measure how long that takes.
     let start = Instant::now();
     let ifindex = prog.ifindex();
@@ -445,46 +347,31 @@ fn roundtrip(test: &str, mode: XdpMode) {
         assert!(start.elapsed() < DEADLINE, "queue never freed after close");
         std::thread::sleep(Duration::from_millis(1));
     }
-    eprintln!(
-        "{mode}: queue bindable again {:?} after release",
-        start.elapsed()
-    );
+    eprintln!("{mode}: queue bindable again {:?} after release", start.elapsed());
     drop(q);
     drop(prog);
     // Dropping the program closes the link fd, which detaches it. "Eventually": a child forked by a parallel test
     // holds a copy of every fd until it execs (they are all O_CLOEXEC), so poll, bounded.
     let start = Instant::now();
     loop {
-        let out = std::process::Command::new("ip")
-            .args(["-d", "link", "show", "dev", &ifname])
-            .output()
-            .unwrap();
+        let out = std::process::Command::new("ip").args(["-d", "link", "show", "dev", &ifname]).output().unwrap();
         let out = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.contains("prog/xdp") {
             break;
         }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "dropping the program detaches it: {out}"
-        );
+        assert!(start.elapsed() < DEADLINE, "dropping the program detaches it: {out}");
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 #[test]
 fn native_xdp_receives_and_transmits_exact_frames() {
-    roundtrip(
-        "native_xdp_receives_and_transmits_exact_frames",
-        XdpMode::Native,
-    );
+    roundtrip("native_xdp_receives_and_transmits_exact_frames", XdpMode::Native);
 }
 
 #[test]
 fn generic_xdp_receives_and_transmits_exact_frames() {
-    roundtrip(
-        "generic_xdp_receives_and_transmits_exact_frames",
-        XdpMode::Generic,
-    );
+    roundtrip("generic_xdp_receives_and_transmits_exact_frames", XdpMode::Generic);
 }
 
 #[test]
@@ -496,13 +383,9 @@ fn two_queues_each_with_a_socket() {
     let rig = rig(2);
     let ifname = rig.host.local_if.clone();
     let prog = XdpProgram::attach(&ifname, 2, XdpMode::Native).expect("attach XDP");
-    let mut pools = [
-        MbufPool::new(1024, false).unwrap(),
-        MbufPool::new(1024, false).unwrap(),
-    ];
-    let mut queues: Vec<XskQueue> = (0..2)
-        .map(|qid| open_queue(&prog, &ifname, qid, &mut pools[qid as usize]))
-        .collect();
+    let mut pools = [MbufPool::new(1024, false).unwrap(), MbufPool::new(1024, false).unwrap()];
+    let mut queues: Vec<XskQueue> =
+        (0..2).map(|qid| open_queue(&prog, &ifname, qid, &mut pools[qid as usize])).collect();
     assert!(queues.iter().all(XskQueue::is_open));
 
     // One datagram from each of 64 source ports: the peer hashes flows over its two TX queues, and veth delivers
@@ -516,31 +399,14 @@ fn two_queues_each_with_a_socket() {
     while got[0].len() + got[1].len() < n as usize && start.elapsed() < DEADLINE {
         for (qi, q) in queues.iter_mut().enumerate() {
             let total_before = got[qi].len();
-            collect(q, &mut pools[qi], LOCAL_PORT, &mut got[qi], |g| {
-                g.len() > total_before
-            });
+            collect(q, &mut pools[qi], LOCAL_PORT, &mut got[qi], |g| g.len() > total_before);
         }
     }
-    let mut ports: Vec<u16> = got
-        .iter()
-        .flatten()
-        .map(|(f, _)| u16::from_be_bytes([f[34], f[35]]))
-        .collect();
+    let mut ports: Vec<u16> = got.iter().flatten().map(|(f, _)| u16::from_be_bytes([f[34], f[35]])).collect();
     ports.sort_unstable();
-    assert_eq!(
-        ports,
-        (6000..6000 + n).collect::<Vec<_>>(),
-        "every flow arrived exactly once"
-    );
-    eprintln!(
-        "queue 0 got {} flows, queue 1 got {}",
-        got[0].len(),
-        got[1].len()
-    );
-    assert!(
-        !got[0].is_empty() && !got[1].is_empty(),
-        "both queues receive"
-    );
+    assert_eq!(ports, (6000..6000 + n).collect::<Vec<_>>(), "every flow arrived exactly once");
+    eprintln!("queue 0 got {} flows, queue 1 got {}", got[0].len(), got[1].len());
+    assert!(!got[0].is_empty() && !got[1].is_empty(), "both queues receive");
     for (f, _) in got.iter().flatten() {
         let sport = u16::from_be_bytes([f[34], f[35]]);
         assert_exact_frame(&rig, f, sport, format!("flow {}", sport - 6000).as_bytes());
@@ -575,27 +441,15 @@ fn setup_errors_are_clear() {
     assert!(e.to_string().contains("outside the XSKMAP"), "{e}");
     let e = XskQueue::open(&prog, &ifname, 2, &mut pool, XskConfig::default()).unwrap_err();
     assert!(e.to_string().contains("has 1 RX queue"), "{e}");
-    let e = XskQueue::open(
-        &prog,
-        &ifname,
-        0,
-        &mut pool,
-        XskConfig {
-            zero_copy: Some(true),
-            ..XskConfig::default()
-        },
-    )
-    .unwrap_err();
+    let e = XskQueue::open(&prog, &ifname, 0, &mut pool, XskConfig { zero_copy: Some(true), ..XskConfig::default() })
+        .unwrap_err();
     assert!(e.to_string().contains("zero-copy"), "{e}");
     assert_eq!(pool.available(), 256, "failed opens take no frames");
 
     let mut q = open_queue(&prog, &ifname, 0, &mut pool);
     let mut pool2 = MbufPool::new(256, false).unwrap();
     let e = XskQueue::open(&prog, &ifname, 0, &mut pool2, XskConfig::default()).unwrap_err();
-    assert!(
-        e.to_string().contains("already has an AF_XDP socket"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("already has an AF_XDP socket"), "{e}");
     // A pool that is not the queue's UMEM is refused, not trusted.
     let mut batch = Batch::new();
     assert_eq!(q.receive(&mut pool2, &mut batch, 64), 0);
@@ -622,21 +476,10 @@ fn native_attach_explains_veth_queue_mismatch() {
     let rig = rig(2);
     let ifname = rig.host.local_if.clone();
     // One RX queue here, two TX queues on the peer: native XDP on veth refuses with ENOSPC.
-    let out = std::process::Command::new("ethtool")
-        .args(["-L", &ifname, "rx", "1"])
-        .output()
-        .expect("ethtool");
-    assert!(
-        out.status.success(),
-        "ethtool -L: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = std::process::Command::new("ethtool").args(["-L", &ifname, "rx", "1"]).output().expect("ethtool");
+    assert!(out.status.success(), "ethtool -L: {}", String::from_utf8_lossy(&out.stderr));
     let e = XdpProgram::attach(&ifname, 1, XdpMode::Native).unwrap_err();
-    assert_eq!(
-        e.raw_os_error().or_else(|| source_errno(&e)),
-        Some(libc::ENOSPC),
-        "{e}"
-    );
+    assert_eq!(e.raw_os_error().or_else(|| source_errno(&e)), Some(libc::ENOSPC), "{e}");
     assert!(e.to_string().contains("RX queues"), "{e}");
     // Auto falls back to generic, which does not care.
     let prog = XdpProgram::attach(&ifname, 1, XdpMode::Auto).expect("auto falls back");

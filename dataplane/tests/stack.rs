@@ -5,9 +5,7 @@ use std::io::IoSlice;
 use dataplane::api::{Command, Endpoint, Event, Events, Ret};
 use dataplane::dataplane::{Dataplane, DataplaneConfig};
 use dataplane::mbuf::MbufPool;
-use dataplane::nic::wire::{
-    FaultConfig, WireEnd, WireLink, WireProbe, DEFAULT_MAC_A, DEFAULT_MAC_B,
-};
+use dataplane::nic::wire::{FaultConfig, WireEnd, WireLink, WireProbe, DEFAULT_MAC_A, DEFAULT_MAC_B};
 use dataplane::nic::{Batch, NicQueue};
 use dataplane::stats::Counter;
 use dataplane::time::{Duration, Instant};
@@ -20,11 +18,7 @@ const FRAMES: u32 = 1024;
 
 fn dataplane(end: WireEnd, ip: Ipv4Address) -> Dataplane {
     let pool = MbufPool::new(FRAMES, false).expect("pool");
-    Dataplane::new(
-        Box::new(end),
-        pool,
-        &DataplaneConfig::new(Ipv4Cidr::new(ip, 24).unwrap()),
-    )
+    Dataplane::new(Box::new(end), pool, &DataplaneConfig::new(Ipv4Cidr::new(ip, 24).unwrap()))
 }
 
 /// A peer that speaks raw frames through its own end of the link.
@@ -55,12 +49,8 @@ impl Peer {
 
 fn eth(dst: EthernetAddress, ethertype: EtherType, payload_len: usize) -> Vec<u8> {
     let mut f = vec![0u8; 14 + payload_len];
-    EthernetRepr {
-        src_addr: EthernetAddress(DEFAULT_MAC_B),
-        dst_addr: dst,
-        ethertype,
-    }
-    .emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+    EthernetRepr { src_addr: EthernetAddress(DEFAULT_MAC_B), dst_addr: dst, ethertype }
+        .emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
     f
 }
 
@@ -72,39 +62,21 @@ fn arp_request(target: Ipv4Address) -> Vec<u8> {
         target_hardware_addr: EthernetAddress([0; 6]),
         target_protocol_addr: target,
     };
-    let mut f = eth(
-        EthernetAddress::BROADCAST,
-        EtherType::Arp,
-        repr.buffer_len(),
-    );
+    let mut f = eth(EthernetAddress::BROADCAST, EtherType::Arp, repr.buffer_len());
     repr.emit(&mut ArpPacket::new_unchecked(&mut f[14..]));
     f
 }
 
 fn ipv4_frame(dst: Ipv4Address, proto: IpProtocol, l4: &[u8]) -> Vec<u8> {
-    let mut f = eth(
-        EthernetAddress(DEFAULT_MAC_A),
-        EtherType::Ipv4,
-        20 + l4.len(),
-    );
-    Ipv4Repr {
-        src_addr: PEER_IP,
-        dst_addr: dst,
-        next_header: proto,
-        payload_len: l4.len(),
-        hop_limit: 64,
-    }
-    .emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]));
+    let mut f = eth(EthernetAddress(DEFAULT_MAC_A), EtherType::Ipv4, 20 + l4.len());
+    Ipv4Repr { src_addr: PEER_IP, dst_addr: dst, next_header: proto, payload_len: l4.len(), hop_limit: 64 }
+        .emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]));
     f[34..].copy_from_slice(l4);
     f
 }
 
 fn ping(ident: u16, seq: u16, data: &[u8]) -> Vec<u8> {
-    let repr = Icmpv4Repr::EchoRequest {
-        ident,
-        seq_no: seq,
-        data,
-    };
+    let repr = Icmpv4Repr::EchoRequest { ident, seq_no: seq, data };
     let mut l4 = vec![0u8; repr.buffer_len()];
     repr.emit(&mut Icmpv4Packet::new_unchecked(&mut l4[..]));
     ipv4_frame(DP_IP, IpProtocol::Icmp, &l4)
@@ -114,11 +86,7 @@ fn udp(dst_port: u16, payload: &[u8]) -> Vec<u8> {
     let mut l4 = vec![0u8; 8 + payload.len()];
     l4[8..].copy_from_slice(payload);
     let mut p = UdpPacket::new_unchecked(&mut l4[..]);
-    UdpRepr {
-        src_port: 5555,
-        dst_port,
-    }
-    .emit_header(&mut p, payload.len());
+    UdpRepr { src_port: 5555, dst_port }.emit_header(&mut p, payload.len());
     p.fill_checksum(PEER_IP, DP_IP);
     ipv4_frame(DP_IP, IpProtocol::Udp, &l4)
 }
@@ -134,10 +102,7 @@ fn cycle(dp: &mut Dataplane, now: Instant, cmds: &[Command<'_>], events: &mut Ev
 fn answers_arp_and_ping_in_place() {
     let (a, b) = WireLink::pair(FaultConfig::default(), 1);
     let mut dp = dataplane(a, DP_IP);
-    let mut peer = Peer {
-        end: b,
-        pool: MbufPool::new(64, false).unwrap(),
-    };
+    let mut peer = Peer { end: b, pool: MbufPool::new(64, false).unwrap() };
     let mut ev = Events::with_capacity(64);
     let t = Instant::from_millis(1);
 
@@ -167,11 +132,7 @@ fn answers_arp_and_ping_in_place() {
     let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
     assert!(icmp.verify_checksum());
     match Icmpv4Repr::parse(&icmp, true).unwrap() {
-        Icmpv4Repr::EchoReply {
-            ident,
-            seq_no,
-            data: d,
-        } => {
+        Icmpv4Repr::EchoReply { ident, seq_no, data: d } => {
             assert_eq!((ident, seq_no), (0x1234, 7));
             assert_eq!(d, &data[..]);
         }
@@ -187,10 +148,7 @@ fn answers_arp_and_ping_in_place() {
 fn udp_to_a_closed_port_gets_port_unreachable() {
     let (a, b) = WireLink::pair(FaultConfig::default(), 2);
     let mut dp = dataplane(a, DP_IP);
-    let mut peer = Peer {
-        end: b,
-        pool: MbufPool::new(64, false).unwrap(),
-    };
+    let mut peer = Peer { end: b, pool: MbufPool::new(64, false).unwrap() };
     let mut ev = Events::with_capacity(64);
     peer.send(&udp(4444, b"anyone?"));
     cycle(&mut dp, Instant::from_millis(1), &[], &mut ev);
@@ -212,9 +170,7 @@ fn udp_to_a_closed_port_gets_port_unreachable() {
 }
 
 fn pattern(seq: u32, len: usize) -> Vec<u8> {
-    let mut v: Vec<u8> = (0..len)
-        .map(|i| (seq as usize * 131 + i * 7 + (i >> 8)) as u8)
-        .collect();
+    let mut v: Vec<u8> = (0..len).map(|i| (seq as usize * 131 + i * 7 + (i >> 8)) as u8).collect();
     if len >= 4 {
         v[..4].copy_from_slice(&seq.to_le_bytes());
     }
@@ -223,11 +179,7 @@ fn pattern(seq: u32, len: usize) -> Vec<u8> {
 
 /// Client dataplane sends `count` datagrams to an echo dataplane over a faulty link; returns
 /// (sent, echoes received byte-exact, wrong echoes).
-fn echo_over(
-    cfg: FaultConfig,
-    seed: u64,
-    count: u32,
-) -> (u32, u32, u32, WireProbe, Dataplane, Dataplane) {
+fn echo_over(cfg: FaultConfig, seed: u64, count: u32) -> (u32, u32, u32, WireProbe, Dataplane, Dataplane) {
     let (a, b) = WireLink::pair(cfg, seed);
     let probe = a.probe();
     let mut server = dataplane(a, DP_IP);
@@ -235,19 +187,8 @@ fn echo_over(
     let mut sev = Events::with_capacity(256);
     let mut cev = Events::with_capacity(256);
     let mut now = Instant::from_millis(1);
-    assert_eq!(
-        cycle(&mut server, now, &[Command::UdpBind { port: 7 }], &mut sev),
-        vec![Ret::Ok]
-    );
-    assert_eq!(
-        cycle(
-            &mut client,
-            now,
-            &[Command::UdpBind { port: 5000 }],
-            &mut cev
-        ),
-        vec![Ret::Ok]
-    );
+    assert_eq!(cycle(&mut server, now, &[Command::UdpBind { port: 7 }], &mut sev), vec![Ret::Ok]);
+    assert_eq!(cycle(&mut client, now, &[Command::UdpBind { port: 5000 }], &mut cev), vec![Ret::Ok]);
     let mut next = 0u32;
     let (mut good, mut bad) = (0u32, 0u32);
     let mut seen = vec![false; count as usize];
@@ -256,19 +197,15 @@ fn echo_over(
         now = now + Duration::from_micros(500);
         probe.advance(now);
         // Client: up to 4 new datagrams per step.
-        let payloads: Vec<Vec<u8>> = (next..count.min(next + 4))
-            .map(|s| pattern(s, 4 + (s as usize * 37) % 1469))
-            .collect();
+        let payloads: Vec<Vec<u8>> =
+            (next..count.min(next + 4)).map(|s| pattern(s, 4 + (s as usize * 37) % 1469)).collect();
         let slices: Vec<[IoSlice<'_>; 1]> = payloads.iter().map(|p| [IoSlice::new(p)]).collect();
         let mut cmds: Vec<Command<'_>> = slices
             .iter()
             .enumerate()
             .map(|(k, s)| Command::UdpSend {
                 src_port: 5000,
-                dst: Endpoint {
-                    addr: DP_IP,
-                    port: 7,
-                },
+                dst: Endpoint { addr: DP_IP, port: 7 },
                 payload: s,
                 cookie: (next + k as u32) as u64,
             })
@@ -281,11 +218,7 @@ fn echo_over(
         for e in cev.as_slice() {
             if let Event::UdpRecv { buf, .. } = e {
                 let data = client.lent_data(buf).expect("lent buffer readable");
-                let seq = if data.len() >= 4 {
-                    u32::from_le_bytes(data[..4].try_into().unwrap())
-                } else {
-                    u32::MAX
-                };
+                let seq = if data.len() >= 4 { u32::from_le_bytes(data[..4].try_into().unwrap()) } else { u32::MAX };
                 let ok = (seq as usize) < seen.len()
                     && data.len() == 4 + (seq as usize * 37) % 1469
                     && data == &pattern(seq, data.len())[..];
@@ -300,13 +233,8 @@ fn echo_over(
                 done.push(buf.ptr);
             }
         }
-        let dcmds: Vec<Command<'_>> = done
-            .iter()
-            .map(|&d| Command::RecvDone { data: d })
-            .collect();
-        assert!(cycle(&mut client, now, &dcmds, &mut cev)
-            .iter()
-            .all(|r| *r == Ret::Ok));
+        let dcmds: Vec<Command<'_>> = done.iter().map(|&d| Command::RecvDone { data: d }).collect();
+        assert!(cycle(&mut client, now, &dcmds, &mut cev).iter().all(|r| *r == Ret::Ok));
         // Server: echo everything (zero-copy: the reply points into the lent buffer), then give buffers back.
         server_cmds_store.clear();
         for e in sev.as_slice() {
@@ -326,19 +254,11 @@ fn echo_over(
         let iov: Vec<[IoSlice<'_>; 1]> = lent.iter().map(|s| [IoSlice::new(s)]).collect();
         let mut scmds: Vec<Command<'_>> = Vec::new();
         for (k, (src, port, ptr, _)) in server_cmds_store.iter().enumerate() {
-            scmds.push(Command::UdpSend {
-                src_port: *port,
-                dst: *src,
-                payload: &iov[k],
-                cookie: 0,
-            });
+            scmds.push(Command::UdpSend { src_port: *port, dst: *src, payload: &iov[k], cookie: 0 });
             scmds.push(Command::RecvDone { data: *ptr });
         }
         let rets = cycle(&mut server, now, &scmds, &mut sev);
-        assert!(
-            rets.iter().all(|r| *r == Ret::Ok),
-            "server commands: {rets:?}"
-        );
+        assert!(rets.iter().all(|r| *r == Ret::Ok), "server commands: {rets:?}");
         if next == count && probe.in_flight(0) == 0 && probe.in_flight(1) == 0 && _step > 100 {
             // Let retries and late frames drain for a few simulated seconds.
             if good == count {
@@ -351,8 +271,7 @@ fn echo_over(
 
 #[test]
 fn two_dataplanes_echo_byte_exact_on_a_perfect_link() {
-    let (sent, good, bad, probe, mut server, mut client) =
-        echo_over(FaultConfig::default(), 7, 2000);
+    let (sent, good, bad, probe, mut server, mut client) = echo_over(FaultConfig::default(), 7, 2000);
     if good != sent {
         for c in Counter::ALL {
             let (a, b) = (server.stats().get(c), client.stats().get(c));
@@ -360,11 +279,7 @@ fn two_dataplanes_echo_byte_exact_on_a_perfect_link() {
                 eprintln!("{:<24} server {a:>8} client {b:>8}", c.name());
             }
         }
-        eprintln!(
-            "faults {:?} {:?}",
-            probe.fault_stats(0),
-            probe.fault_stats(1)
-        );
+        eprintln!("faults {:?} {:?}", probe.fault_stats(0), probe.fault_stats(1));
     }
     assert_eq!((sent, good, bad), (2000, 2000, 0));
     assert!(client.frames_in_use() == 0 || client.frames_in_use() == client.frames_held_by_nic());
@@ -385,22 +300,10 @@ fn faults_never_deliver_wrong_bytes_and_never_leak() {
         ..FaultConfig::default()
     };
     let cases = [
-        FaultConfig {
-            loss: 0.05,
-            ..FaultConfig::default()
-        },
-        FaultConfig {
-            reorder: 0.25,
-            ..FaultConfig::default()
-        },
-        FaultConfig {
-            duplicate: 0.05,
-            ..FaultConfig::default()
-        },
-        FaultConfig {
-            corrupt: 0.05,
-            ..FaultConfig::default()
-        },
+        FaultConfig { loss: 0.05, ..FaultConfig::default() },
+        FaultConfig { reorder: 0.25, ..FaultConfig::default() },
+        FaultConfig { duplicate: 0.05, ..FaultConfig::default() },
+        FaultConfig { corrupt: 0.05, ..FaultConfig::default() },
         all,
     ];
     for (i, cfg) in cases.into_iter().enumerate() {
@@ -410,15 +313,9 @@ fn faults_never_deliver_wrong_bytes_and_never_leak() {
         assert_eq!(bad, 0, "seed {seed}: a corrupted datagram reached the app");
         let f = probe.fault_stats(0);
         let g = probe.fault_stats(1);
-        assert!(
-            good > 700,
-            "seed {seed}: only {good} echoes (faults {f:?} {g:?})"
-        );
+        assert!(good > 700, "seed {seed}: only {good} echoes (faults {f:?} {g:?})");
         if cfg.loss == 0.0 && cfg.corrupt == 0.0 {
-            assert_eq!(
-                good, 1000,
-                "seed {seed}: no loss configured, all must come back"
-            );
+            assert_eq!(good, 1000, "seed {seed}: no loss configured, all must come back");
         }
         if cfg.corrupt > 0.0 {
             let s = server.counters();
@@ -435,16 +332,8 @@ fn faults_never_deliver_wrong_bytes_and_never_leak() {
                 "seed {seed}: corruption was injected ({f:?}) but nothing was dropped"
             );
         }
-        assert_eq!(
-            server.shutdown().available(),
-            FRAMES,
-            "seed {seed}: server leaked"
-        );
-        assert_eq!(
-            client.shutdown().available(),
-            FRAMES,
-            "seed {seed}: client leaked"
-        );
+        assert_eq!(server.shutdown().available(), FRAMES, "seed {seed}: server leaked");
+        assert_eq!(client.shutdown().available(), FRAMES, "seed {seed}: client leaked");
     }
 }
 
@@ -453,19 +342,11 @@ fn events_bound_rx_and_the_rest_waits_in_the_ring() {
     let (a, b) = WireLink::pair(FaultConfig::default(), 3);
     let probe = a.probe();
     let mut dp = dataplane(a, DP_IP);
-    let mut peer = Peer {
-        end: b,
-        pool: MbufPool::new(256, false).unwrap(),
-    };
+    let mut peer = Peer { end: b, pool: MbufPool::new(256, false).unwrap() };
     let mut ev = Events::with_capacity(64);
     let mut rets = [Ret::Ok];
     ev.reset(64);
-    dp.run_io(
-        Instant::from_millis(1),
-        &[Command::UdpBind { port: 7 }],
-        &mut rets,
-        &mut ev,
-    );
+    dp.run_io(Instant::from_millis(1), &[Command::UdpBind { port: 7 }], &mut rets, &mut ev);
     for i in 0..100u32 {
         peer.send(&udp(7, &i.to_le_bytes()));
     }
@@ -485,24 +366,17 @@ fn events_bound_rx_and_the_rest_waits_in_the_ring() {
     let mut order = Vec::new();
     for e in ev.as_slice() {
         if let Event::UdpRecv { buf, .. } = e {
-            order.push(u32::from_le_bytes(
-                dp.lent_data(buf).unwrap().try_into().unwrap(),
-            ));
+            order.push(u32::from_le_bytes(dp.lent_data(buf).unwrap().try_into().unwrap()));
         }
     }
-    let done: Vec<Command<'_>> = first
-        .iter()
-        .map(|&d| Command::RecvDone { data: d })
-        .collect();
+    let done: Vec<Command<'_>> = first.iter().map(|&d| Command::RecvDone { data: d }).collect();
     let mut r = vec![Ret::Ok; done.len()];
     for _ in 0..20 {
         ev.reset(64);
         dp.run_io(Instant::from_millis(3), &done[..0], &mut [], &mut ev);
         for e in ev.as_slice() {
             if let Event::UdpRecv { buf, .. } = e {
-                order.push(u32::from_le_bytes(
-                    dp.lent_data(buf).unwrap().try_into().unwrap(),
-                ));
+                order.push(u32::from_le_bytes(dp.lent_data(buf).unwrap().try_into().unwrap()));
                 got += 1;
             }
         }
@@ -522,17 +396,9 @@ fn events_bound_rx_and_the_rest_waits_in_the_ring() {
 fn recv_done_accepts_any_address_inside_the_buffer_once() {
     let (a, b) = WireLink::pair(FaultConfig::default(), 4);
     let mut dp = dataplane(a, DP_IP);
-    let mut peer = Peer {
-        end: b,
-        pool: MbufPool::new(16, false).unwrap(),
-    };
+    let mut peer = Peer { end: b, pool: MbufPool::new(16, false).unwrap() };
     let mut ev = Events::with_capacity(16);
-    cycle(
-        &mut dp,
-        Instant::from_millis(1),
-        &[Command::UdpBind { port: 9 }],
-        &mut ev,
-    );
+    cycle(&mut dp, Instant::from_millis(1), &[Command::UdpBind { port: 9 }], &mut ev);
     peer.send(&udp(9, b"hello, dataplane"));
     cycle(&mut dp, Instant::from_millis(2), &[], &mut ev);
     let Some(Event::UdpRecv { buf, src, dst_port }) = ev.as_slice().first().copied() else {
@@ -541,28 +407,15 @@ fn recv_done_accepts_any_address_inside_the_buffer_once() {
     assert_eq!((src.addr, src.port, dst_port), (PEER_IP, 5555, 9));
     assert_eq!(dp.lent_data(&buf), Some(&b"hello, dataplane"[..]));
     let inside = buf.ptr.wrapping_add(5);
-    let rets = cycle(
-        &mut dp,
-        Instant::from_millis(3),
-        &[Command::RecvDone { data: inside }],
-        &mut ev,
-    );
+    let rets = cycle(&mut dp, Instant::from_millis(3), &[Command::RecvDone { data: inside }], &mut ev);
     assert_eq!(rets, vec![Ret::Ok]);
     assert_eq!(dp.lent_data(&buf), None, "no longer lent");
-    let rets = cycle(
-        &mut dp,
-        Instant::from_millis(3),
-        &[Command::RecvDone { data: buf.ptr }],
-        &mut ev,
-    );
+    let rets = cycle(&mut dp, Instant::from_millis(3), &[Command::RecvDone { data: buf.ptr }], &mut ev);
     assert_eq!(rets, vec![Ret::BadHandle]);
     let rets = cycle(
         &mut dp,
         Instant::from_millis(3),
-        &[
-            Command::UdpUnbind { port: 9 },
-            Command::UdpUnbind { port: 9 },
-        ],
+        &[Command::UdpUnbind { port: 9 }, Command::UdpUnbind { port: 9 }],
         &mut ev,
     );
     assert_eq!(rets, vec![Ret::Ok, Ret::BadHandle]);
@@ -573,28 +426,13 @@ fn unresolved_neighbour_is_retried_then_given_up() {
     let (a, b) = WireLink::pair(FaultConfig::default(), 5);
     let probe = a.probe();
     let mut dp = dataplane(a, DP_IP);
-    let mut peer = Peer {
-        end: b,
-        pool: MbufPool::new(64, false).unwrap(),
-    };
+    let mut peer = Peer { end: b, pool: MbufPool::new(64, false).unwrap() };
     let mut ev = Events::with_capacity(16);
     let payload = [IoSlice::new(b"x")];
-    let ghost = Endpoint {
-        addr: Ipv4Address([198, 18, 0, 99]),
-        port: 9,
-    };
+    let ghost = Endpoint { addr: Ipv4Address([198, 18, 0, 99]), port: 9 };
     let mut now = Instant::from_millis(1);
-    let rets = cycle(
-        &mut dp,
-        now,
-        &[Command::UdpSend {
-            src_port: 1,
-            dst: ghost,
-            payload: &payload,
-            cookie: 1,
-        }],
-        &mut ev,
-    );
+    let rets =
+        cycle(&mut dp, now, &[Command::UdpSend { src_port: 1, dst: ghost, payload: &payload, cookie: 1 }], &mut ev);
     assert_eq!(rets, vec![Ret::Ok]);
     let mut requests = 0;
     for _ in 0..50 {
@@ -603,11 +441,7 @@ fn unresolved_neighbour_is_retried_then_given_up() {
         cycle(&mut dp, now, &[], &mut ev);
         for f in peer.recv_all() {
             let e = EthernetFrame::new_checked(&f[..]).unwrap();
-            assert_eq!(
-                e.ethertype(),
-                EtherType::Arp,
-                "nothing but ARP may leave for an unresolved host"
-            );
+            assert_eq!(e.ethertype(), EtherType::Arp, "nothing but ARP may leave for an unresolved host");
             requests += 1;
         }
     }
@@ -619,12 +453,7 @@ fn unresolved_neighbour_is_retried_then_given_up() {
 }
 
 fn valid_frames() -> Vec<Vec<u8>> {
-    vec![
-        arp_request(DP_IP),
-        ping(1, 1, b"abcdefgh"),
-        udp(7, b"payload"),
-        udp(8, b"closed port"),
-    ]
+    vec![arp_request(DP_IP), ping(1, 1, b"abcdefgh"), udp(7, b"payload"), udp(8, b"closed port")]
 }
 
 proptest! {

@@ -37,23 +37,12 @@ fn privileged(test: &str) -> bool {
 
 /// A unique short tag for interface and namespace names (IFNAMSIZ is 16).
 fn tag() -> String {
-    format!(
-        "{}x{}",
-        std::process::id() % 100_000,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("run {args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
 }
 
 /// A network namespace, deleted on drop (also when the test panics).
@@ -63,9 +52,7 @@ struct Netns {
 
 impl Netns {
     fn new() -> Netns {
-        let ns = Netns {
-            name: format!("ixtap{}", tag()),
-        };
+        let ns = Netns { name: format!("ixtap{}", tag()) };
         run(&["ip", "netns", "add", &ns.name]);
         // No IPv6 chatter (router solicitations, MLD) on the TAP: the tests expect only their own frames.
         ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
@@ -99,9 +86,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
     }
 }
 
@@ -121,54 +106,24 @@ impl Setup {
     fn new(queues: u32, net: u8) -> Setup {
         let ns = Netns::new();
         let name = format!("ixtap{}", tag());
-        let cfg = TapConfig {
-            mac: DP_MAC,
-            ..TapConfig::default()
-        };
-        let queues =
-            tap::open(&name, queues, &cfg).unwrap_or_else(|e| panic!("open TAP {name}: {e}"));
+        let cfg = TapConfig { mac: DP_MAC, ..TapConfig::default() };
+        let queues = tap::open(&name, queues, &cfg).unwrap_or_else(|e| panic!("open TAP {name}: {e}"));
         assert_eq!(queues[0].interface_name().unwrap(), name);
         let kernel_mac = queues[0].kernel_mac().unwrap();
         assert_ne!(kernel_mac, DP_MAC);
         run(&["ip", "link", "set", &name, "netns", &ns.name]);
         // The interface left our namespace, but its fds still reach it.
-        assert!(
-            dataplane::sys::if_nametoindex(&name).is_err(),
-            "{name} should have moved"
-        );
+        assert!(dataplane::sys::if_nametoindex(&name).is_err(), "{name} should have moved");
         for q in &queues {
-            assert_eq!(
-                q.interface_name().unwrap(),
-                name,
-                "queue fd works after the move"
-            );
+            assert_eq!(q.interface_name().unwrap(), name, "queue fd works after the move");
         }
         let peer = format!("198.18.{net}.2/24");
         let dp = format!("198.18.{net}.1");
-        let mac = DP_MAC
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
+        let mac = DP_MAC.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
         ns.ip(&["addr", "add", &peer, "dev", &name]);
         ns.ip(&["link", "set", &name, "up"]);
-        ns.ip(&[
-            "neigh",
-            "add",
-            &dp,
-            "lladdr",
-            &mac,
-            "dev",
-            &name,
-            "nud",
-            "permanent",
-        ]);
-        Setup {
-            queues,
-            kernel_mac,
-            net,
-            ns,
-        }
+        ns.ip(&["neigh", "add", &dp, "lladdr", &mac, "dev", &name, "nud", "permanent"]);
+        Setup { queues, kernel_mac, net, ns }
     }
 
     fn peer(&self) -> Ipv4Addr {
@@ -180,12 +135,7 @@ impl Setup {
     }
 
     /// Receives on every queue until `want` frames match `keep` or 5 s pass; returns (queue, frame) pairs.
-    fn collect(
-        &mut self,
-        pool: &mut MbufPool,
-        want: usize,
-        keep: impl Fn(&[u8]) -> bool,
-    ) -> Vec<(u32, Vec<u8>)> {
+    fn collect(&mut self, pool: &mut MbufPool, want: usize, keep: impl Fn(&[u8]) -> bool) -> Vec<(u32, Vec<u8>)> {
         let mut got = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
         while got.len() < want && Instant::now() < deadline {
@@ -224,10 +174,7 @@ fn sum16(data: &[u8], mut acc: u32) -> u16 {
 
 /// Whether `frame` is an IPv4 UDP frame to `dport`.
 fn is_udp_to(frame: &[u8], dport: u16) -> bool {
-    frame.len() >= 42
-        && frame[12..14] == [8, 0]
-        && frame[23] == 17
-        && frame[36..38] == dport.to_be_bytes()
+    frame.len() >= 42 && frame[12..14] == [8, 0] && frame[23] == 17 && frame[36..38] == dport.to_be_bytes()
 }
 
 /// Builds an Ethernet + IPv4 + UDP frame with complete checksums. `id_frag` is the IP identification and
@@ -282,8 +229,7 @@ fn send_from_ns(setup: &Setup, dst: SocketAddrV4, datagrams: Vec<(u16, Vec<u8>)>
         .ns
         .spawn(move || {
             for (sport, payload) in datagrams {
-                let sock =
-                    UdpSocket::bind(SocketAddrV4::new(peer, sport)).expect("bind in namespace");
+                let sock = UdpSocket::bind(SocketAddrV4::new(peer, sport)).expect("bind in namespace");
                 sock.send_to(&payload, dst).expect("send in namespace");
             }
         })
@@ -307,51 +253,27 @@ fn udp_crosses_a_tap_moved_into_a_namespace_both_ways() {
         sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 2048];
-        let (n, from) = sock
-            .recv_from(&mut buf)
-            .expect("the dataplane's datagram reaches the namespace");
+        let (n, from) = sock.recv_from(&mut buf).expect("the dataplane's datagram reaches the namespace");
         (buf[..n].to_vec(), from)
     });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("listener ready");
+    ready_rx.recv_timeout(Duration::from_secs(5)).expect("listener ready");
 
     // Linux -> dataplane: three datagrams, each must arrive exactly as Linux built it, checksums complete.
     let payloads: Vec<Vec<u8>> = vec![b"one".to_vec(), vec![0xab; 1000], (0..=255u8).collect()];
-    send_from_ns(
-        &s,
-        SocketAddrV4::new(dp, 9000),
-        payloads.iter().map(|p| (7000, p.clone())).collect(),
-    );
+    send_from_ns(&s, SocketAddrV4::new(dp, 9000), payloads.iter().map(|p| (7000, p.clone())).collect());
     let got = s.collect(&mut pool, 3, |f| is_udp_to(f, 9000));
     assert_eq!(got.len(), 3, "three datagrams received");
     for ((queue, frame), payload) in got.iter().zip(&payloads) {
         assert_eq!(*queue, 0);
         let id_frag = [frame[18], frame[19], frame[20], frame[21]];
         let want = udp_frame(DP_MAC, s.kernel_mac, peer, dp, 7000, 9000, id_frag, payload);
-        assert_eq!(
-            frame, &want,
-            "frame as Linux sent it, with complete IP and UDP checksums"
-        );
+        assert_eq!(frame, &want, "frame as Linux sent it, with complete IP and UDP checksums");
     }
-    assert_eq!(
-        s.queues[0].checksums_completed(),
-        0,
-        "offloads off: Linux completed the checksums itself"
-    );
+    assert_eq!(s.queues[0].checksums_completed(), 0, "offloads off: Linux completed the checksums itself");
 
     // Dataplane -> Linux: a hand-built frame to the listener.
     let payload = b"from the dataplane, byte for byte".to_vec();
-    let frame = udp_frame(
-        s.kernel_mac,
-        DP_MAC,
-        dp,
-        peer,
-        9000,
-        7001,
-        [0, 1, 0x40, 0],
-        &payload,
-    );
+    let frame = udp_frame(s.kernel_mac, DP_MAC, dp, peer, 9000, 7001, [0, 1, 0x40, 0], &payload);
     let mut batch = Batch::new();
     batch.push(pool.alloc_from(&frame).unwrap());
     s.queues[0].transmit(&mut pool, &mut batch);
@@ -362,11 +284,7 @@ fn udp_crosses_a_tap_moved_into_a_namespace_both_ways() {
 
     // With checksum offload turned on, Linux leaves UDP checksums partial; the queue completes them.
     s.queues[0].fd().set_offloads(libc::TUN_F_CSUM).unwrap();
-    send_from_ns(
-        &s,
-        SocketAddrV4::new(dp, 9001),
-        vec![(7002, b"partial please".to_vec())],
-    );
+    send_from_ns(&s, SocketAddrV4::new(dp, 9001), vec![(7002, b"partial please".to_vec())]);
     let got = s.collect(&mut pool, 1, |f| is_udp_to(f, 9001));
     assert_eq!(got.len(), 1);
     let frame = &got[0].1;
@@ -384,16 +302,9 @@ fn udp_crosses_a_tap_moved_into_a_namespace_both_ways() {
     assert_eq!(s.queues[0].checksums_completed(), 1);
 
     let stats = s.queues[0].stats();
-    assert_eq!(
-        (stats.tx_frames, stats.tx_errors, stats.rx_errors),
-        (1, 0, 0)
-    );
+    assert_eq!((stats.tx_frames, stats.tx_errors, stats.rx_errors), (1, 0, 0));
     assert!(stats.rx_frames >= 4);
-    assert_eq!(
-        pool.available(),
-        pool.capacity(),
-        "every mbuf back in the pool"
-    );
+    assert_eq!(pool.available(), pool.capacity(), "every mbuf back in the pool");
 }
 
 /// Sends UDP flows from 64 source ports (and one ARP request) through a TAP of `queues` queues and checks that
@@ -402,25 +313,16 @@ fn steering_matches_rust(queues: u32, net: u8) {
     let mut pool = MbufPool::new(512, false).unwrap();
     let mut s = Setup::new(queues, net);
     let dp = s.dp();
-    let flows: Vec<(u16, Vec<u8>)> = (0..64u16)
-        .map(|i| (20000 + i * 7, i.to_be_bytes().to_vec()))
-        .collect();
+    let flows: Vec<(u16, Vec<u8>)> = (0..64u16).map(|i| (20000 + i * 7, i.to_be_bytes().to_vec())).collect();
     send_from_ns(&s, SocketAddrV4::new(dp, 9000), flows.clone());
     let got = s.collect(&mut pool, flows.len(), |f| is_udp_to(f, 9000));
     assert_eq!(got.len(), flows.len(), "every flow's datagram received");
     let mut per_queue = vec![0u32; queues as usize];
     for (queue, frame) in &got {
-        assert_eq!(
-            *queue,
-            steer_queue(frame, queues),
-            "kernel steering agrees with steer_queue"
-        );
+        assert_eq!(*queue, steer_queue(frame, queues), "kernel steering agrees with steer_queue");
         per_queue[*queue as usize] += 1;
     }
-    assert!(
-        per_queue.iter().all(|n| *n > 0),
-        "flows spread over all queues: {per_queue:?}"
-    );
+    assert!(per_queue.iter().all(|n| *n > 0), "flows spread over all queues: {per_queue:?}");
 
     // An address without a neighbour entry makes Linux ask by ARP: ARP goes to queue 0.
     let unknown = SocketAddrV4::new(Ipv4Addr::new(198, 18, net, 3), 9);
@@ -452,26 +354,16 @@ fn device_helpers_name_pattern_mac_link_up_and_steering_detach() {
     }
     let ns = Netns::new();
     let pattern = format!("ixtp{}x%d", std::process::id() % 100_000);
-    let dev =
-        TapDevice::create(&pattern, 2).unwrap_or_else(|e| panic!("create TAP {pattern}: {e}"));
+    let dev = TapDevice::create(&pattern, 2).unwrap_or_else(|e| panic!("create TAP {pattern}: {e}"));
     let name = dev.name().to_string();
-    assert!(
-        !name.contains('%'),
-        "the kernel filled in the pattern: {name}"
-    );
+    assert!(!name.contains('%'), "the kernel filled in the pattern: {name}");
     assert_eq!(dev.queue_count(), 2);
     assert!(dev.queue(2).is_none());
     for i in 0..2 {
         assert_eq!(dev.queue(i).unwrap().interface_name().unwrap(), name);
     }
     let sysfs_mac = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).unwrap();
-    let mac = dev
-        .kernel_mac()
-        .unwrap()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":");
+    let mac = dev.kernel_mac().unwrap().iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     assert_eq!(mac, sysfs_mac.trim());
     let prog = SteeringProgram::load(&steering_program(2)).unwrap();
     dev.attach_steering(&prog).unwrap();
@@ -485,10 +377,7 @@ fn device_helpers_name_pattern_mac_link_up_and_steering_detach() {
         dev
     });
     let dev = dev.join().expect("set_up thread panicked");
-    let out = Command::new("ip")
-        .args(["-n", &ns.name, "-o", "link", "show", &name])
-        .output()
-        .unwrap();
+    let out = Command::new("ip").args(["-n", &ns.name, "-o", "link", "show", &name]).output().unwrap();
     let line = String::from_utf8_lossy(&out.stdout);
     assert!(line.contains(",UP"), "link is up: {line}");
     drop(dev);
@@ -513,15 +402,7 @@ impl Rng {
 /// A random frame, mostly IPv4 but with odd EtherTypes, versions, IHLs, protocols, fragments and truncations.
 fn random_frame(rng: &mut Rng) -> Vec<u8> {
     let mut f: Vec<u8> = (0..80).map(|_| rng.next() as u8).collect();
-    f[12..14].copy_from_slice(&rng.pick(&[
-        [8u8, 0],
-        [8, 0],
-        [8, 0],
-        [8, 0],
-        [8, 6],
-        [0x86, 0xdd],
-        [0x81, 0],
-    ]));
+    f[12..14].copy_from_slice(&rng.pick(&[[8u8, 0], [8, 0], [8, 0], [8, 0], [8, 6], [0x86, 0xdd], [0x81, 0]]));
     f[14] = rng.pick(&[0x45, 0x45, 0x45, 0x46, 0x4f, 0x44, 0x40, 0x65, 0x55]);
     f[23] = rng.pick(&[6, 17, 17, 6, 1, 47, 132]);
     let frag: u16 = rng.pick(&[0, 0, 0x4000, 0x2000, 0x0001, 0x1fff, 0x8000]);
@@ -538,16 +419,11 @@ fn steering_program_matches_steer_queue_on_odd_frames() {
     }
     let mut rng = Rng(2014);
     for queues in [1, 2, 3, 4, 7, 16] {
-        let prog = SteeringProgram::load(&steering_program(queues))
-            .expect("kernel accepts the steering program");
+        let prog = SteeringProgram::load(&steering_program(queues)).expect("kernel accepts the steering program");
         for _ in 0..2000 {
             let frame = random_frame(&mut rng);
             let kernel = prog.test_run(&frame).expect("BPF_PROG_TEST_RUN");
-            assert_eq!(
-                kernel,
-                steer_queue(&frame, queues),
-                "queues {queues}, frame {frame:02x?}"
-            );
+            assert_eq!(kernel, steer_queue(&frame, queues), "queues {queues}, frame {frame:02x?}");
         }
     }
 }

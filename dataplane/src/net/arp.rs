@@ -24,15 +24,8 @@ pub const MAX_TRIES: u8 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Empty,
-    Resolved {
-        mac: EthernetAddress,
-        expires_at: Instant,
-        refreshing: bool,
-    },
-    Incomplete {
-        tries: u8,
-        next_try: Instant,
-    },
+    Resolved { mac: EthernetAddress, expires_at: Instant, refreshing: bool },
+    Incomplete { tries: u8, next_try: Instant },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,40 +76,26 @@ fn slot_of(ip: Ipv4Address) -> usize {
 impl ArpCache {
     /// An empty cache.
     pub fn new() -> ArpCache {
-        let empty = Entry {
-            ip: Ipv4Address::UNSPECIFIED,
-            state: State::Empty,
-            touched: Instant::default(),
-        };
-        ArpCache {
-            entries: vec![empty; CAPACITY].into_boxed_slice(),
-            pending: ArrayVec::new(),
-        }
+        let empty = Entry { ip: Ipv4Address::UNSPECIFIED, state: State::Empty, touched: Instant::default() };
+        ArpCache { entries: vec![empty; CAPACITY].into_boxed_slice(), pending: ArrayVec::new() }
     }
 
     fn find(&self, ip: Ipv4Address) -> Option<usize> {
         let start = slot_of(ip);
-        (0..PROBE_WINDOW)
-            .map(|i| (start + i) % CAPACITY)
-            .find(|&s| {
-                let e = &self.entries[s];
-                e.state != State::Empty && e.ip == ip
-            })
+        (0..PROBE_WINDOW).map(|i| (start + i) % CAPACITY).find(|&s| {
+            let e = &self.entries[s];
+            e.state != State::Empty && e.ip == ip
+        })
     }
 
     /// A slot for a new entry: the first empty one in the window, else the least recently touched.
     fn claim(&mut self, ip: Ipv4Address) -> usize {
         let start = slot_of(ip);
         let window = (0..PROBE_WINDOW).map(|i| (start + i) % CAPACITY);
-        if let Some(s) = window
-            .clone()
-            .find(|&s| self.entries[s].state == State::Empty)
-        {
+        if let Some(s) = window.clone().find(|&s| self.entries[s].state == State::Empty) {
             return s;
         }
-        window
-            .min_by_key(|&s| self.entries[s].touched)
-            .unwrap_or(start)
+        window.min_by_key(|&s| self.entries[s].touched).unwrap_or(start)
     }
 
     /// Looks `ip` up.
@@ -127,16 +106,8 @@ impl ArpCache {
         let e = &mut self.entries[s];
         e.touched = now;
         match e.state {
-            State::Resolved {
-                mac,
-                expires_at,
-                refreshing,
-            } if now >= expires_at && !refreshing => {
-                e.state = State::Resolved {
-                    mac,
-                    expires_at,
-                    refreshing: true,
-                };
+            State::Resolved { mac, expires_at, refreshing } if now >= expires_at && !refreshing => {
+                e.state = State::Resolved { mac, expires_at, refreshing: true };
                 Lookup::Refresh(mac)
             }
             State::Resolved { mac, .. } => Lookup::Hit(mac),
@@ -146,13 +117,7 @@ impl ArpCache {
 
     /// Records `ip` at `mac`. Creates an entry only when `create` (the packet was addressed to us, RFC 826's
     /// merge rule); otherwise only updates an existing one. Returns whether an entry now holds it.
-    pub fn learn(
-        &mut self,
-        ip: Ipv4Address,
-        mac: EthernetAddress,
-        now: Instant,
-        create: bool,
-    ) -> bool {
+    pub fn learn(&mut self, ip: Ipv4Address, mac: EthernetAddress, now: Instant, create: bool) -> bool {
         if !mac.is_unicast() || ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
             return false;
         }
@@ -163,11 +128,7 @@ impl ArpCache {
         };
         self.entries[slot] = Entry {
             ip,
-            state: State::Resolved {
-                mac,
-                expires_at: now + REACHABLE_TIME,
-                refreshing: false,
-            },
+            state: State::Resolved { mac, expires_at: now + REACHABLE_TIME, refreshing: false },
             touched: now,
         };
         true
@@ -186,14 +147,8 @@ impl ArpCache {
             }
         }
         let s = self.claim(ip);
-        self.entries[s] = Entry {
-            ip,
-            state: State::Incomplete {
-                tries: 1,
-                next_try: now + RETRY_INTERVAL,
-            },
-            touched: now,
-        };
+        self.entries[s] =
+            Entry { ip, state: State::Incomplete { tries: 1, next_try: now + RETRY_INTERVAL }, touched: now };
         Ok(true)
     }
 
@@ -234,10 +189,7 @@ impl ArpCache {
                         }
                     }
                 } else if !due.requests.is_full() {
-                    e.state = State::Incomplete {
-                        tries: tries + 1,
-                        next_try: now + RETRY_INTERVAL,
-                    };
+                    e.state = State::Incomplete { tries: tries + 1, next_try: now + RETRY_INTERVAL };
                     due.requests.push(e.ip);
                 }
             }
@@ -277,19 +229,12 @@ mod tests {
         let ip = Ipv4Address([198, 18, 0, 2]);
         let t0 = Instant::from_millis(1);
         assert_eq!(c.lookup(ip, t0), Lookup::Miss);
-        assert!(
-            !c.learn(ip, MAC, t0, false),
-            "no entry created for traffic not addressed to us"
-        );
+        assert!(!c.learn(ip, MAC, t0, false), "no entry created for traffic not addressed to us");
         assert!(c.learn(ip, MAC, t0, true));
         assert_eq!(c.lookup(ip, t0), Lookup::Hit(MAC));
         let later = t0 + REACHABLE_TIME;
         assert_eq!(c.lookup(ip, later), Lookup::Refresh(MAC));
-        assert_eq!(
-            c.lookup(ip, later),
-            Lookup::Hit(MAC),
-            "one refresh request at a time"
-        );
+        assert_eq!(c.lookup(ip, later), Lookup::Hit(MAC), "one refresh request at a time");
         assert!(!c.learn(ip, EthernetAddress::BROADCAST, t0, true));
     }
 
@@ -322,11 +267,7 @@ mod tests {
                 pool.free(m);
             }
         }
-        assert_eq!(
-            requests as u8,
-            MAX_TRIES - 1,
-            "first request went out at park time"
-        );
+        assert_eq!(requests as u8, MAX_TRIES - 1, "first request went out at park time");
         assert!(!c.has_parked(b));
         assert_eq!(pool.available(), 8);
     }
@@ -337,10 +278,7 @@ mod tests {
         for i in 0..(CAPACITY as u32 * 4) {
             let ip = Ipv4Address::from_u32(0xC612_0000 + i);
             c.learn(ip, MAC, Instant::from_micros(i as u64), true);
-            assert_eq!(
-                c.lookup(ip, Instant::from_micros(i as u64)),
-                Lookup::Hit(MAC)
-            );
+            assert_eq!(c.lookup(ip, Instant::from_micros(i as u64)), Lookup::Hit(MAC));
         }
     }
 }

@@ -13,9 +13,8 @@ use crate::nic::Batch;
 use crate::stats::{Counter, Stats};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    checksum, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame,
-    EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Address, Ipv4Cidr,
-    Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    checksum, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Message,
+    Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
 use arp::{ArpCache, Lookup};
 use arrayvec::ArrayVec;
@@ -74,9 +73,7 @@ struct PortSet {
 
 impl PortSet {
     fn new() -> Self {
-        PortSet {
-            bits: Box::new([0; 1024]),
-        }
+        PortSet { bits: Box::new([0; 1024]) }
     }
     fn contains(&self, port: u16) -> bool {
         self.bits[port as usize / 64] & (1 << (port % 64)) != 0
@@ -128,12 +125,7 @@ pub struct Interface {
 
 impl Interface {
     /// A stack with address `cidr` on a link with `mac` and `mtu`.
-    pub fn new(
-        mac: EthernetAddress,
-        cidr: Ipv4Cidr,
-        gateway: Option<Ipv4Address>,
-        mtu: u16,
-    ) -> Interface {
+    pub fn new(mac: EthernetAddress, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>, mtu: u16) -> Interface {
         Interface {
             mac,
             cidr,
@@ -142,11 +134,7 @@ impl Interface {
             checksum_policy: ChecksumPolicy::Strict,
             arp: ArpCache::new(),
             udp_ports: PortSet::new(),
-            icmp_errors: RateLimiter {
-                window_start: Instant::default(),
-                used: 0,
-                per_sec: ICMP_ERRORS_PER_SEC,
-            },
+            icmp_errors: RateLimiter { window_start: Instant::default(), used: 0, per_sec: ICMP_ERRORS_PER_SEC },
             partial_hint_given: false,
         }
     }
@@ -203,20 +191,10 @@ impl Interface {
         };
         let for_us = repr.target_protocol_addr == self.cidr.addr;
         let from_our_subnet = self.cidr.contains(repr.source_protocol_addr);
-        if from_our_subnet
-            && self.arp.learn(
-                repr.source_protocol_addr,
-                repr.source_hardware_addr,
-                io.now,
-                for_us,
-            )
-        {
+        if from_our_subnet && self.arp.learn(repr.source_protocol_addr, repr.source_hardware_addr, io.now, for_us) {
             self.flush_parked(io, repr.source_protocol_addr, repr.source_hardware_addr);
         }
-        if !(for_us
-            && repr.operation == ArpOperation::Request
-            && repr.source_hardware_addr.is_unicast())
-        {
+        if !(for_us && repr.operation == ArpOperation::Request && repr.source_hardware_addr.is_unicast()) {
             // Replies, gratuitous ARP and requests for other hosts: learned from above, nothing to answer.
             return io.pool.free(m);
         }
@@ -228,11 +206,7 @@ impl Interface {
             target_hardware_addr: repr.source_hardware_addr,
             target_protocol_addr: repr.source_protocol_addr,
         };
-        let eth = EthernetRepr {
-            src_addr: self.mac,
-            dst_addr: repr.source_hardware_addr,
-            ethertype: EtherType::Arp,
-        };
+        let eth = EthernetRepr { src_addr: self.mac, dst_addr: repr.source_hardware_addr, ethertype: EtherType::Arp };
         if m.trim(ETH_LEN + reply.buffer_len()).is_err() {
             return io.drop_frame(m, Counter::DropArpMalformed);
         }
@@ -277,24 +251,12 @@ impl Interface {
         }
     }
 
-    fn icmp_input(
-        &mut self,
-        io: &mut Io<'_>,
-        mut m: Mbuf,
-        ip: &Ipv4Repr,
-        hlen: usize,
-        total: usize,
-    ) {
+    fn icmp_input(&mut self, io: &mut Io<'_>, mut m: Mbuf, ip: &Ipv4Repr, hlen: usize, total: usize) {
         let is_echo = {
             let l4 = &io.pool.data(&m)[ETH_LEN + hlen..ETH_LEN + total];
             match Icmpv4Packet::new_checked(l4) {
-                Ok(p) if !p.verify_checksum() => {
-                    return io.drop_frame(m, Counter::DropIcmpMalformed)
-                }
-                Ok(p) => matches!(
-                    Icmpv4Repr::parse(&p, false),
-                    Ok(Icmpv4Repr::EchoRequest { .. })
-                ),
+                Ok(p) if !p.verify_checksum() => return io.drop_frame(m, Counter::DropIcmpMalformed),
+                Ok(p) => matches!(Icmpv4Repr::parse(&p, false), Ok(Icmpv4Repr::EchoRequest { .. })),
                 Err(_) => return io.drop_frame(m, Counter::DropIcmpMalformed),
             }
         };
@@ -326,15 +288,7 @@ impl Interface {
         io.push_tx(m);
     }
 
-    fn udp_input(
-        &mut self,
-        io: &mut Io<'_>,
-        mut m: Mbuf,
-        ip: &Ipv4Repr,
-        hlen: usize,
-        total: usize,
-        to_us: bool,
-    ) {
+    fn udp_input(&mut self, io: &mut Io<'_>, mut m: Mbuf, ip: &Ipv4Repr, hlen: usize, total: usize, to_us: bool) {
         let (src_port, dst_port, payload_len) = {
             let l4 = &io.pool.data(&m)[ETH_LEN + hlen..ETH_LEN + total];
             let packet = match UdpPacket::new_checked(l4) {
@@ -380,17 +334,10 @@ impl Interface {
             // Cannot happen with `run_io`'s sizing; still no panic and no leak.
             return io.drop_frame(m, Counter::CmdAgain);
         }
-        if m.adjust(ETH_LEN + hlen + UDP_LEN)
-            .and_then(|_| m.trim(payload_len))
-            .is_err()
-        {
+        if m.adjust(ETH_LEN + hlen + UDP_LEN).and_then(|_| m.trim(payload_len)).is_err() {
             return io.drop_frame(m, Counter::DropUdpMalformed);
         }
-        let buf = LentBuf {
-            ptr: io.pool.data(&m).as_ptr(),
-            len: payload_len as u32,
-            index: m.index(),
-        };
+        let buf = LentBuf { ptr: io.pool.data(&m).as_ptr(), len: payload_len as u32, index: m.index() };
         let slot = m.index() as usize;
         if slot >= io.lent.len() || io.lent[slot].is_some() {
             return io.drop_frame(m, Counter::DropUdpMalformed);
@@ -398,14 +345,7 @@ impl Interface {
         io.lent[slot] = Some(m);
         *io.lent_count += 1;
         io.stats.inc(Counter::UdpRxDelivered);
-        io.events.push(Event::UdpRecv {
-            buf,
-            src: Endpoint {
-                addr: ip.src_addr,
-                port: src_port,
-            },
-            dst_port,
-        });
+        io.events.push(Event::UdpRecv { buf, src: Endpoint { addr: ip.src_addr, port: src_port }, dst_port });
     }
 
     /// ICMP destination unreachable (port), quoting the offending IP header and 8 bytes (RFC 792, RFC 1122).
@@ -427,10 +367,7 @@ impl Interface {
         let mut quote = [0u8; 60 + UDP_LEN];
         quote[..quote_len].copy_from_slice(&io.pool.data(&m)[ETH_LEN..ETH_LEN + quote_len]);
         io.pool.free(m);
-        let icmp = Icmpv4Repr::DstUnreachable {
-            reason: 3,
-            data: &quote[..quote_len],
-        };
+        let icmp = Icmpv4Repr::DstUnreachable { reason: 3, data: &quote[..quote_len] };
         let len = ETH_LEN + IP_LEN + icmp.buffer_len();
         if out.set_len(len).is_err() {
             return io.pool.free(out);
@@ -444,16 +381,9 @@ impl Interface {
         };
         let buf = io.pool.data_mut(&mut out);
         let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-        EthernetRepr {
-            src_addr: self.mac,
-            dst_addr: peer_mac,
-            ethertype: EtherType::Ipv4,
-        }
-        .emit(&mut frame);
+        EthernetRepr { src_addr: self.mac, dst_addr: peer_mac, ethertype: EtherType::Ipv4 }.emit(&mut frame);
         ip.emit(&mut Ipv4Packet::new_unchecked(frame.payload_mut()));
-        icmp.emit(&mut Icmpv4Packet::new_unchecked(
-            &mut buf[ETH_LEN + IP_LEN..],
-        ));
+        icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[ETH_LEN + IP_LEN..]));
         io.stats.inc(Counter::IcmpUnreachSent);
         io.push_tx(out);
     }
@@ -481,13 +411,7 @@ impl Interface {
     }
 
     /// `UdpSend`: builds one frame, copying the payload, and hands it to ARP resolution.
-    pub fn udp_send(
-        &mut self,
-        io: &mut Io<'_>,
-        src_port: u16,
-        dst: Endpoint,
-        payload: &[IoSlice<'_>],
-    ) -> Ret {
+    pub fn udp_send(&mut self, io: &mut Io<'_>, src_port: u16, dst: Endpoint, payload: &[IoSlice<'_>]) -> Ret {
         if src_port == 0 || dst.port == 0 || dst.addr.is_unspecified() || dst.addr.is_multicast() {
             return Ret::Invalid;
         }
@@ -530,32 +454,18 @@ impl Interface {
         };
         {
             let mut udp = UdpPacket::new_unchecked(&mut buf[ETH_LEN + IP_LEN..]);
-            UdpRepr {
-                src_port,
-                dst_port: dst.port,
-            }
-            .emit_header(&mut udp, len);
+            UdpRepr { src_port, dst_port: dst.port }.emit_header(&mut udp, len);
             udp.fill_checksum(our_ip, dst.addr);
         }
         ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH_LEN..]));
-        let dst_mac = if broadcast {
-            Some(EthernetAddress::BROADCAST)
-        } else {
-            None
-        };
+        let dst_mac = if broadcast { Some(EthernetAddress::BROADCAST) } else { None };
         self.send_frame(io, m, next_hop, dst_mac);
         io.stats.inc(Counter::UdpTxSent);
         Ret::Ok
     }
 
     /// Fills in the Ethernet header of an IPv4 frame and sends it, or parks it until `next_hop` resolves.
-    fn send_frame(
-        &mut self,
-        io: &mut Io<'_>,
-        mut m: Mbuf,
-        next_hop: Ipv4Address,
-        dst_mac: Option<EthernetAddress>,
-    ) {
+    fn send_frame(&mut self, io: &mut Io<'_>, mut m: Mbuf, next_hop: Ipv4Address, dst_mac: Option<EthernetAddress>) {
         let mac = match dst_mac {
             Some(mac) => Some(mac),
             None => match self.arp.lookup(next_hop, io.now) {
@@ -611,12 +521,8 @@ impl Interface {
             return io.pool.free(m);
         }
         let mut frame = EthernetFrame::new_unchecked(io.pool.data_mut(&mut m));
-        EthernetRepr {
-            src_addr: self.mac,
-            dst_addr: EthernetAddress::BROADCAST,
-            ethertype: EtherType::Arp,
-        }
-        .emit(&mut frame);
+        EthernetRepr { src_addr: self.mac, dst_addr: EthernetAddress::BROADCAST, ethertype: EtherType::Arp }
+            .emit(&mut frame);
         arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
         io.stats.inc(Counter::ArpRequestsSent);
         io.push_tx(m);

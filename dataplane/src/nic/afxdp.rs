@@ -113,8 +113,7 @@ fn context(source: io::Error, msg: String) -> io::Error {
     io::Error::new(source.kind(), SetupError { msg, source })
 }
 
-const PRIVILEGES: &str =
-    "AF_XDP needs root or CAP_NET_ADMIN + CAP_BPF (and CAP_NET_RAW for the socket)";
+const PRIVILEGES: &str = "AF_XDP needs root or CAP_NET_ADMIN + CAP_BPF (and CAP_NET_RAW for the socket)";
 
 fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
@@ -142,10 +141,7 @@ impl XdpProgram {
     /// (`EBUSY`/`EEXIST`), or veth's `ENOSPC` (fewer RX queues than the peer has TX queues).
     pub fn attach(ifname: &str, queues: u32, mode: XdpMode) -> io::Result<Arc<XdpProgram>> {
         if queues == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "an XSKMAP needs at least one queue",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "an XSKMAP needs at least one queue"));
         }
         let ifindex = crate::sys::if_nametoindex(ifname)?;
         let map = bpf::create_xskmap(MAP_NAME, queues).map_err(|e| match errno(&e) {
@@ -167,32 +163,19 @@ impl XdpProgram {
                 Ok(link) => (link, XdpMode::Native),
                 Err(e) if Self::native_may_fall_back(&e) => {
                     log::warn!("{e}; falling back to generic XDP on {ifname} (slower: an skb is built per frame)");
-                    (
-                        Self::link(&prog, ifname, ifindex, XdpMode::Generic)?,
-                        XdpMode::Generic,
-                    )
+                    (Self::link(&prog, ifname, ifindex, XdpMode::Generic)?, XdpMode::Generic)
                 }
                 Err(e) => return Err(e),
             },
         };
         log::info!("XDP redirect program attached to {ifname} (ifindex {ifindex}) in {mode} mode, {queues} queue(s)");
-        Ok(Arc::new(XdpProgram {
-            link,
-            prog,
-            map,
-            ifname: ifname.to_string(),
-            ifindex,
-            queues,
-            mode,
-        }))
+        Ok(Arc::new(XdpProgram { link, prog, map, ifname: ifname.to_string(), ifindex, queues, mode }))
     }
 
     /// Whether a failed native attach is worth retrying in generic mode (the interface is fine, native is not).
     fn native_may_fall_back(e: &io::Error) -> bool {
-        !matches!(
-            errno(e),
-            libc::EPERM | libc::ENODEV | libc::EBUSY | libc::EEXIST
-        ) && e.kind() != io::ErrorKind::PermissionDenied
+        !matches!(errno(e), libc::EPERM | libc::ENODEV | libc::EBUSY | libc::EEXIST)
+            && e.kind() != io::ErrorKind::PermissionDenied
     }
 
     fn link(prog: &OwnedFd, ifname: &str, ifindex: u32, mode: XdpMode) -> io::Result<OwnedFd> {
@@ -315,18 +298,13 @@ impl XskConfig {
             }
         }
         if self.fill_frames.is_some_and(|f| f > self.fill_size) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "XskConfig::fill_frames exceeds fill_size",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "XskConfig::fill_frames exceeds fill_size"));
         }
         Ok(())
     }
 
     fn fill_target(&self, pool_frames: u32) -> u32 {
-        self.fill_frames
-            .unwrap_or_else(|| self.fill_size.min(pool_frames / 2).max(1))
-            .min(pool_frames)
+        self.fill_frames.unwrap_or_else(|| self.fill_size.min(pool_frames / 2).max(1)).min(pool_frames)
     }
 }
 
@@ -360,23 +338,12 @@ struct ProdRing<T: RingDesc> {
 impl<T: RingDesc> ProdRing<T> {
     fn new(map: RingMap) -> io::Result<Self> {
         if map.desc_size() != std::mem::size_of::<T>() {
-            return Err(io::Error::other(
-                "AF_XDP ring mapped with the wrong descriptor size",
-            ));
+            return Err(io::Error::other("AF_XDP ring mapped with the wrong descriptor size"));
         }
         let size = map.entries();
         let cached_prod = ring_word(&map, RingField::Producer).load(Ordering::Relaxed);
-        let cached_cons = ring_word(&map, RingField::Consumer)
-            .load(Ordering::Acquire)
-            .wrapping_add(size);
-        Ok(ProdRing {
-            mask: size - 1,
-            cached_prod,
-            cached_cons,
-            reserved: 0,
-            map,
-            _desc: PhantomData,
-        })
+        let cached_cons = ring_word(&map, RingField::Consumer).load(Ordering::Acquire).wrapping_add(size);
+        Ok(ProdRing { mask: size - 1, cached_prod, cached_cons, reserved: 0, map, _desc: PhantomData })
     }
 
     fn size(&self) -> u32 {
@@ -388,14 +355,10 @@ impl<T: RingDesc> ProdRing<T> {
     fn reserve(&mut self, want: u32) -> u32 {
         let mut free = self.cached_cons.wrapping_sub(self.cached_prod);
         if free < want {
-            self.cached_cons = ring_word(&self.map, RingField::Consumer)
-                .load(Ordering::Acquire)
-                .wrapping_add(self.size());
+            self.cached_cons =
+                ring_word(&self.map, RingField::Consumer).load(Ordering::Acquire).wrapping_add(self.size());
             // A consumer index ahead of our producer would be a kernel bug; never believe more than the ring.
-            free = self
-                .cached_cons
-                .wrapping_sub(self.cached_prod)
-                .min(self.size());
+            free = self.cached_cons.wrapping_sub(self.cached_prod).min(self.size());
         }
         self.reserved = free.min(want);
         self.reserved
@@ -431,8 +394,7 @@ impl<T: RingDesc> ProdRing<T> {
 
     /// Whether the kernel asked for a wake-up syscall.
     fn needs_wakeup(&self) -> bool {
-        ring_word(&self.map, RingField::Flags).load(Ordering::Relaxed) & xdp::XDP_RING_NEED_WAKEUP
-            != 0
+        ring_word(&self.map, RingField::Flags).load(Ordering::Relaxed) & xdp::XDP_RING_NEED_WAKEUP != 0
     }
 }
 
@@ -453,21 +415,12 @@ struct ConsRing<T: RingDesc> {
 impl<T: RingDesc> ConsRing<T> {
     fn new(map: RingMap) -> io::Result<Self> {
         if map.desc_size() != std::mem::size_of::<T>() {
-            return Err(io::Error::other(
-                "AF_XDP ring mapped with the wrong descriptor size",
-            ));
+            return Err(io::Error::other("AF_XDP ring mapped with the wrong descriptor size"));
         }
         let size = map.entries();
         let cached_prod = ring_word(&map, RingField::Producer).load(Ordering::Acquire);
         let cached_cons = ring_word(&map, RingField::Consumer).load(Ordering::Relaxed);
-        Ok(ConsRing {
-            mask: size - 1,
-            cached_prod,
-            cached_cons,
-            peeked: 0,
-            map,
-            _desc: PhantomData,
-        })
+        Ok(ConsRing { mask: size - 1, cached_prod, cached_cons, peeked: 0, map, _desc: PhantomData })
     }
 
     fn size(&self) -> u32 {
@@ -519,10 +472,7 @@ struct FrameSet {
 
 impl FrameSet {
     fn new(frames: u32) -> FrameSet {
-        FrameSet {
-            words: vec![0; (frames as usize).div_ceil(64)],
-            frames,
-        }
+        FrameSet { words: vec![0; (frames as usize).div_ceil(64)], frames }
     }
 
     /// Marks `idx`; false if it was already marked (or is out of range).
@@ -684,10 +634,7 @@ impl XskQueue {
         if ifindex != prog.ifindex() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "the XDP program is attached to {}, not {ifname}",
-                    prog.ifname()
-                ),
+                format!("the XDP program is attached to {}, not {ifname}", prog.ifname()),
             ));
         }
         if queue_id >= prog.queues() {
@@ -700,10 +647,7 @@ impl XskQueue {
             ));
         }
         let (rxq, txq) = match xdp::interface_channels(ifname) {
-            Ok(ch) => (
-                ch.rx_count + ch.combined_count,
-                ch.tx_count + ch.combined_count,
-            ),
+            Ok(ch) => (ch.rx_count + ch.combined_count, ch.tx_count + ch.combined_count),
             Err(_) => (0, 0), // The driver does not say; bind will.
         };
         if rxq > 0 && queue_id >= rxq {
@@ -718,26 +662,18 @@ impl XskQueue {
 
         let fd = xdp::socket().map_err(|e| match errno(&e) {
             libc::EPERM => context(e, format!("creating an AF_XDP socket: {PRIVILEGES}")),
-            libc::EAFNOSUPPORT => context(
-                e,
-                "this kernel has no AF_XDP (CONFIG_XDP_SOCKETS)".to_string(),
-            ),
+            libc::EAFNOSUPPORT => context(e, "this kernel has no AF_XDP (CONFIG_XDP_SOCKETS)".to_string()),
             _ => context(e, "creating an AF_XDP socket".to_string()),
         })?;
         let umem_len = pool.capacity() as usize * FRAME_SIZE;
-        xdp::register_umem(fd.as_fd(), pool.region(), umem_len, FRAME_SIZE as u32, 0).map_err(
-            |e| {
-                let hint = if errno(&e) == libc::ENOMEM || errno(&e) == libc::EPERM {
-                    " (locked-memory limit? `ulimit -l`)"
-                } else {
-                    ""
-                };
-                context(
-                    e,
-                    format!("registering a {} KiB UMEM{hint}", umem_len / 1024),
-                )
-            },
-        )?;
+        xdp::register_umem(fd.as_fd(), pool.region(), umem_len, FRAME_SIZE as u32, 0).map_err(|e| {
+            let hint = if errno(&e) == libc::ENOMEM || errno(&e) == libc::EPERM {
+                " (locked-memory limit? `ulimit -l`)"
+            } else {
+                ""
+            };
+            context(e, format!("registering a {} KiB UMEM{hint}", umem_len / 1024))
+        })?;
         let sizes = [
             (RingKind::Fill, cfg.fill_size),
             (RingKind::Completion, cfg.comp_size),
@@ -750,8 +686,7 @@ impl XskQueue {
         }
         let off = xdp::mmap_offsets(fd.as_fd())?;
         let map = |ring: RingKind, n: u32| {
-            RingMap::map(fd.as_fd(), ring, n, &off)
-                .map_err(|e| context(e, format!("mapping the {ring:?} ring")))
+            RingMap::map(fd.as_fd(), ring, n, &off).map_err(|e| context(e, format!("mapping the {ring:?} ring")))
         };
         // Map before bind: the kernel refuses ring mappings on a bound socket.
         let fill = ProdRing::new(map(RingKind::Fill, cfg.fill_size)?)?;
@@ -759,11 +694,7 @@ impl XskQueue {
         let rx = ConsRing::new(map(RingKind::Rx, cfg.rx_size)?)?;
         let tx = ProdRing::new(map(RingKind::Tx, cfg.tx_size)?)?;
 
-        let wake = if cfg.need_wakeup {
-            xdp::XDP_USE_NEED_WAKEUP
-        } else {
-            0
-        };
+        let wake = if cfg.need_wakeup { xdp::XDP_USE_NEED_WAKEUP } else { 0 };
         let bind = |mode: u16| {
             let mut retries = 0;
             loop {
@@ -796,9 +727,9 @@ impl XskQueue {
                 libc::EOPNOTSUPP => {
                     format!("the driver of {ifname} has no AF_XDP zero-copy (use copy mode)")
                 }
-                libc::EINVAL => format!(
-                    "binding an AF_XDP socket to {ifname} queue {queue_id} (does the queue exist?)"
-                ),
+                libc::EINVAL => {
+                    format!("binding an AF_XDP socket to {ifname} queue {queue_id} (does the queue exist?)")
+                }
                 libc::ENODEV => format!("no network interface {ifname:?} to bind to"),
                 _ => format!("binding an AF_XDP socket to {ifname} queue {queue_id}"),
             };
@@ -811,19 +742,8 @@ impl XskQueue {
         let caps = Self::caps_for(ifname, &driver)?;
         let pool_frames = pool.capacity();
         let mut q = XskQueue {
-            sock: Some(Socket {
-                fill,
-                comp,
-                rx,
-                tx,
-                fd,
-            }),
-            frames: Frames {
-                kernel: FrameSet::new(pool_frames),
-                rx_posted: 0,
-                tx_in_flight: 0,
-                pool_frames,
-            },
+            sock: Some(Socket { fill, comp, rx, tx, fd }),
+            frames: Frames { kernel: FrameSet::new(pool_frames), rx_posted: 0, tx_in_flight: 0, pool_frames },
             prog: Arc::clone(prog),
             queue_id,
             umem_base: pool.region().as_ptr() as usize,
@@ -841,12 +761,7 @@ impl XskQueue {
         q.refill(pool);
         if let Some(s) = q.sock.as_ref() {
             prog.insert(queue_id, s.fd.as_fd()).map_err(|e| {
-                context(
-                    e,
-                    format!(
-                        "inserting the AF_XDP socket of {ifname} queue {queue_id} into the XSKMAP"
-                    ),
-                )
+                context(e, format!("inserting the AF_XDP socket of {ifname} queue {queue_id} into the XSKMAP"))
             })?;
         }
         log::info!(
@@ -935,9 +850,7 @@ impl XskQueue {
     /// Whether `pool` is the one whose memory is this socket's UMEM. A foreign pool is refused: its frame
     /// indices would name frames of another memory region.
     fn owns_pool(&mut self, pool: &MbufPool) -> bool {
-        if pool.region().as_ptr() as usize == self.umem_base
-            && pool.capacity() == self.frames.pool_frames
-        {
+        if pool.region().as_ptr() as usize == self.umem_base && pool.capacity() == self.frames.pool_frames {
             return true;
         }
         if !self.foreign_pool_logged {
@@ -1082,14 +995,7 @@ impl NicQueue for XskQueue {
                 self.stats.tx_errors += 1;
                 continue;
             }
-            s.tx.write(
-                posted,
-                XdpDesc {
-                    addr: m.addr(),
-                    len: m.len() as u32,
-                    options: 0,
-                },
-            );
+            s.tx.write(posted, XdpDesc { addr: m.addr(), len: m.len() as u32, options: 0 });
             posted += 1;
         }
         s.tx.submit(posted);
@@ -1177,10 +1083,7 @@ impl NicQueue for XskQueue {
         }
         let lost = self.frames.tx_in_flight;
         if lost > 0 {
-            log::warn!(
-                "queue {}: {lost} TX frames were still in flight when the socket closed",
-                self.queue_id
-            );
+            log::warn!("queue {}: {lost} TX frames were still in flight when the socket closed", self.queue_id);
         }
         if self.zero_copy && !self.wait_for_teardown(pool) {
             let held = self.frames.kernel.count();
@@ -1252,22 +1155,13 @@ mod tests {
             }
             r.submit(n);
             assert_eq!(r.pending(), 6);
-            assert_eq!(
-                word(&r.map, RingField::Producer).load(Ordering::Relaxed),
-                (round as u32 + 1) * 6
-            );
+            assert_eq!(word(&r.map, RingField::Producer).load(Ordering::Relaxed), (round as u32 + 1) * 6);
             // The "kernel" consumes everything and checks the slots.
             let prod = word(&r.map, RingField::Producer).load(Ordering::Acquire);
             let cons = word(&r.map, RingField::Consumer).load(Ordering::Relaxed);
             for (k, idx) in (cons..prod).enumerate() {
                 // SAFETY: test-only read of a slot inside the 8-entry anonymous mapping.
-                let v = unsafe {
-                    r.map
-                        .slot_base()
-                        .cast::<u64>()
-                        .add((idx & 7) as usize)
-                        .read()
-                };
+                let v = unsafe { r.map.slot_base().cast::<u64>().add((idx & 7) as usize).read() };
                 assert_eq!(v, round * 100 + k as u64);
             }
             word(&r.map, RingField::Consumer).store(prod, Ordering::Release);
@@ -1294,15 +1188,11 @@ mod tests {
         for i in 0..3u32 {
             // SAFETY: test-only write of a slot inside the 4-entry anonymous mapping.
             unsafe {
-                r.map
-                    .slot_base()
-                    .cast::<XdpDesc>()
-                    .add(i as usize)
-                    .write(XdpDesc {
-                        addr: i as u64,
-                        len: i,
-                        options: 0,
-                    })
+                r.map.slot_base().cast::<XdpDesc>().add(i as usize).write(XdpDesc {
+                    addr: i as u64,
+                    len: i,
+                    options: 0,
+                })
             };
         }
         word(&r.map, RingField::Producer).store(3, Ordering::Release);
@@ -1335,12 +1225,7 @@ mod tests {
     #[test]
     fn rx_descriptors_are_validated() {
         let mut pool = MbufPool::new(4, false).unwrap();
-        let mut frames = Frames {
-            kernel: FrameSet::new(4),
-            rx_posted: 0,
-            tx_in_flight: 0,
-            pool_frames: 4,
-        };
+        let mut frames = Frames { kernel: FrameSet::new(4), rx_posted: 0, tx_in_flight: 0, pool_frames: 4 };
         let mut stats = NicStats::default();
         // Post frames 0..3 as the fill ring would.
         let posted: Vec<u32> = (0..3).map(|_| pool.alloc_index().unwrap()).collect();
@@ -1349,53 +1234,18 @@ mod tests {
             frames.rx_posted += 1;
         }
         let f = FRAME_SIZE as u64;
-        let good = frames.accept_rx(
-            XdpDesc {
-                addr: posted[0] as u64 * f + 256,
-                len: 60,
-                options: 0,
-            },
-            &mut pool,
-            &mut stats,
-        );
+        let good =
+            frames.accept_rx(XdpDesc { addr: posted[0] as u64 * f + 256, len: 60, options: 0 }, &mut pool, &mut stats);
         let m = good.expect("sound descriptor accepted");
         assert_eq!((m.index(), m.offset(), m.len()), (posted[0], 256, 60));
         // Same frame again: the kernel no longer holds it.
-        assert!(frames
-            .accept_rx(
-                XdpDesc {
-                    addr: m.addr(),
-                    len: 60,
-                    options: 0
-                },
-                &mut pool,
-                &mut stats
-            )
-            .is_none());
+        assert!(frames.accept_rx(XdpDesc { addr: m.addr(), len: 60, options: 0 }, &mut pool, &mut stats).is_none());
         // Outside the pool.
-        assert!(frames
-            .accept_rx(
-                XdpDesc {
-                    addr: 99 * f,
-                    len: 60,
-                    options: 0
-                },
-                &mut pool,
-                &mut stats
-            )
-            .is_none());
+        assert!(frames.accept_rx(XdpDesc { addr: 99 * f, len: 60, options: 0 }, &mut pool, &mut stats).is_none());
         // Crosses the frame end: recycled into the pool.
         let avail = pool.available();
         assert!(frames
-            .accept_rx(
-                XdpDesc {
-                    addr: posted[1] as u64 * f + 256,
-                    len: 1900,
-                    options: 0
-                },
-                &mut pool,
-                &mut stats
-            )
+            .accept_rx(XdpDesc { addr: posted[1] as u64 * f + 256, len: 1900, options: 0 }, &mut pool, &mut stats)
             .is_none());
         assert_eq!(pool.available(), avail + 1);
         assert_eq!(stats.rx_errors, 3);
@@ -1407,28 +1257,11 @@ mod tests {
     #[test]
     fn config_is_validated_and_sized_to_the_pool() {
         assert!(XskConfig::default().validate().is_ok());
-        assert!(XskConfig {
-            rx_size: 1000,
-            ..XskConfig::default()
-        }
-        .validate()
-        .is_err());
-        assert!(XskConfig {
-            fill_frames: Some(4096),
-            ..XskConfig::default()
-        }
-        .validate()
-        .is_err());
+        assert!(XskConfig { rx_size: 1000, ..XskConfig::default() }.validate().is_err());
+        assert!(XskConfig { fill_frames: Some(4096), ..XskConfig::default() }.validate().is_err());
         assert_eq!(XskConfig::default().fill_target(8192), 2048);
         assert_eq!(XskConfig::default().fill_target(1024), 512);
         assert_eq!(XskConfig::default().fill_target(1), 1);
-        assert_eq!(
-            XskConfig {
-                fill_frames: Some(100),
-                ..XskConfig::default()
-            }
-            .fill_target(64),
-            64
-        );
+        assert_eq!(XskConfig { fill_frames: Some(100), ..XskConfig::default() }.fill_target(64), 64);
     }
 }

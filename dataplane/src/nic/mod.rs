@@ -31,10 +31,7 @@ pub struct NicCaps {
 impl NicCaps {
     /// Capabilities with the given MTU and complete checksums.
     pub const fn with_mtu(mtu: u16) -> NicCaps {
-        NicCaps {
-            mtu,
-            rx_partial_checksums: false,
-        }
+        NicCaps { mtu, rx_partial_checksums: false }
     }
 }
 

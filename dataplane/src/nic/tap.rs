@@ -51,10 +51,7 @@ pub struct TapConfig {
 
 impl Default for TapConfig {
     fn default() -> Self {
-        TapConfig {
-            mac: DEFAULT_TAP_MAC,
-            mtu: 1500,
-        }
+        TapConfig { mac: DEFAULT_TAP_MAC, mtu: 1500 }
     }
 }
 
@@ -70,12 +67,7 @@ pub fn open(name: &str, queues: u32, cfg: &TapConfig) -> io::Result<Vec<TapQueue
         dev.attach_steering(&prog)?;
         // The device holds its own reference to the program; ours closes here.
     }
-    Ok(dev
-        .into_queues()
-        .into_iter()
-        .zip(0..)
-        .map(|(fd, i)| TapQueue::new(fd, i, cfg))
-        .collect())
+    Ok(dev.into_queues().into_iter().zip(0..).map(|(fd, i)| TapQueue::new(fd, i, cfg)).collect())
 }
 
 /// One queue of a TAP interface, owned by one core.
@@ -91,13 +83,7 @@ pub struct TapQueue {
 impl TapQueue {
     /// Wraps queue fd `fd`, which is queue number `index` of its device.
     pub fn new(fd: TapQueueFd, index: u32, cfg: &TapConfig) -> TapQueue {
-        TapQueue {
-            fd,
-            index,
-            cfg: *cfg,
-            stats: NicStats::default(),
-            checksums_completed: 0,
-        }
+        TapQueue { fd, index, cfg: *cfg, stats: NicStats::default(), checksums_completed: 0 }
     }
 
     /// This queue's number in its device.
@@ -166,11 +152,7 @@ impl NicQueue for TapQueue {
                 continue;
             }
             if hdr.flags & VirtioNetHdr::NEEDS_CSUM != 0 {
-                if !complete_checksum(
-                    pool.data_mut(&mut m),
-                    hdr.csum_start.into(),
-                    hdr.csum_offset.into(),
-                ) {
+                if !complete_checksum(pool.data_mut(&mut m), hdr.csum_start.into(), hdr.csum_offset.into()) {
                     self.stats.rx_errors += 1;
                     pool.free(m);
                     continue;
@@ -310,14 +292,7 @@ pub fn steer_queue(frame: &[u8], queues: u32) -> u32 {
 
 /// The queue that frames of a TCP (`proto` 6) or UDP (17) flow *arriving* from `src:sport` to `dst:dport` steer to,
 /// without building a frame: pick a local ephemeral `dport` for which this is the core's own queue.
-pub fn steer_queue_for_flow(
-    src: [u8; 4],
-    dst: [u8; 4],
-    proto: u8,
-    sport: u16,
-    dport: u16,
-    queues: u32,
-) -> u32 {
+pub fn steer_queue_for_flow(src: [u8; 4], dst: [u8; 4], proto: u8, sport: u16, dport: u16, queues: u32) -> u32 {
     if queues == 0 {
         return 0;
     }
@@ -358,12 +333,7 @@ const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> BpfInsn {
     let regs = (dst & 0xf) | (src << 4);
     #[cfg(target_endian = "big")]
     let regs = (dst << 4) | (src & 0xf);
-    BpfInsn {
-        code,
-        regs,
-        off,
-        imm,
-    }
+    BpfInsn { code, regs, off, imm }
 }
 
 /// Number of instructions in [`steering_program`].
@@ -428,15 +398,7 @@ mod tests {
     use super::*;
 
     /// An Ethernet + IPv4 + UDP/TCP frame with the given fields (checksums left zero: steering ignores them).
-    fn frame(
-        proto: u8,
-        src: [u8; 4],
-        dst: [u8; 4],
-        sport: u16,
-        dport: u16,
-        frag: u16,
-        ihl: u8,
-    ) -> Vec<u8> {
+    fn frame(proto: u8, src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, frag: u16, ihl: u8) -> Vec<u8> {
         let opts = usize::from(ihl - 5) * 4;
         let mut f = vec![0u8; 14 + 20 + opts + 8];
         f[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -466,10 +428,7 @@ mod tests {
                 per_queue[q as usize] += 1;
             }
         }
-        assert!(
-            per_queue.iter().all(|n| *n > 120),
-            "uneven spread {per_queue:?}"
-        );
+        assert!(per_queue.iter().all(|n| *n > 120), "uneven spread {per_queue:?}");
     }
 
     #[test]
@@ -478,46 +437,20 @@ mod tests {
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
         assert_eq!(steer_queue(&arp, 4), 0);
         assert_eq!(steer_queue(&[], 4), 0);
-        assert_eq!(
-            steer_queue(&frame(17, A, D, 1, 2, 0, 5)[..33], 4),
-            0,
-            "too short for the addresses"
-        );
-        assert_eq!(
-            steer_queue(&frame(17, A, D, 1, 2, 0, 5)[..37], 4),
-            0,
-            "too short for the ports"
-        );
+        assert_eq!(steer_queue(&frame(17, A, D, 1, 2, 0, 5)[..33], 4), 0, "too short for the addresses");
+        assert_eq!(steer_queue(&frame(17, A, D, 1, 2, 0, 5)[..37], 4), 0, "too short for the ports");
         assert_eq!(steer_queue(&frame(17, A, D, 1, 2, 0, 5), 0), 0);
         // Options move the ports: the hash still finds them.
         for sport in 0..64 {
-            assert_eq!(
-                steer_queue(&frame(6, A, D, sport, 9, 0, 7), 8),
-                steer_queue_for_flow(A, D, 6, sport, 9, 8)
-            );
+            assert_eq!(steer_queue(&frame(6, A, D, sport, 9, 0, 7), 8), steer_queue_for_flow(A, D, 6, sport, 9, 8));
         }
         // Fragments and other protocols hash the addresses only.
         let addr_only = steer_queue_for_flow(A, D, 1, 0, 0, 8);
-        assert_eq!(
-            steer_queue(&frame(17, A, D, 5, 6, 0x2000, 5), 8),
-            addr_only,
-            "first fragment (MF)"
-        );
-        assert_eq!(
-            steer_queue(&frame(17, A, D, 5, 6, 0x0010, 5), 8),
-            addr_only,
-            "later fragment"
-        );
-        assert_eq!(
-            steer_queue(&frame(1, A, D, 5, 6, 0, 5), 8),
-            addr_only,
-            "ICMP"
-        );
+        assert_eq!(steer_queue(&frame(17, A, D, 5, 6, 0x2000, 5), 8), addr_only, "first fragment (MF)");
+        assert_eq!(steer_queue(&frame(17, A, D, 5, 6, 0x0010, 5), 8), addr_only, "later fragment");
+        assert_eq!(steer_queue(&frame(1, A, D, 5, 6, 0, 5), 8), addr_only, "ICMP");
         // DF alone is not a fragment.
-        assert_eq!(
-            steer_queue(&frame(17, A, D, 5, 6, 0x4000, 5), 8),
-            steer_queue_for_flow(A, D, 17, 5, 6, 8)
-        );
+        assert_eq!(steer_queue(&frame(17, A, D, 5, 6, 0x4000, 5), 8), steer_queue_for_flow(A, D, 17, 5, 6, 8));
         let mut bad = frame(17, A, D, 5, 6, 0, 5);
         bad[14] = 0x44;
         assert_eq!(steer_queue(&bad, 8), 0, "IHL below 5");
@@ -532,20 +465,13 @@ mod tests {
             let (class, op) = (insn.code & 0x07, insn.code & 0xf0);
             if class == JMP && op != EXIT {
                 let target = pc as i64 + 1 + i64::from(insn.off);
-                assert!(
-                    target > pc as i64 && target < prog.len() as i64,
-                    "jump at {pc} leaves the program"
-                );
+                assert!(target > pc as i64 && target < prog.len() as i64, "jump at {pc} leaves the program");
             }
         }
         assert_eq!(prog[STEERING_PROGRAM_LEN - 1].code, JMP | EXIT);
         #[cfg(target_endian = "little")]
         assert_eq!(prog[0].regs, 0x16, "r6 = r1: dst in the low nibble");
-        assert_eq!(
-            steering_program(0),
-            steering_program(1),
-            "0 queues is taken as 1"
-        );
+        assert_eq!(steering_program(0), steering_program(1), "0 queues is taken as 1");
     }
 
     #[test]
@@ -557,16 +483,10 @@ mod tests {
         f[38..40].copy_from_slice(&udp_len.to_be_bytes());
         let pseudo = {
             let mut s: u32 = 0;
-            for w in [
-                u16::from_be_bytes([A[0], A[1]]),
-                u16::from_be_bytes([A[2], A[3]]),
-            ] {
+            for w in [u16::from_be_bytes([A[0], A[1]]), u16::from_be_bytes([A[2], A[3]])] {
                 s += u32::from(w);
             }
-            for w in [
-                u16::from_be_bytes([D[0], D[1]]),
-                u16::from_be_bytes([D[2], D[3]]),
-            ] {
+            for w in [u16::from_be_bytes([D[0], D[1]]), u16::from_be_bytes([D[2], D[3]])] {
                 s += u32::from(w);
             }
             s += 17 + u32::from(udp_len);

@@ -108,29 +108,14 @@ impl WireLink {
     }
 
     /// A link whose direction from the first end to the second behaves as `a_to_b`, the other as `b_to_a`.
-    pub fn pair_asymmetric(
-        a_to_b: FaultConfig,
-        b_to_a: FaultConfig,
-        seed: u64,
-    ) -> (WireEnd, WireEnd) {
+    pub fn pair_asymmetric(a_to_b: FaultConfig, b_to_a: FaultConfig, seed: u64) -> (WireEnd, WireEnd) {
         let mut seeder = SplitMix64(seed);
         let state = Rc::new(RefCell::new(LinkState {
             now: Instant::default(),
-            dirs: [
-                Direction::new(&a_to_b, seeder.next()),
-                Direction::new(&b_to_a, seeder.next()),
-            ],
+            dirs: [Direction::new(&a_to_b, seeder.next()), Direction::new(&b_to_a, seeder.next())],
         }));
-        let a = WireEnd {
-            link: Rc::clone(&state),
-            tx: 0,
-            mac: DEFAULT_MAC_A,
-        };
-        let b = WireEnd {
-            link: state,
-            tx: 1,
-            mac: DEFAULT_MAC_B,
-        };
+        let a = WireEnd { link: Rc::clone(&state), tx: 0, mac: DEFAULT_MAC_A };
+        let b = WireEnd { link: state, tx: 1, mac: DEFAULT_MAC_B };
         (a, b)
     }
 }
@@ -214,9 +199,7 @@ pub struct WireProbe {
 
 impl std::fmt::Debug for WireProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WireProbe")
-            .field("now", &self.link.borrow().now)
-            .finish()
+        f.debug_struct("WireProbe").field("now", &self.link.borrow().now).finish()
     }
 }
 
@@ -245,9 +228,7 @@ impl WireProbe {
 impl WireEnd {
     /// A probe on this end's link.
     pub fn probe(&self) -> WireProbe {
-        WireProbe {
-            link: Rc::clone(&self.link),
-        }
+        WireProbe { link: Rc::clone(&self.link) }
     }
 }
 
@@ -432,11 +413,7 @@ impl Direction {
             jitter: cfg.jitter,
             reorder_timeout: cfg.reorder_timeout,
             ring: Ring::new(cfg.capacity, slot),
-            held: Held {
-                buf: vec![0; slot],
-                len: 0,
-                due: None,
-            },
+            held: Held { buf: vec![0; slot], len: 0, due: None },
             last_due: Instant::default(),
             faults: WireFaultStats::default(),
             tx: TxCounters::default(),
@@ -478,11 +455,7 @@ impl Direction {
             self.held.due = Some(due);
             return;
         }
-        let copies = if self.rng.happens(self.duplicate) {
-            2
-        } else {
-            1
-        };
+        let copies = if self.rng.happens(self.duplicate) { 2 } else { 1 };
         for copy in 0..copies {
             let due = due.max(self.last_due);
             match self.ring.push(frame, due) {
@@ -519,11 +492,7 @@ impl Direction {
             return;
         };
         let due = due.max(self.last_due);
-        if self
-            .ring
-            .push(&self.held.buf[..self.held.len], due)
-            .is_some()
-        {
+        if self.ring.push(&self.held.buf[..self.held.len], due).is_some() {
             self.last_due = due;
         } else {
             self.overflow();
@@ -653,8 +622,7 @@ mod tests {
         let mut got = Vec::new();
         let mut now = Instant::default();
         for burst in 0..n / 50 {
-            let frames: Vec<[u8; FRAME_LEN]> =
-                (0..50).map(|i| test_frame(burst * 50 + i)).collect();
+            let frames: Vec<[u8; FRAME_LEN]> = (0..50).map(|i| test_frame(burst * 50 + i)).collect();
             let refs: Vec<&[u8]> = frames.iter().map(|f| &f[..]).collect();
             send(&mut a, &mut pa, &refs);
             now = now + Duration::from_millis(10);
@@ -662,11 +630,7 @@ mod tests {
             got.extend(drain(&mut b, &mut pb));
         }
         assert_eq!(pa.available(), pa.capacity(), "sender's pool back to full");
-        assert_eq!(
-            pb.available(),
-            pb.capacity(),
-            "receiver's pool back to full"
-        );
+        assert_eq!(pb.available(), pb.capacity(), "receiver's pool back to full");
         (got, a.fault_stats(), b.stats())
     }
 
@@ -707,19 +671,12 @@ mod tests {
         let (mut a, mut b) = WireLink::pair(FaultConfig::default(), 1);
         let mut pool = MbufPool::new(16, false).unwrap();
         let frames: Vec<[u8; FRAME_LEN]> = (0..5).map(test_frame).collect();
-        send(
-            &mut a,
-            &mut pool,
-            &frames.iter().map(|f| &f[..]).collect::<Vec<_>>(),
-        );
+        send(&mut a, &mut pool, &frames.iter().map(|f| &f[..]).collect::<Vec<_>>());
         let mut out = Batch::new();
         assert_eq!(b.receive(&mut pool, &mut out, 2), 2);
         assert_eq!(b.receive(&mut pool, &mut out, 0), 0);
         assert_eq!(b.receive(&mut pool, &mut out, 10), 3);
-        assert_eq!(
-            out.iter().map(|m| seq_of(pool.data(m))).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4]
-        );
+        assert_eq!(out.iter().map(|m| seq_of(pool.data(m))).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
         for m in out.drain(..) {
             pool.free(m);
         }
@@ -731,11 +688,7 @@ mod tests {
         let (mut a, mut b) = WireLink::pair(FaultConfig::default(), 1);
         let mut pa = MbufPool::new(4, false).unwrap();
         let mut pb = MbufPool::new(2, false).unwrap();
-        send(
-            &mut a,
-            &mut pa,
-            &[&test_frame(0), &test_frame(1), &test_frame(2)],
-        );
+        send(&mut a, &mut pa, &[&test_frame(0), &test_frame(1), &test_frame(2)]);
         let mut out = Batch::new();
         assert_eq!(b.receive(&mut pb, &mut out, 8), 2);
         assert_eq!(b.stats().fill_starved, 1);
@@ -749,23 +702,13 @@ mod tests {
 
     #[test]
     fn capacity_bounds_the_queue() {
-        let cfg = FaultConfig {
-            capacity: 8,
-            ..FaultConfig::default()
-        };
+        let cfg = FaultConfig { capacity: 8, ..FaultConfig::default() };
         let (mut a, mut b) = WireLink::pair(cfg, 1);
         let mut pool = MbufPool::new(32, false).unwrap();
         let frames: Vec<[u8; FRAME_LEN]> = (0..20).map(test_frame).collect();
-        send(
-            &mut a,
-            &mut pool,
-            &frames.iter().map(|f| &f[..]).collect::<Vec<_>>(),
-        );
+        send(&mut a, &mut pool, &frames.iter().map(|f| &f[..]).collect::<Vec<_>>());
         let got = drain(&mut b, &mut pool);
-        assert_eq!(
-            got.iter().map(|f| seq_of(f)).collect::<Vec<_>>(),
-            (0..8).collect::<Vec<_>>()
-        );
+        assert_eq!(got.iter().map(|f| seq_of(f)).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
         assert_eq!(b.stats().rx_dropped, 12);
         assert_eq!(a.fault_stats().overflowed, 12);
         assert_eq!(a.stats().tx_frames, 20);
@@ -774,10 +717,7 @@ mod tests {
 
     #[test]
     fn oversize_frames_drop() {
-        let cfg = FaultConfig {
-            mtu: 100,
-            ..FaultConfig::default()
-        };
+        let cfg = FaultConfig { mtu: 100, ..FaultConfig::default() };
         let (mut a, mut b) = WireLink::pair(cfg, 1);
         let mut pool = MbufPool::new(4, false).unwrap();
         send(&mut a, &mut pool, &[&[1u8; 114], &[2u8; 115]]);
@@ -798,16 +738,9 @@ mod tests {
         let mut pool = MbufPool::new(64, false).unwrap();
         a.advance(Instant::from_micros(1000));
         let frames: Vec<[u8; FRAME_LEN]> = (0..20).map(test_frame).collect();
-        send(
-            &mut a,
-            &mut pool,
-            &frames.iter().map(|f| &f[..]).collect::<Vec<_>>(),
-        );
+        send(&mut a, &mut pool, &frames.iter().map(|f| &f[..]).collect::<Vec<_>>());
         b.advance(Instant::from_micros(1099));
-        assert!(
-            drain(&mut b, &mut pool).is_empty(),
-            "nothing before the fixed delay"
-        );
+        assert!(drain(&mut b, &mut pool).is_empty(), "nothing before the fixed delay");
         let first = b.next_due().unwrap();
         assert!(first >= Instant::from_micros(1100) && first <= Instant::from_micros(1150));
         let mut got = Vec::new();
@@ -815,19 +748,11 @@ mod tests {
             b.advance(Instant::from_micros(t));
             got.extend(drain(&mut b, &mut pool).iter().map(|f| seq_of(f)));
         }
-        assert_eq!(
-            got,
-            (0..20).collect::<Vec<_>>(),
-            "all delivered by delay + jitter, in order"
-        );
+        assert_eq!(got, (0..20).collect::<Vec<_>>(), "all delivered by delay + jitter, in order");
         assert_eq!(a.fault_stats().delayed, 20);
         assert_eq!(b.next_due(), None);
         b.advance(Instant::from_micros(5));
-        assert_eq!(
-            b.now(),
-            Instant::from_micros(1150),
-            "the clock never goes back"
-        );
+        assert_eq!(b.now(), Instant::from_micros(1150), "the clock never goes back");
     }
 
     const N: u32 = 10_000;
@@ -837,46 +762,23 @@ mod tests {
     fn assert_rate(count: u64, p: f64) {
         let mean = f64::from(N) * p;
         let sd = (mean * (1.0 - p)).sqrt();
-        assert!(
-            (count as f64 - mean).abs() < 5.0 * sd,
-            "count {count} far from {mean} (sd {sd:.1})"
-        );
+        assert!((count as f64 - mean).abs() < 5.0 * sd, "count {count} far from {mean} (sd {sd:.1})");
     }
 
     #[test]
     fn loss_happens_at_its_rate() {
-        let (got, faults, stats) = run(
-            FaultConfig {
-                loss: 0.1,
-                ..FaultConfig::default()
-            },
-            42,
-            N,
-        );
+        let (got, faults, stats) = run(FaultConfig { loss: 0.1, ..FaultConfig::default() }, 42, N);
         assert_rate(faults.lost, 0.1);
         assert_eq!(got.len() as u64, u64::from(N) - faults.lost);
         assert_eq!(stats.rx_frames, got.len() as u64);
         let seqs: Vec<u32> = got.iter().map(|f| seq_of(f)).collect();
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "loss alone keeps order"
-        );
-        assert!(
-            got.iter().all(|f| f[..] == test_frame(seq_of(f))[..]),
-            "loss alone corrupts nothing"
-        );
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "loss alone keeps order");
+        assert!(got.iter().all(|f| f[..] == test_frame(seq_of(f))[..]), "loss alone corrupts nothing");
     }
 
     #[test]
     fn duplication_happens_at_its_rate() {
-        let (got, faults, _) = run(
-            FaultConfig {
-                duplicate: 0.1,
-                ..FaultConfig::default()
-            },
-            42,
-            N,
-        );
+        let (got, faults, _) = run(FaultConfig { duplicate: 0.1, ..FaultConfig::default() }, 42, N);
         assert_rate(faults.duplicated, 0.1);
         assert_eq!(got.len() as u64, u64::from(N) + faults.duplicated);
         let dups = got.windows(2).filter(|w| w[0] == w[1]).count() as u64;
@@ -885,23 +787,13 @@ mod tests {
 
     #[test]
     fn reordering_happens_at_its_rate() {
-        let (got, faults, _) = run(
-            FaultConfig {
-                reorder: 0.1,
-                ..FaultConfig::default()
-            },
-            42,
-            N,
-        );
+        let (got, faults, _) = run(FaultConfig { reorder: 0.1, ..FaultConfig::default() }, 42, N);
         // A frame is held only when none is held, so the rate is p / (1 + p) of frames.
         assert_rate(faults.reordered, 0.1 / 1.1);
         assert_eq!(got.len() as u32, N, "reordering loses nothing");
         let seqs: Vec<u32> = got.iter().map(|f| seq_of(f)).collect();
         let inversions = seqs.windows(2).filter(|w| w[0] > w[1]).count() as u64;
-        assert_eq!(
-            inversions, faults.reordered,
-            "each held frame comes right after the one that overtook it"
-        );
+        assert_eq!(inversions, faults.reordered, "each held frame comes right after the one that overtook it");
         let mut sorted = seqs.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, (0..N).collect::<Vec<_>>());
@@ -909,23 +801,12 @@ mod tests {
 
     #[test]
     fn corruption_happens_at_its_rate_one_bit_each() {
-        let (got, faults, _) = run(
-            FaultConfig {
-                corrupt: 0.1,
-                ..FaultConfig::default()
-            },
-            42,
-            N,
-        );
+        let (got, faults, _) = run(FaultConfig { corrupt: 0.1, ..FaultConfig::default() }, 42, N);
         assert_rate(faults.corrupted, 0.1);
         let mut damaged = 0;
         for (i, f) in got.iter().enumerate() {
             let want = test_frame(i as u32);
-            let bits: u32 = f
-                .iter()
-                .zip(want.iter())
-                .map(|(x, y)| (x ^ y).count_ones())
-                .sum();
+            let bits: u32 = f.iter().zip(want.iter()).map(|(x, y)| (x ^ y).count_ones()).sum();
             assert!(bits <= 1, "frame {i}: {bits} bits flipped");
             damaged += u64::from(bits);
         }
@@ -948,27 +829,15 @@ mod tests {
         let (got3, faults3, _) = run(cfg, 1235, 2000);
         assert_eq!(faults1, faults2);
         assert_eq!(got1, got2);
-        assert!(
-            got1 != got3 || faults1 != faults3,
-            "another seed gives another run"
-        );
-        for count in [
-            faults1.lost,
-            faults1.duplicated,
-            faults1.reordered,
-            faults1.corrupted,
-        ] {
+        assert!(got1 != got3 || faults1 != faults3, "another seed gives another run");
+        for count in [faults1.lost, faults1.duplicated, faults1.reordered, faults1.corrupted] {
             assert!(count > 0, "every fault fired at least once: {faults1:?}");
         }
     }
 
     #[test]
     fn a_held_frame_is_released_by_the_timeout() {
-        let cfg = FaultConfig {
-            reorder: 1.0,
-            reorder_timeout: Duration::from_micros(500),
-            ..FaultConfig::default()
-        };
+        let cfg = FaultConfig { reorder: 1.0, reorder_timeout: Duration::from_micros(500), ..FaultConfig::default() };
         let (mut a, mut b) = WireLink::pair(cfg, 3);
         let mut pool = MbufPool::new(8, false).unwrap();
         send(&mut a, &mut pool, &[&test_frame(0)]);
@@ -980,16 +849,7 @@ mod tests {
         b.advance(Instant::from_micros(500));
         assert_eq!(drain(&mut b, &mut pool), vec![test_frame(0).to_vec()]);
         // With a probability of 1, every other frame is held and overtaken.
-        send(
-            &mut a,
-            &mut pool,
-            &[
-                &test_frame(1),
-                &test_frame(2),
-                &test_frame(3),
-                &test_frame(4),
-            ],
-        );
+        send(&mut a, &mut pool, &[&test_frame(1), &test_frame(2), &test_frame(3), &test_frame(4)]);
         let seqs: Vec<u32> = drain(&mut b, &mut pool).iter().map(|f| seq_of(f)).collect();
         assert_eq!(seqs, vec![2, 1, 4, 3]);
         assert_eq!(pool.available(), 8);
@@ -997,14 +857,8 @@ mod tests {
 
     #[test]
     fn directions_are_independent() {
-        let (mut a, mut b) = WireLink::pair_asymmetric(
-            FaultConfig {
-                loss: 1.0,
-                ..FaultConfig::default()
-            },
-            FaultConfig::default(),
-            5,
-        );
+        let (mut a, mut b) =
+            WireLink::pair_asymmetric(FaultConfig { loss: 1.0, ..FaultConfig::default() }, FaultConfig::default(), 5);
         let mut pool = MbufPool::new(8, false).unwrap();
         send(&mut a, &mut pool, &[&test_frame(0)]);
         send(&mut b, &mut pool, &[&test_frame(1)]);

@@ -96,12 +96,7 @@ const _: () = assert!(std::mem::size_of::<BpfInsn>() == 8);
 
 impl BpfInsn {
     const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> BpfInsn {
-        BpfInsn {
-            code,
-            regs: (dst & 0x0f) | ((src & 0x0f) << 4),
-            off,
-            imm,
-        }
+        BpfInsn { code, regs: (dst & 0x0f) | ((src & 0x0f) << 4), off, imm }
     }
 
     /// `dst = *(u32 *)(src + off)`.
@@ -117,10 +112,7 @@ impl BpfInsn {
     /// `dst = map` as the two-slot `ld_imm64` with `src_reg = BPF_PSEUDO_MAP_FD`; the verifier swaps the fd for
     /// the map's address.
     pub const fn ld_map_fd(dst: u8, map_fd: i32) -> [BpfInsn; 2] {
-        [
-            BpfInsn::new(BPF_LD | BPF_DW | BPF_IMM, dst, BPF_PSEUDO_MAP_FD, 0, map_fd),
-            BpfInsn::new(0, 0, 0, 0, 0),
-        ]
+        [BpfInsn::new(BPF_LD | BPF_DW | BPF_IMM, dst, BPF_PSEUDO_MAP_FD, 0, map_fd), BpfInsn::new(0, 0, 0, 0, 0)]
     }
 
     /// `call helper`.
@@ -213,18 +205,12 @@ const _: () = assert!(std::mem::size_of::<LinkCreateAttr>() == 16);
 /// `T` must be the `bpf_attr` prefix that `cmd` reads, and every pointer stored in it must be valid for the
 /// kernel to read (or write, for log buffers) for the duration of the call.
 unsafe fn sys_bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
-    syscall!(syscall(
-        libc::SYS_bpf,
-        cmd,
-        attr as *mut T,
-        std::mem::size_of::<T>() as libc::c_uint
-    ))
+    syscall!(syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>() as libc::c_uint))
 }
 
 /// Wraps an fd returned by a successful `bpf(2)` call.
 fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
-    let fd =
-        i32::try_from(fd).map_err(|_| io::Error::other("bpf(2) returned an out-of-range fd"))?;
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("bpf(2) returned an out-of-range fd"))?;
     // SAFETY: the kernel just created `fd` for us; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -233,11 +219,7 @@ fn obj_name(name: &str) -> [u8; BPF_OBJ_NAME_LEN] {
     // The kernel accepts [A-Za-z0-9_.] and needs a NUL inside the 16 bytes; anything else becomes '_'.
     let mut out = [0u8; BPF_OBJ_NAME_LEN];
     for (dst, b) in out.iter_mut().take(BPF_OBJ_NAME_LEN - 1).zip(name.bytes()) {
-        *dst = if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' {
-            b
-        } else {
-            b'_'
-        };
+        *dst = if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' { b } else { b'_' };
     }
     out
 }
@@ -271,11 +253,8 @@ pub fn map_update_u32(map: BorrowedFd<'_>, key: u32, value: u32) -> io::Result<(
 
 /// Deletes `map[key]` from a map with `u32` keys.
 pub fn map_delete_u32(map: BorrowedFd<'_>, key: u32) -> io::Result<()> {
-    let mut attr = MapElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        key: &key as *const u32 as u64,
-        ..MapElemAttr::default()
-    };
+    let mut attr =
+        MapElemAttr { map_fd: map.as_raw_fd() as u32, key: &key as *const u32 as u64, ..MapElemAttr::default() };
     // SAFETY: `attr` is the BPF_MAP_DELETE_ELEM prefix; `key` is a live u32 matching the map's key size.
     unsafe { sys_bpf(BPF_MAP_DELETE_ELEM, &mut attr) }.map(drop)
 }
@@ -314,8 +293,7 @@ const VERIFIER_LOG_SIZE: usize = 64 * 1024;
 /// verifier's explanation comes back inside the error as a [`ProgLoadError`] (`io::Error::get_ref` /
 /// `into_inner`), with the error's kind taken from the errno.
 pub fn load_xdp_program(name: &str, insns: &[BpfInsn], license: &CStr) -> io::Result<OwnedFd> {
-    let insn_cnt =
-        u32::try_from(insns.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let insn_cnt = u32::try_from(insns.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_XDP,
         insn_cnt,
@@ -332,13 +310,7 @@ pub fn load_xdp_program(name: &str, insns: &[BpfInsn], license: &CStr) -> io::Re
     };
     if first.raw_os_error() == Some(libc::EPERM) {
         // No verifier ran; a log would be empty.
-        return Err(io::Error::new(
-            first.kind(),
-            ProgLoadError {
-                errno: first,
-                log: String::new(),
-            },
-        ));
+        return Err(io::Error::new(first.kind(), ProgLoadError { errno: first, log: String::new() }));
     }
     let mut log = vec![0u8; VERIFIER_LOG_SIZE];
     attr.log_level = 1;
@@ -365,12 +337,8 @@ pub fn load_xdp_program(name: &str, insns: &[BpfInsn], license: &CStr) -> io::Re
 /// attached in the other mode), `EOPNOTSUPP` (no native XDP in the driver), and veth's `ENOSPC` (fewer RX queues
 /// than its peer has TX queues).
 pub fn link_create_xdp(prog: BorrowedFd<'_>, ifindex: u32, flags: u32) -> io::Result<OwnedFd> {
-    let mut attr = LinkCreateAttr {
-        prog_fd: prog.as_raw_fd() as u32,
-        target_ifindex: ifindex,
-        attach_type: BPF_XDP,
-        flags,
-    };
+    let mut attr =
+        LinkCreateAttr { prog_fd: prog.as_raw_fd() as u32, target_ifindex: ifindex, attach_type: BPF_XDP, flags };
     // SAFETY: `attr` is the BPF_LINK_CREATE prefix for an XDP link and holds no pointers.
     owned(unsafe { sys_bpf(BPF_LINK_CREATE, &mut attr) }?)
 }

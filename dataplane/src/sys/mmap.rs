@@ -48,13 +48,8 @@ impl MemoryRegion {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let base =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
-        Ok(MemoryRegion {
-            base,
-            len,
-            huge: extra_flags & libc::MAP_HUGETLB != 0,
-        })
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        Ok(MemoryRegion { base, len, huge: extra_flags & libc::MAP_HUGETLB != 0 })
     }
 
     /// Start of the region. Valid for `len()` bytes for the region's lifetime.

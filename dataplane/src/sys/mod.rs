@@ -30,10 +30,7 @@ macro_rules! syscall {
 
 /// `CLOCK_MONOTONIC` in microseconds.
 pub fn monotonic_micros() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
@@ -46,10 +43,7 @@ pub fn if_nametoindex(name: &str) -> io::Result<u32> {
     // SAFETY: `cname` is a valid NUL-terminated string for the duration of the call.
     let idx = unsafe { libc::if_nametoindex(cname.as_ptr()) };
     if idx == 0 {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no network interface named {name:?}"),
-        ))
+        Err(io::Error::new(io::ErrorKind::NotFound, format!("no network interface named {name:?}")))
     } else {
         Ok(idx)
     }
@@ -57,19 +51,11 @@ pub fn if_nametoindex(name: &str) -> io::Result<u32> {
 
 /// Reads an interface's MAC address through `SIOCGIFHWADDR`.
 pub fn interface_mac(name: &str) -> io::Result<[u8; 6]> {
-    let fd = syscall!(socket(
-        libc::AF_INET,
-        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-        0
-    ))?;
+    let fd = syscall!(socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
     // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
     let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let mut req: libc::ifreq = ifreq_for(name)?;
-    syscall!(ioctl(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        libc::SIOCGIFHWADDR,
-        &mut req
-    ))?;
+    syscall!(ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::SIOCGIFHWADDR, &mut req))?;
     // SAFETY: SIOCGIFHWADDR filled the `ifru_hwaddr` member of the union.
     let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
     let mut mac = [0u8; 6];
@@ -81,19 +67,11 @@ pub fn interface_mac(name: &str) -> io::Result<[u8; 6]> {
 
 /// Reads an interface's MTU through `SIOCGIFMTU`.
 pub fn interface_mtu(name: &str) -> io::Result<u32> {
-    let fd = syscall!(socket(
-        libc::AF_INET,
-        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-        0
-    ))?;
+    let fd = syscall!(socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
     // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
     let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
     let mut req: libc::ifreq = ifreq_for(name)?;
-    syscall!(ioctl(
-        std::os::fd::AsRawFd::as_raw_fd(&fd),
-        libc::SIOCGIFMTU,
-        &mut req
-    ))?;
+    syscall!(ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::SIOCGIFMTU, &mut req))?;
     // SAFETY: SIOCGIFMTU filled the `ifru_mtu` member of the union.
     Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
 }
@@ -104,10 +82,7 @@ pub fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("bad interface name {name:?}"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad interface name {name:?}")));
     }
     for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
         *dst = *src as libc::c_char;
@@ -123,21 +98,13 @@ pub fn enter_netns(ns: &std::fs::File) -> io::Result<()> {
 
 /// Waits until `fd` is readable or `timeout` passes; returns whether it is readable. EINTR counts as "not yet".
 pub fn poll_readable(fd: std::os::fd::RawFd, timeout: crate::time::Duration) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
     let ms = timeout.total_micros().div_ceil(1000).min(i32::MAX as u64) as libc::c_int;
     // SAFETY: `p` is one valid pollfd for the duration of the call.
     let n = unsafe { libc::poll(&mut p, 1, ms) };
     if n < 0 {
         let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(false)
-        } else {
-            Err(e)
-        };
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
     }
     Ok(n > 0 && p.revents & libc::POLLIN != 0)
 }

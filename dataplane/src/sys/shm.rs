@@ -19,13 +19,7 @@ impl SharedWords {
     /// Creates (truncating) `path` with room for `words` words, mode 0644, and maps it read-write.
     pub fn create(path: &Path, words: usize) -> io::Result<SharedWords> {
         use std::os::unix::fs::OpenOptionsExt;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).mode(0o644).open(path)?;
         file.set_len((words * 8) as u64)?;
         Self::map(file, path, words, true)
     }
@@ -35,42 +29,20 @@ impl SharedWords {
         let file = File::open(path)?;
         let words = (file.metadata()?.len() / 8) as usize;
         if words == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "empty statistics file",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "empty statistics file"));
         }
         Self::map(file, path, words, false)
     }
 
     fn map(file: File, path: &Path, words: usize, writable: bool) -> io::Result<SharedWords> {
-        let prot = if writable {
-            libc::PROT_READ | libc::PROT_WRITE
-        } else {
-            libc::PROT_READ
-        };
+        let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
         // SAFETY: mapping `words * 8` bytes of a file at least that long, shared, at a kernel-chosen address.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                words * 8,
-                prot,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), words * 8, prot, libc::MAP_SHARED, file.as_raw_fd(), 0) };
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let base =
-            NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
-        Ok(SharedWords {
-            base,
-            words,
-            path: path.to_path_buf(),
-            owner: writable,
-        })
+        let base = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        Ok(SharedWords { base, words, path: path.to_path_buf(), owner: writable })
     }
 
     /// The words. Readers of a read-only mapping must only `load`.

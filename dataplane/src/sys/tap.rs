@@ -100,32 +100,18 @@ impl TapQueueFd {
     /// Reads one frame, its `virtio_net_hdr` first, into `buf`. `WouldBlock` when no frame is waiting.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
-        let n = syscall!(read(
-            self.fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len()
-        ))?;
+        let n = syscall!(read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()))?;
         Ok(n as usize)
     }
 
     /// Writes one frame behind the header `hdr` (one `writev`). `WouldBlock` when the device refuses it for now.
     pub fn write(&self, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<usize> {
         let iov = [
-            libc::iovec {
-                iov_base: hdr.as_ptr() as *mut libc::c_void,
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr() as *mut libc::c_void,
-                iov_len: frame.len(),
-            },
+            libc::iovec { iov_base: hdr.as_ptr() as *mut libc::c_void, iov_len: hdr.len() },
+            libc::iovec { iov_base: frame.as_ptr() as *mut libc::c_void, iov_len: frame.len() },
         ];
         // The kernel only reads through the iovecs (writev), so the `*mut` casts never lead to a write.
-        let n = syscall!(writev(
-            self.fd.as_raw_fd(),
-            iov.as_ptr(),
-            iov.len() as libc::c_int
-        ))?;
+        let n = syscall!(writev(self.fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int))?;
         Ok(n as usize)
     }
 
@@ -155,24 +141,14 @@ impl TapQueueFd {
     /// `TUN_F_CSUM` on makes Linux hand over partial checksums (`NEEDS_CSUM`), which tests use to exercise the
     /// receive path's checksum completion.
     pub fn set_offloads(&self, flags: libc::c_uint) -> io::Result<()> {
-        syscall!(ioctl(
-            self.fd.as_raw_fd(),
-            libc::TUNSETOFFLOAD,
-            flags as libc::c_ulong
-        ))
-        .map(drop)
+        syscall!(ioctl(self.fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong)).map(drop)
     }
 
     /// Attaches `prog` as the device's steering program (`TUNSETSTEERINGEBPF`); `None` detaches it and returns
     /// the device to the kernel's own flow hashing.
     pub fn set_steering(&self, prog: Option<&SteeringProgram>) -> io::Result<()> {
         let prog_fd: libc::c_int = prog.map_or(-1, |p| p.fd.as_raw_fd());
-        syscall!(ioctl(
-            self.fd.as_raw_fd(),
-            libc::TUNSETSTEERINGEBPF,
-            &prog_fd
-        ))
-        .map(drop)
+        syscall!(ioctl(self.fd.as_raw_fd(), libc::TUNSETSTEERINGEBPF, &prog_fd)).map(drop)
     }
 }
 
@@ -189,12 +165,7 @@ impl AsRawFd for TapQueueFd {
 }
 
 fn name_of(req: &libc::ifreq) -> String {
-    let bytes: Vec<u8> = req
-        .ifr_name
-        .iter()
-        .take_while(|c| **c != 0)
-        .map(|c| *c as u8)
-        .collect();
+    let bytes: Vec<u8> = req.ifr_name.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -222,23 +193,16 @@ impl TapDevice {
                 format!("a TAP device needs 1..={MAX_TAP_QUEUES} queues, not {queues}"),
             ));
         }
-        let flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | libc::IFF_VNET_HDR)
-            as libc::c_short;
+        let flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_MULTI_QUEUE | libc::IFF_VNET_HDR) as libc::c_short;
         let mut req = super::ifreq_for(name)?;
-        let mut dev = TapDevice {
-            name: String::new(),
-            queues: Vec::with_capacity(queues as usize),
-        };
+        let mut dev = TapDevice { name: String::new(), queues: Vec::with_capacity(queues as usize) };
         for i in 0..queues {
             let fd = open_tun(c"/dev/net/tun")?;
             // Queue 0 creates the interface and the kernel writes back the name it chose (for a pattern such as
             // "ixtap%d"), so the other queues attach to that name.
             req.ifr_ifru.ifru_flags = flags;
             syscall!(ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req)).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("TUNSETIFF {name:?} (queue {i}): {e} (needs CAP_NET_ADMIN)"),
-                )
+                io::Error::new(e.kind(), format!("TUNSETIFF {name:?} (queue {i}): {e} (needs CAP_NET_ADMIN)"))
             })?;
             let queue = TapQueueFd { fd };
             if i == 0 {
@@ -294,29 +258,20 @@ impl TapDevice {
     }
 
     fn first(&self) -> io::Result<&TapQueueFd> {
-        self.queues
-            .first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "TAP device has no queue"))
+        self.queues.first().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "TAP device has no queue"))
     }
 }
 
 fn open_tun(path: &CStr) -> io::Result<OwnedFd> {
-    let fd = syscall!(open(
-        path.as_ptr(),
-        libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC
-    ))
-    .map_err(|e| io::Error::new(e.kind(), format!("open /dev/net/tun: {e}")))?;
+    let fd = syscall!(open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC))
+        .map_err(|e| io::Error::new(e.kind(), format!("open /dev/net/tun: {e}")))?;
     // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Sets `IFF_UP` on interface `name` in the calling thread's network namespace (`SIOCGIFFLAGS`/`SIOCSIFFLAGS`).
 pub fn set_link_up(name: &str) -> io::Result<()> {
-    let fd = syscall!(socket(
-        libc::AF_INET,
-        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-        0
-    ))?;
+    let fd = syscall!(socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
     // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut req = super::ifreq_for(name)?;
@@ -391,10 +346,7 @@ impl SteeringProgram {
     /// Loads `insns` as a socket-filter program. On a verifier rejection the error carries the verifier log.
     pub fn load(insns: &[BpfInsn]) -> io::Result<SteeringProgram> {
         if insns.is_empty() || insns.len() > BPF_MAXINSNS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "BPF program length out of range",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "BPF program length out of range"));
         }
         let license = c"Dual MIT/GPL";
         let mut name = [0u8; 16];
@@ -469,33 +421,15 @@ mod tests {
 
     #[test]
     fn vnet_header_roundtrip() {
-        let h = VirtioNetHdr {
-            flags: 1,
-            gso_type: 0,
-            hdr_len: 0,
-            gso_size: 0,
-            csum_start: 34,
-            csum_offset: 6,
-        };
+        let h = VirtioNetHdr { flags: 1, gso_type: 0, hdr_len: 0, gso_size: 0, csum_start: 34, csum_offset: 6 };
         assert_eq!(VirtioNetHdr::from_bytes(&h.to_bytes()), h);
         assert_eq!(VirtioNetHdr::default().to_bytes(), [0u8; VNET_HDR_LEN]);
     }
 
     #[test]
     fn bad_queue_counts_are_refused() {
-        assert_eq!(
-            TapDevice::create("ixbad", 0).unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            TapDevice::create("ixbad", MAX_TAP_QUEUES + 1)
-                .unwrap_err()
-                .kind(),
-            io::ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            TapDevice::create("", 1).unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
+        assert_eq!(TapDevice::create("ixbad", 0).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(TapDevice::create("ixbad", MAX_TAP_QUEUES + 1).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(TapDevice::create("", 1).unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 }

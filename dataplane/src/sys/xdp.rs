@@ -204,13 +204,7 @@ fn setsockopt<T>(fd: BorrowedFd<'_>, opt: libc::c_int, val: &T) -> io::Result<()
 fn getsockopt<T: Default>(fd: BorrowedFd<'_>, opt: libc::c_int) -> io::Result<(T, usize)> {
     let mut val = T::default();
     let mut len = size_of::<T>() as libc::socklen_t;
-    syscall!(getsockopt(
-        fd.as_raw_fd(),
-        SOL_XDP,
-        opt,
-        (&mut val as *mut T).cast::<libc::c_void>(),
-        &mut len
-    ))?;
+    syscall!(getsockopt(fd.as_raw_fd(), SOL_XDP, opt, (&mut val as *mut T).cast::<libc::c_void>(), &mut len))?;
     Ok((val, len as usize))
 }
 
@@ -229,16 +223,14 @@ pub fn register_umem(
     if len > region.len() || len == 0 || len % chunk_size as usize != 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("UMEM length {len} must be a non-zero multiple of {chunk_size} within the {} byte region", region.len()),
+            format!(
+                "UMEM length {len} must be a non-zero multiple of {chunk_size} within the {} byte region",
+                region.len()
+            ),
         ));
     }
-    let reg = XdpUmemReg {
-        addr: region.as_ptr() as u64,
-        len: len as u64,
-        chunk_size,
-        headroom,
-        ..XdpUmemReg::default()
-    };
+    let reg =
+        XdpUmemReg { addr: region.as_ptr() as u64, len: len as u64, chunk_size, headroom, ..XdpUmemReg::default() };
     setsockopt(fd, XDP_UMEM_REG, &reg)
 }
 
@@ -333,12 +325,7 @@ unsafe impl Send for RingMap {}
 impl RingMap {
     /// Maps `ring` of socket `fd` with `entries` descriptors (the size set with [`set_ring_size`]). Must be called
     /// before bind.
-    pub fn map(
-        fd: BorrowedFd<'_>,
-        ring: RingKind,
-        entries: u32,
-        offsets: &XdpMmapOffsets,
-    ) -> io::Result<RingMap> {
+    pub fn map(fd: BorrowedFd<'_>, ring: RingKind, entries: u32, offsets: &XdpMmapOffsets) -> io::Result<RingMap> {
         let off = ring.offsets(offsets);
         let len = (off.desc as usize)
             .checked_add(entries as usize * ring.desc_size())
@@ -359,50 +346,26 @@ impl RingMap {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let base =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
-        let map = RingMap {
-            base,
-            len,
-            off,
-            entries,
-            desc_size: ring.desc_size(),
-        };
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        let map = RingMap { base, len, off, entries, desc_size: ring.desc_size() };
         // A forked child must not inherit the ring: its mapping would keep the socket (and every frame the kernel
         // holds) alive after we close it. Best effort: without it only that fork corner case is affected.
         // SAFETY: advice on exactly the mapping just created; it changes no memory contents.
         if unsafe { libc::madvise(ptr, len, libc::MADV_DONTFORK) } != 0 {
-            log::debug!(
-                "madvise(MADV_DONTFORK) on an AF_XDP ring: {}",
-                io::Error::last_os_error()
-            );
+            log::debug!("madvise(MADV_DONTFORK) on an AF_XDP ring: {}", io::Error::last_os_error());
         }
         Ok(map)
     }
 
-    fn check_offsets(
-        off: &XdpRingOffset,
-        len: usize,
-        entries: u32,
-        desc_size: usize,
-    ) -> io::Result<()> {
+    fn check_offsets(off: &XdpRingOffset, len: usize, entries: u32, desc_size: usize) -> io::Result<()> {
         let word_ok = |o: u64| o % 4 == 0 && o.checked_add(4).is_some_and(|end| end <= len as u64);
         let desc_ok = off.desc % desc_size.min(8) as u64 == 0
-            && off
-                .desc
-                .checked_add(entries as u64 * desc_size as u64)
-                .is_some_and(|end| end <= len as u64);
-        if word_ok(off.producer)
-            && word_ok(off.consumer)
-            && word_ok(off.flags)
-            && desc_ok
-            && entries.is_power_of_two()
+            && off.desc.checked_add(entries as u64 * desc_size as u64).is_some_and(|end| end <= len as u64);
+        if word_ok(off.producer) && word_ok(off.consumer) && word_ok(off.flags) && desc_ok && entries.is_power_of_two()
         {
             Ok(())
         } else {
-            Err(io::Error::other(format!(
-                "AF_XDP ring offsets out of bounds: {off:?} for {len} bytes"
-            )))
+            Err(io::Error::other(format!("AF_XDP ring offsets out of bounds: {off:?} for {len} bytes")))
         }
     }
 
@@ -410,12 +373,7 @@ impl RingMap {
     /// cache lines), for testing ring logic without a socket.
     #[cfg(test)]
     pub(crate) fn anonymous(entries: u32, desc_size: usize) -> io::Result<RingMap> {
-        let off = XdpRingOffset {
-            producer: 0,
-            consumer: 64,
-            flags: 128,
-            desc: 192,
-        };
+        let off = XdpRingOffset { producer: 0, consumer: 64, flags: 128, desc: 192 };
         let len = 192 + entries as usize * desc_size;
         Self::check_offsets(&off, len, entries, desc_size)?;
         // SAFETY: an anonymous private mapping with a null hint has no preconditions; the result is checked.
@@ -432,15 +390,8 @@ impl RingMap {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let base =
-            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
-        Ok(RingMap {
-            base,
-            len,
-            off,
-            entries,
-            desc_size,
-        })
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned NULL"))?;
+        Ok(RingMap { base, len, off, entries, desc_size })
     }
 
     /// Bytes per descriptor (16 for RX/TX, 8 for fill/completion).
@@ -543,15 +494,7 @@ pub fn is_zero_copy(fd: BorrowedFd<'_>) -> io::Result<bool> {
 /// TX doorbell: `sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0)`. In copy mode this is what sends, at most 32
 /// frames a call (`EAGAIN` when more are left); `EBUSY`/`ENOBUFS` mean the device or skb allocation pushed back.
 pub fn kick_tx(fd: BorrowedFd<'_>) -> io::Result<()> {
-    syscall!(sendto(
-        fd.as_raw_fd(),
-        std::ptr::null(),
-        0,
-        libc::MSG_DONTWAIT,
-        std::ptr::null(),
-        0
-    ))
-    .map(drop)
+    syscall!(sendto(fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)).map(drop)
 }
 
 /// RX doorbell for a fill ring flagged need-wakeup: `recvfrom(fd, NULL, 0, MSG_DONTWAIT, NULL, NULL)`.
@@ -615,11 +558,7 @@ pub struct EthtoolChannels {
 const _: () = assert!(size_of::<EthtoolChannels>() == 36);
 
 fn ethtool<T>(ifname: &str, data: &mut T) -> io::Result<()> {
-    let fd = syscall!(socket(
-        libc::AF_INET,
-        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-        0
-    ))?;
+    let fd = syscall!(socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
     // SAFETY: socket(2) just returned this fd; nobody else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut req = crate::sys::ifreq_for(ifname)?;
@@ -644,20 +583,13 @@ pub fn interface_driver(ifname: &str) -> io::Result<String> {
         regdump_len: 0,
     };
     ethtool(ifname, &mut info)?;
-    let end = info
-        .driver
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(info.driver.len());
+    let end = info.driver.iter().position(|&b| b == 0).unwrap_or(info.driver.len());
     Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
 /// The interface's queue counts (`ethtool -l`); `EOPNOTSUPP` for drivers that do not report them.
 pub fn interface_channels(ifname: &str) -> io::Result<EthtoolChannels> {
-    let mut ch = EthtoolChannels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..EthtoolChannels::default()
-    };
+    let mut ch = EthtoolChannels { cmd: ETHTOOL_GCHANNELS, ..EthtoolChannels::default() };
     ethtool(ifname, &mut ch)?;
     Ok(ch)
 }
@@ -673,26 +605,15 @@ mod tests {
         let base = m.field(RingField::Producer).as_ptr() as usize;
         assert_eq!(m.field(RingField::Consumer).as_ptr() as usize - base, 64);
         assert_eq!(m.slot_base().as_ptr() as usize - base, 192);
-        assert!(
-            RingMap::anonymous(6, 8).is_err(),
-            "ring sizes are powers of two"
-        );
+        assert!(RingMap::anonymous(6, 8).is_err(), "ring sizes are powers of two");
     }
 
     #[test]
     fn offsets_outside_the_mapping_are_refused() {
-        let off = XdpRingOffset {
-            producer: 0,
-            consumer: 4,
-            flags: 8,
-            desc: 64,
-        };
+        let off = XdpRingOffset { producer: 0, consumer: 4, flags: 8, desc: 64 };
         assert!(RingMap::check_offsets(&off, 64 + 8 * 16, 8, 16).is_ok());
         assert!(RingMap::check_offsets(&off, 64 + 8 * 16 - 1, 8, 16).is_err());
-        let bad = XdpRingOffset {
-            flags: 1 << 40,
-            ..off
-        };
+        let bad = XdpRingOffset { flags: 1 << 40, ..off };
         assert!(RingMap::check_offsets(&bad, 4096, 8, 16).is_err());
         let unaligned = XdpRingOffset { consumer: 6, ..off };
         assert!(RingMap::check_offsets(&unaligned, 4096, 8, 16).is_err());
@@ -700,10 +621,7 @@ mod tests {
 
     #[test]
     fn ethtool_on_a_missing_interface_fails() {
-        assert_eq!(
-            interface_driver("no-such-if0").unwrap_err().raw_os_error(),
-            Some(libc::ENODEV)
-        );
+        assert_eq!(interface_driver("no-such-if0").unwrap_err().raw_os_error(), Some(libc::ENODEV));
         assert!(interface_channels("no-such-if0").is_err());
     }
 }

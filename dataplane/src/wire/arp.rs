@@ -259,8 +259,7 @@ mod tests {
     /// A captured ARP request, Ethernet header and padding included: 02:00:00:00:00:02 (198.18.0.2) asks who has
     /// 198.18.0.1.
     static REQUEST_FRAME: [u8; 60] = [
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08,
-        0x06, // Ethernet
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x06, // Ethernet
         0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, // htype, ptype, hlen, plen, oper
         0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 198, 18, 0, 2, // sha, spa
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 198, 18, 0, 1, // tha, tpa
@@ -269,8 +268,7 @@ mod tests {
 
     /// The reply from 02:00:00:00:00:01 (198.18.0.1), unpadded (as we emit it).
     static REPLY_FRAME: [u8; 42] = [
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08,
-        0x06, // Ethernet
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, // Ethernet
         0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x02, // htype, ptype, hlen, plen, oper
         0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 198, 18, 0, 1, // sha, spa
         0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 198, 18, 0, 2, // tha, tpa
@@ -304,11 +302,7 @@ mod tests {
 
     #[test]
     fn emit_reply_matches_capture() {
-        let eth = EthernetRepr {
-            src_addr: MAC1,
-            dst_addr: MAC2,
-            ethertype: EtherType::Arp,
-        };
+        let eth = EthernetRepr { src_addr: MAC1, dst_addr: MAC2, ethertype: EtherType::Arp };
         let arp = ArpRepr {
             operation: ArpOperation::Reply,
             source_hardware_addr: MAC1,
@@ -331,24 +325,14 @@ mod tests {
         let arp = &REQUEST_FRAME[14..42];
         for len in 0..PACKET_LEN {
             assert_eq!(ArpPacket::new_checked(&arp[..len]), Err(Error));
-            assert_eq!(
-                ArpRepr::parse(&ArpPacket::new_unchecked(&arp[..len])),
-                Err(Error)
-            );
+            assert_eq!(ArpRepr::parse(&ArpPacket::new_unchecked(&arp[..len])), Err(Error));
         }
         for (offset, value) in [(1, 6u8), (2, 0x86), (4, 8), (5, 16)] {
             let mut bad = [0u8; 28];
             bad.copy_from_slice(arp);
             bad[offset] = value;
-            assert_eq!(
-                ArpPacket::new_checked(&bad[..]),
-                Err(Error),
-                "byte {offset} = {value}"
-            );
-            assert_eq!(
-                ArpRepr::parse(&ArpPacket::new_unchecked(&bad[..])),
-                Err(Error)
-            );
+            assert_eq!(ArpPacket::new_checked(&bad[..]), Err(Error), "byte {offset} = {value}");
+            assert_eq!(ArpRepr::parse(&ArpPacket::new_unchecked(&bad[..])), Err(Error));
         }
     }
 
@@ -358,9 +342,7 @@ mod tests {
         b.copy_from_slice(&REQUEST_FRAME[14..42]);
         b[7] = 3; // RARP request
         assert_eq!(
-            ArpRepr::parse(&ArpPacket::new_checked(&b[..]).unwrap())
-                .unwrap()
-                .operation,
+            ArpRepr::parse(&ArpPacket::new_checked(&b[..]).unwrap()).unwrap().operation,
             ArpOperation::Unknown(3)
         );
     }

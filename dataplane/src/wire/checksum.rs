@@ -124,12 +124,7 @@ pub fn combine(sums: &[u16]) -> u16 {
 
 /// The folded one's-complement sum of the IPv4 pseudo header (source, destination, zero, protocol, `length`) used
 /// by TCP and UDP checksums. Not complemented. `length` is the TCP or UDP length, header included.
-pub fn pseudo_header(
-    src: &Ipv4Address,
-    dst: &Ipv4Address,
-    protocol: IpProtocol,
-    length: u32,
-) -> u16 {
+pub fn pseudo_header(src: &Ipv4Address, dst: &Ipv4Address, protocol: IpProtocol, length: u32) -> u16 {
     let s = src.0;
     let d = dst.0;
     let acc = u64::from(u16::from_be_bytes([s[0], s[1]]))
@@ -148,13 +143,7 @@ pub fn pseudo_header(
 ///
 /// A complete checksum equals this value by chance once in 65536 packets: use it to explain a checksum that
 /// failed verification (and to tell the user to turn TX offload off on the peer), not instead of verifying.
-pub fn is_partial(
-    field: u16,
-    src: &Ipv4Address,
-    dst: &Ipv4Address,
-    protocol: IpProtocol,
-    l4_len: u32,
-) -> bool {
+pub fn is_partial(field: u16, src: &Ipv4Address, dst: &Ipv4Address, protocol: IpProtocol, l4_len: u32) -> bool {
     field == pseudo_header(src, dst, protocol, l4_len)
 }
 
@@ -182,10 +171,7 @@ mod tests {
 
     #[test]
     fn rfc1071_example() {
-        assert_eq!(
-            data(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
-            0xddf2
-        );
+        assert_eq!(data(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
     }
 
     #[test]
@@ -222,8 +208,8 @@ mod tests {
     fn ipv4_header_example() {
         // A well-known IPv4 header whose checksum is 0xb861.
         let hdr = [
-            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8,
-            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0xb8, 0x61, 0xc0, 0xa8, 0x00, 0x01, 0xc0, 0xa8,
+            0x00, 0xc7,
         ];
         assert_eq!(data(&hdr), 0xffff);
         let mut zeroed = hdr;
@@ -237,16 +223,10 @@ mod tests {
         let src = Ipv4Address([198, 18, 0, 1]);
         let dst = Ipv4Address([198, 18, 0, 2]);
         let bytes = [198, 18, 0, 1, 198, 18, 0, 2, 0, 17, 0x01, 0x23];
-        assert_eq!(
-            pseudo_header(&src, &dst, IpProtocol::Udp, 0x0123),
-            data(&bytes)
-        );
+        assert_eq!(pseudo_header(&src, &dst, IpProtocol::Udp, 0x0123), data(&bytes));
         // A TCP length can in principle exceed 16 bits (jumbograms are IPv6-only, but stay correct anyway).
         let big = [198, 18, 0, 1, 198, 18, 0, 2, 0, 6, 0x00, 0x01, 0x00, 0x05];
-        assert_eq!(
-            pseudo_header(&src, &dst, IpProtocol::Tcp, 0x1_0005),
-            data(&big)
-        );
+        assert_eq!(pseudo_header(&src, &dst, IpProtocol::Tcp, 0x1_0005), data(&big));
     }
 
     #[test]
@@ -259,13 +239,7 @@ mod tests {
         let csum_fold = !(((nofold & 0xffff) + (nofold >> 16)) as u16);
         let field = !csum_fold;
         assert!(is_partial(field, &src, &dst, IpProtocol::Udp, len));
-        assert!(!is_partial(
-            field.wrapping_add(1),
-            &src,
-            &dst,
-            IpProtocol::Udp,
-            len
-        ));
+        assert!(!is_partial(field.wrapping_add(1), &src, &dst, IpProtocol::Udp, len));
     }
 
     proptest! {

@@ -69,11 +69,7 @@ impl EthernetAddress {
 impl fmt::Display for EthernetAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = &self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
@@ -202,10 +198,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EthernetFrame<T> {
     /// Sets the EtherType.
     #[inline]
     pub fn set_ethertype(&mut self, ethertype: EtherType) {
-        write_u16(
-            &mut self.buffer.as_mut()[field::ETHERTYPE],
-            ethertype.into(),
-        )
+        write_u16(&mut self.buffer.as_mut()[field::ETHERTYPE], ethertype.into())
     }
 
     /// Everything after the header, writable.
@@ -239,11 +232,7 @@ impl EthernetRepr {
     /// Reads the header of `frame`. Fails only if the frame is shorter than a header.
     pub fn parse<T: AsRef<[u8]>>(frame: &EthernetFrame<T>) -> Result<EthernetRepr> {
         frame.check_len()?;
-        Ok(EthernetRepr {
-            src_addr: frame.src_addr(),
-            dst_addr: frame.dst_addr(),
-            ethertype: frame.ethertype(),
-        })
+        Ok(EthernetRepr { src_addr: frame.src_addr(), dst_addr: frame.dst_addr(), ethertype: frame.ethertype() })
     }
 
     /// The header length (14).
@@ -270,8 +259,7 @@ mod tests {
     /// An ARP request from 02:00:00:00:00:02 (198.18.0.2) for 198.18.0.1, as captured: broadcast destination and
     /// padded to 60 bytes.
     static ARP_FRAME: [u8; 60] = [
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08,
-        0x06, // Ethernet
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x06, // Ethernet
         0x00, 0x01, 0x08, 0x00, 0x06, 0x04, 0x00, 0x01, // htype, ptype, hlen, plen, oper
         0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 198, 18, 0, 2, // sha, spa
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 198, 18, 0, 1, // tha, tpa
@@ -298,14 +286,11 @@ mod tests {
 
     #[test]
     fn emit_reproduces_captured_header() {
-        let repr =
-            EthernetRepr::parse(&EthernetFrame::new_checked(&ARP_FRAME[..]).unwrap()).unwrap();
+        let repr = EthernetRepr::parse(&EthernetFrame::new_checked(&ARP_FRAME[..]).unwrap()).unwrap();
         let mut buf = [0u8; 60];
         let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
         repr.emit(&mut frame);
-        frame
-            .payload_mut()
-            .copy_from_slice(&ARP_FRAME[HEADER_LEN..]);
+        frame.payload_mut().copy_from_slice(&ARP_FRAME[HEADER_LEN..]);
         assert_eq!(&buf[..], &ARP_FRAME[..]);
     }
 
@@ -313,10 +298,7 @@ mod tests {
     fn rejects_truncated() {
         for len in 0..HEADER_LEN {
             assert_eq!(EthernetFrame::new_checked(&ARP_FRAME[..len]), Err(Error));
-            assert_eq!(
-                EthernetRepr::parse(&EthernetFrame::new_unchecked(&ARP_FRAME[..len])),
-                Err(Error)
-            );
+            assert_eq!(EthernetRepr::parse(&EthernetFrame::new_unchecked(&ARP_FRAME[..len])), Err(Error));
         }
         let frame = EthernetFrame::new_checked(&ARP_FRAME[..HEADER_LEN]).unwrap();
         assert!(frame.payload().is_empty());
@@ -327,10 +309,7 @@ mod tests {
         let mut buf = ARP_FRAME;
         buf[12] = 0x81;
         buf[13] = 0x00;
-        assert_eq!(
-            EthernetFrame::new_checked(&buf[..]).unwrap().ethertype(),
-            EtherType::Unknown(0x8100)
-        );
+        assert_eq!(EthernetFrame::new_checked(&buf[..]).unwrap().ethertype(), EtherType::Unknown(0x8100));
     }
 
     #[test]
@@ -344,12 +323,7 @@ mod tests {
     #[test]
     fn address_classes_and_display() {
         let unicast = EthernetAddress([0x02, 0x00, 0x5e, 0x10, 0x00, 0xab]);
-        assert!(
-            unicast.is_unicast()
-                && !unicast.is_multicast()
-                && !unicast.is_broadcast()
-                && unicast.is_local()
-        );
+        assert!(unicast.is_unicast() && !unicast.is_multicast() && !unicast.is_broadcast() && unicast.is_local());
         let mcast = EthernetAddress([0x01, 0x00, 0x5e, 0x00, 0x00, 0x01]);
         assert!(mcast.is_multicast() && !mcast.is_unicast() && !mcast.is_broadcast());
         let bcast = EthernetAddress::BROADCAST;
@@ -357,14 +331,9 @@ mod tests {
         assert_eq!(unicast.to_string(), "02:00:5e:10:00:ab");
         assert_eq!("02:00:5E:10:00:ab".parse::<EthernetAddress>(), Ok(unicast));
         assert_eq!(bcast.to_string().parse::<EthernetAddress>(), Ok(bcast));
-        for bad in [
-            "",
-            "02:00:5e:10:00",
-            "02:00:5e:10:00:ab:cd",
-            "2:00:5e:10:00:ab",
-            "02:00:5e:10:00:ag",
-            "+2:0:0:0:0:0",
-        ] {
+        for bad in
+            ["", "02:00:5e:10:00", "02:00:5e:10:00:ab:cd", "2:00:5e:10:00:ab", "02:00:5e:10:00:ag", "+2:0:0:0:0:0"]
+        {
             assert_eq!(bad.parse::<EthernetAddress>(), Err(Error), "{bad:?}");
         }
     }

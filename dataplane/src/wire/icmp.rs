@@ -77,9 +77,8 @@ pub fn error_quote<T: AsRef<[u8]>>(packet: &Ipv4Packet<T>) -> &[u8] {
     if buf.len() < super::ipv4::HEADER_LEN {
         return buf;
     }
-    let end = (usize::from(packet.header_len()) + QUOTED_PAYLOAD_LEN)
-        .min(usize::from(packet.total_len()))
-        .min(buf.len());
+    let end =
+        (usize::from(packet.header_len()) + QUOTED_PAYLOAD_LEN).min(usize::from(packet.total_len())).min(buf.len());
     &buf[..end]
 }
 
@@ -272,19 +271,13 @@ impl<'a> Icmpv4Repr<'a> {
         let buffer: &'a [u8] = packet.buffer.as_ref();
         let data = &buffer[field::DATA];
         match (packet.msg_type(), packet.msg_code()) {
-            (Icmpv4Message::EchoRequest, 0) => Ok(Icmpv4Repr::EchoRequest {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            }),
-            (Icmpv4Message::EchoReply, 0) => Ok(Icmpv4Repr::EchoReply {
-                ident: packet.echo_ident(),
-                seq_no: packet.echo_seq_no(),
-                data,
-            }),
-            (Icmpv4Message::DstUnreachable, reason) => {
-                Ok(Icmpv4Repr::DstUnreachable { reason, data })
+            (Icmpv4Message::EchoRequest, 0) => {
+                Ok(Icmpv4Repr::EchoRequest { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data })
             }
+            (Icmpv4Message::EchoReply, 0) => {
+                Ok(Icmpv4Repr::EchoReply { ident: packet.echo_ident(), seq_no: packet.echo_seq_no(), data })
+            }
+            (Icmpv4Message::DstUnreachable, reason) => Ok(Icmpv4Repr::DstUnreachable { reason, data }),
             _ => Err(Error),
         }
     }
@@ -305,16 +298,7 @@ impl<'a> Icmpv4Repr<'a> {
     /// If the buffer is shorter than `buffer_len()`.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Icmpv4Packet<T>) {
         let data = match *self {
-            Icmpv4Repr::EchoRequest {
-                ident,
-                seq_no,
-                data,
-            }
-            | Icmpv4Repr::EchoReply {
-                ident,
-                seq_no,
-                data,
-            } => {
+            Icmpv4Repr::EchoRequest { ident, seq_no, data } | Icmpv4Repr::EchoReply { ident, seq_no, data } => {
                 let ty = match self {
                     Icmpv4Repr::EchoRequest { .. } => Icmpv4Message::EchoRequest,
                     _ => Icmpv4Message::EchoReply,
@@ -340,18 +324,15 @@ impl<'a> Icmpv4Repr<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{
-        EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Address, Ipv4Repr,
-    };
+    use crate::wire::{EtherType, EthernetAddress, EthernetFrame, IpProtocol, Ipv4Address, Ipv4Repr};
     use proptest::prelude::*;
 
     /// A captured ping (`ping -c1 -s 8 -p 6162 198.18.0.1` from 198.18.0.2): Ethernet, IPv4, ICMP echo request,
     /// padded to 60 bytes.
     static PING_FRAME: [u8; 60] = [
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08,
-        0x00, // Ethernet
-        0x45, 0x00, 0x00, 0x24, 0x5e, 0x6b, 0x40, 0x00, 0x40, 0x01, 0x50, 0x46, 198, 18, 0, 2, 198,
-        18, 0, 1, // IPv4
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00, // Ethernet
+        0x45, 0x00, 0x00, 0x24, 0x5e, 0x6b, 0x40, 0x00, 0x40, 0x01, 0x50, 0x46, 198, 18, 0, 2, 198, 18, 0,
+        1, // IPv4
         0x08, 0x00, 0x60, 0x41, 0x12, 0x34, 0x00, 0x01, // ICMP header
         0x61, 0x62, 0x61, 0x62, 0x61, 0x62, 0x61, 0x62, // data
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // Ethernet padding
@@ -379,30 +360,18 @@ mod tests {
         assert_eq!(icmp.data(), b"abababab");
         assert_eq!(
             Icmpv4Repr::parse(&icmp, true),
-            Ok(Icmpv4Repr::EchoRequest {
-                ident: 0x1234,
-                seq_no: 1,
-                data: b"abababab"
-            })
+            Ok(Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 1, data: b"abababab" })
         );
     }
 
     #[test]
     fn emit_request_matches_capture_and_reply_verifies() {
-        let repr = Icmpv4Repr::EchoRequest {
-            ident: 0x1234,
-            seq_no: 1,
-            data: b"abababab",
-        };
+        let repr = Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 1, data: b"abababab" };
         let mut buf = vec![0u8; repr.buffer_len()];
         repr.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[..]));
         assert_eq!(&buf[..], icmp_bytes());
 
-        let reply = Icmpv4Repr::EchoReply {
-            ident: 0x1234,
-            seq_no: 1,
-            data: b"abababab",
-        };
+        let reply = Icmpv4Repr::EchoReply { ident: 0x1234, seq_no: 1, data: b"abababab" };
         let mut buf = vec![0u8; reply.buffer_len()];
         reply.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[..]));
         assert_eq!(buf[0], 0);
@@ -416,19 +385,14 @@ mod tests {
     #[test]
     fn port_unreachable_quotes_header_and_8_bytes() {
         // A UDP datagram with 20 bytes of payload; the error quotes 20 + 8 bytes of it.
-        let mut udp_dgram = vec![
-            0x45, 0, 0, 48, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1,
-        ];
+        let mut udp_dgram = vec![0x45, 0, 0, 48, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1];
         udp_dgram.extend_from_slice(&[0x9c, 0x40, 0x1f, 0x90, 0, 28, 0, 0]);
         udp_dgram.extend_from_slice(&[0x55; 20]);
         let ip = Ipv4Packet::new_checked(&udp_dgram[..]).unwrap();
         let quote = error_quote(&ip);
         assert_eq!(quote, &udp_dgram[..28]);
 
-        let repr = Icmpv4Repr::DstUnreachable {
-            reason: dst_unreachable::PORT_UNREACHABLE,
-            data: quote,
-        };
+        let repr = Icmpv4Repr::DstUnreachable { reason: dst_unreachable::PORT_UNREACHABLE, data: quote };
         let mut buf = vec![0xffu8; repr.buffer_len()];
         repr.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[..]));
         assert_eq!(&buf[..2], &[3, 3]);
@@ -438,21 +402,13 @@ mod tests {
         assert_eq!(Icmpv4Repr::parse(&packet, true), Ok(repr));
 
         // A short packet is quoted whole; a garbage header never panics.
-        let short = Ipv4Packet::new_checked(&udp_dgram[..24])
-            .map(|_| ())
-            .unwrap_err();
+        let short = Ipv4Packet::new_checked(&udp_dgram[..24]).map(|_| ()).unwrap_err();
         assert_eq!(short, Error);
-        assert_eq!(
-            error_quote(&Ipv4Packet::new_unchecked(&udp_dgram[..10])),
-            &udp_dgram[..10]
-        );
+        assert_eq!(error_quote(&Ipv4Packet::new_unchecked(&udp_dgram[..10])), &udp_dgram[..10]);
         let mut garbage = udp_dgram.clone();
         garbage[0] = 0x4f;
         garbage[2..4].copy_from_slice(&[0xff, 0xff]);
-        assert_eq!(
-            error_quote(&Ipv4Packet::new_unchecked(&garbage[..])).len(),
-            garbage.len()
-        );
+        assert_eq!(error_quote(&Ipv4Packet::new_unchecked(&garbage[..])).len(), garbage.len());
     }
 
     #[test]
@@ -460,10 +416,7 @@ mod tests {
         let bytes = icmp_bytes();
         for len in 0..HEADER_LEN {
             assert_eq!(Icmpv4Packet::new_checked(&bytes[..len]), Err(Error));
-            assert_eq!(
-                Icmpv4Repr::parse(&Icmpv4Packet::new_unchecked(&bytes[..len]), false),
-                Err(Error)
-            );
+            assert_eq!(Icmpv4Repr::parse(&Icmpv4Packet::new_unchecked(&bytes[..len]), false), Err(Error));
         }
         let mut bad = bytes.to_vec();
         bad[9] ^= 1;
@@ -480,16 +433,10 @@ mod tests {
             packet.fill_checksum();
             let packet = Icmpv4Packet::new_checked(&other[..]).unwrap();
             assert!(packet.verify_checksum());
-            assert_eq!(
-                Icmpv4Repr::parse(&packet, true),
-                Err(Error),
-                "type {ty} code {code}"
-            );
+            assert_eq!(Icmpv4Repr::parse(&packet, true), Err(Error), "type {ty} code {code}");
         }
         // An all-zero message has a wrong checksum (its correct checksum would be 0xffff).
-        assert!(!Icmpv4Packet::new_checked(&[0u8; 8][..])
-            .unwrap()
-            .verify_checksum());
+        assert!(!Icmpv4Packet::new_checked(&[0u8; 8][..]).unwrap().verify_checksum());
     }
 
     #[test]
@@ -504,11 +451,7 @@ mod tests {
         // The reply the dataplane would send for PING_FRAME, built layer by layer.
         let mac1 = EthernetAddress([2, 0, 0, 0, 0, 1]);
         let mac2 = EthernetAddress([2, 0, 0, 0, 0, 2]);
-        let icmp = Icmpv4Repr::EchoReply {
-            ident: 0x1234,
-            seq_no: 1,
-            data: b"abababab",
-        };
+        let icmp = Icmpv4Repr::EchoReply { ident: 0x1234, seq_no: 1, data: b"abababab" };
         let ip = Ipv4Repr {
             src_addr: Ipv4Address::new(198, 18, 0, 1),
             dst_addr: Ipv4Address::new(198, 18, 0, 2),
@@ -518,12 +461,7 @@ mod tests {
         };
         let mut buf = vec![0u8; 14 + ip.buffer_len() + icmp.buffer_len()];
         let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-        crate::wire::EthernetRepr {
-            src_addr: mac1,
-            dst_addr: mac2,
-            ethertype: EtherType::Ipv4,
-        }
-        .emit(&mut frame);
+        crate::wire::EthernetRepr { src_addr: mac1, dst_addr: mac2, ethertype: EtherType::Ipv4 }.emit(&mut frame);
         let mut ip_packet = Ipv4Packet::new_unchecked(frame.payload_mut());
         ip.emit(&mut ip_packet);
         icmp.emit(&mut Icmpv4Packet::new_unchecked(ip_packet.payload_mut()));

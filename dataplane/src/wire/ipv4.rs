@@ -105,11 +105,7 @@ impl fmt::Display for Ipv4Address {
 /// Parses one decimal octet: 1 to 3 ASCII digits, no sign, no leading zero (which some parsers read as octal).
 fn parse_octet(s: &str) -> Result<u8> {
     let b = s.as_bytes();
-    if b.is_empty()
-        || b.len() > 3
-        || !b.iter().all(u8::is_ascii_digit)
-        || (b.len() > 1 && b[0] == b'0')
-    {
+    if b.is_empty() || b.len() > 3 || !b.iter().all(u8::is_ascii_digit) || (b.len() > 1 && b[0] == b'0') {
         return Err(Error);
     }
     s.parse::<u8>().map_err(|_| Error)
@@ -171,11 +167,7 @@ impl Ipv4Cidr {
 
     /// The netmask as a host-order integer.
     const fn mask_u32(&self) -> u32 {
-        let len = if self.prefix_len > 32 {
-            32
-        } else {
-            self.prefix_len as u32
-        };
+        let len = if self.prefix_len > 32 { 32 } else { self.prefix_len as u32 };
         // checked_shl: a shift by 32 is out of range for u32.
         match u32::MAX.checked_shl(32 - len) {
             Some(mask) => mask,
@@ -502,10 +494,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// The payload (`header_len..total_len`), writable.
     #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        let (start, end) = (
-            usize::from(self.header_len()),
-            usize::from(self.total_len()),
-        );
+        let (start, end) = (usize::from(self.header_len()), usize::from(self.total_len()));
         &mut self.buffer.as_mut()[start..end]
     }
 
@@ -572,8 +561,7 @@ impl Ipv4Repr {
     /// # Panics
     /// If the buffer is shorter than 20 bytes, or `payload_len > 65515` (the total length would not fit).
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Ipv4Packet<T>) {
-        let total_len = u16::try_from(HEADER_LEN + self.payload_len)
-            .expect("IPv4 payload longer than 65515 bytes");
+        let total_len = u16::try_from(HEADER_LEN + self.payload_len).expect("IPv4 payload longer than 65515 bytes");
         packet.set_version(4);
         packet.set_header_len(HEADER_LEN as u8);
         packet.set_dscp_ecn(0);
@@ -596,10 +584,9 @@ mod tests {
     /// An ICMP echo request from 198.18.0.2 to 198.18.0.1 (`ping -c1 -p 6162`), IPv4 header first, as captured
     /// after the Ethernet header.
     static PING_PACKET: [u8; 36] = [
-        0x45, 0x00, 0x00, 0x24, 0x5e, 0x6b, 0x40, 0x00, 0x40, 0x01, 0x50, 0x46, 198, 18, 0, 2, 198,
-        18, 0, 1, // IPv4
-        0x08, 0x00, 0x60, 0x41, 0x12, 0x34, 0x00, 0x01, 0x61, 0x62, 0x61, 0x62, 0x61, 0x62, 0x61,
-        0x62, // ICMP
+        0x45, 0x00, 0x00, 0x24, 0x5e, 0x6b, 0x40, 0x00, 0x40, 0x01, 0x50, 0x46, 198, 18, 0, 2, 198, 18, 0,
+        1, // IPv4
+        0x08, 0x00, 0x60, 0x41, 0x12, 0x34, 0x00, 0x01, 0x61, 0x62, 0x61, 0x62, 0x61, 0x62, 0x61, 0x62, // ICMP
     ];
 
     #[test]
@@ -634,8 +621,7 @@ mod tests {
 
     #[test]
     fn emit_matches_capture_up_to_ident() {
-        let repr =
-            Ipv4Repr::parse(&Ipv4Packet::new_checked(&PING_PACKET[..]).unwrap(), true).unwrap();
+        let repr = Ipv4Repr::parse(&Ipv4Packet::new_checked(&PING_PACKET[..]).unwrap(), true).unwrap();
         let mut buf = [0u8; 36];
         let mut packet = Ipv4Packet::new_unchecked(&mut buf[..]);
         repr.emit(&mut packet);
@@ -664,10 +650,7 @@ mod tests {
     fn rejects_malformed() {
         let check = |bytes: &[u8]| {
             assert_eq!(Ipv4Packet::new_checked(bytes), Err(Error));
-            assert_eq!(
-                Ipv4Repr::parse(&Ipv4Packet::new_unchecked(bytes), false),
-                Err(Error)
-            );
+            assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_unchecked(bytes), false), Err(Error));
         };
         for len in 0..36 {
             check(&PING_PACKET[..len]);
@@ -702,9 +685,7 @@ mod tests {
     #[test]
     fn options_and_fragments() {
         // IHL 6 with a 4-byte option (NOP NOP NOP EOL), MF set, offset 185 (1480 bytes).
-        let mut b = vec![
-            0x46, 0x00, 0x00, 0x1c, 0x00, 0x01, 0x20, 0xb9, 0x40, 0x11, 0, 0,
-        ];
+        let mut b = vec![0x46, 0x00, 0x00, 0x1c, 0x00, 0x01, 0x20, 0xb9, 0x40, 0x11, 0, 0];
         b.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2, 1, 1, 1, 0, 0xaa, 0xbb, 0xcc, 0xdd]);
         let mut packet = Ipv4Packet::new_unchecked(&mut b[..]);
         packet.fill_checksum();
@@ -742,10 +723,7 @@ mod tests {
         assert_eq!(Ipv4Address::from_u32(0xc612_0001), a);
         assert_eq!(Ipv4Address::from_bytes(&[198, 18, 0, 1]), a);
         assert_eq!(a.as_bytes(), &[198, 18, 0, 1]);
-        assert_eq!(
-            std::net::Ipv4Addr::from(a),
-            std::net::Ipv4Addr::new(198, 18, 0, 1)
-        );
+        assert_eq!(std::net::Ipv4Addr::from(a), std::net::Ipv4Addr::new(198, 18, 0, 1));
         assert_eq!(Ipv4Address::from(std::net::Ipv4Addr::new(198, 18, 0, 1)), a);
     }
 
@@ -756,17 +734,7 @@ mod tests {
         assert_eq!("198.18.0.1".parse(), Ok(a));
         assert_eq!("0.0.0.0".parse(), Ok(Ipv4Address::UNSPECIFIED));
         assert_eq!("255.255.255.255".parse(), Ok(Ipv4Address::BROADCAST));
-        for bad in [
-            "",
-            "1.2.3",
-            "1.2.3.4.5",
-            "256.1.1.1",
-            "01.2.3.4",
-            "1..2.3",
-            "1.2.3.4 ",
-            "+1.2.3.4",
-            "1.2.3.-4",
-        ] {
+        for bad in ["", "1.2.3", "1.2.3.4.5", "256.1.1.1", "01.2.3.4", "1..2.3", "1.2.3.4 ", "+1.2.3.4", "1.2.3.-4"] {
             assert_eq!(bad.parse::<Ipv4Address>(), Err(Error), "{bad:?}");
         }
     }
@@ -774,13 +742,7 @@ mod tests {
     #[test]
     fn cidr() {
         let c: Ipv4Cidr = "198.18.0.1/24".parse().unwrap();
-        assert_eq!(
-            c,
-            Ipv4Cidr {
-                addr: Ipv4Address::new(198, 18, 0, 1),
-                prefix_len: 24
-            }
-        );
+        assert_eq!(c, Ipv4Cidr { addr: Ipv4Address::new(198, 18, 0, 1), prefix_len: 24 });
         assert_eq!(c.to_string(), "198.18.0.1/24");
         assert_eq!(c.netmask(), Ipv4Address::new(255, 255, 255, 0));
         assert_eq!(c.network(), Ipv4Address::new(198, 18, 0, 0));
@@ -804,20 +766,10 @@ mod tests {
 
         assert_eq!(Ipv4Cidr::new(Ipv4Address::UNSPECIFIED, 33), Err(Error));
         // Out-of-range fields built by hand do not panic.
-        let odd = Ipv4Cidr {
-            addr: Ipv4Address::new(1, 2, 3, 4),
-            prefix_len: 200,
-        };
+        let odd = Ipv4Cidr { addr: Ipv4Address::new(1, 2, 3, 4), prefix_len: 200 };
         assert_eq!(odd.netmask(), Ipv4Address::BROADCAST);
-        for bad in [
-            "198.18.0.1",
-            "198.18.0.1/",
-            "198.18.0.1/33",
-            "198.18.0.1/024",
-            "198.18.0/24",
-            "/24",
-            "1.2.3.4/2/3",
-        ] {
+        for bad in ["198.18.0.1", "198.18.0.1/", "198.18.0.1/33", "198.18.0.1/024", "198.18.0/24", "/24", "1.2.3.4/2/3"]
+        {
             assert_eq!(bad.parse::<Ipv4Cidr>(), Err(Error), "{bad:?}");
         }
     }

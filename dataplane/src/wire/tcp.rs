@@ -546,13 +546,8 @@ impl<'a> TcpOption<'a> {
                 }
                 TcpOption::SackRange(blocks)
             }
-            (field::OPT_TSTAMP, 10) => TcpOption::Timestamps {
-                tsval: read_u32(data),
-                tsecr: read_u32(&data[4..]),
-            },
-            (field::OPT_MSS | field::OPT_WS | field::OPT_SACKPERM | field::OPT_TSTAMP, _) => {
-                return Err(Error)
-            }
+            (field::OPT_TSTAMP, 10) => TcpOption::Timestamps { tsval: read_u32(data), tsecr: read_u32(&data[4..]) },
+            (field::OPT_MSS | field::OPT_WS | field::OPT_SACKPERM | field::OPT_TSTAMP, _) => return Err(Error),
             (kind, _) => TcpOption::Unknown { kind, data },
         };
         Ok((rest, option))
@@ -596,9 +591,7 @@ impl<'a> TcpOption<'a> {
                     TcpOption::SackPermitted => out[0] = field::OPT_SACKPERM,
                     TcpOption::SackRange(blocks) => {
                         out[0] = field::OPT_SACKRNG;
-                        for ((left, right), chunk) in
-                            blocks.iter().flatten().zip(out[2..].chunks_exact_mut(8))
-                        {
+                        for ((left, right), chunk) in blocks.iter().flatten().zip(out[2..].chunks_exact_mut(8)) {
                             write_u32(&mut chunk[..4], *left);
                             write_u32(&mut chunk[4..], *right);
                         }
@@ -631,10 +624,7 @@ pub struct TcpOptionIter<'a> {
 impl<'a> TcpOptionIter<'a> {
     /// Iterates over `options` (the bytes between the fixed header and the data).
     pub const fn new(options: &'a [u8]) -> TcpOptionIter<'a> {
-        TcpOptionIter {
-            rest: options,
-            done: false,
-        }
+        TcpOptionIter { rest: options, done: false }
     }
 }
 
@@ -712,11 +702,7 @@ impl<'a> TcpRepr<'a> {
         let header_len = usize::from(packet.header_len());
 
         let mut flags = packet.flags();
-        let ack = if flags.contains(TcpFlags::ACK) {
-            Some(packet.ack_number())
-        } else {
-            None
-        };
+        let ack = if flags.contains(TcpFlags::ACK) { Some(packet.ack_number()) } else { None };
         flags.remove(TcpFlags::ACK);
 
         let mut repr = TcpRepr {
@@ -737,9 +723,7 @@ impl<'a> TcpRepr<'a> {
             match option? {
                 TcpOption::EndOfList | TcpOption::NoOperation | TcpOption::Unknown { .. } => {}
                 TcpOption::MaxSegmentSize(mss) => repr.max_seg_size = Some(mss),
-                TcpOption::WindowScale(shift) => {
-                    repr.window_scale = Some(shift.min(MAX_WINDOW_SCALE))
-                }
+                TcpOption::WindowScale(shift) => repr.window_scale = Some(shift.min(MAX_WINDOW_SCALE)),
                 TcpOption::SackPermitted => repr.sack_permitted = true,
                 TcpOption::SackRange(blocks) => repr.sack_ranges = blocks,
                 TcpOption::Timestamps { tsval, tsecr } => repr.timestamps = Some((tsval, tsecr)),
@@ -809,12 +793,7 @@ impl<'a> TcpRepr<'a> {
     /// # Panics
     /// If the buffer is shorter than [`buffer_len`](Self::buffer_len). A longer buffer gives a wrong checksum:
     /// the segment is the whole buffer.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
-        &self,
-        packet: &mut TcpPacket<T>,
-        src: Ipv4Address,
-        dst: Ipv4Address,
-    ) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut TcpPacket<T>, src: Ipv4Address, dst: Ipv4Address) {
         let header_len = self.header_len();
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
@@ -857,11 +836,7 @@ impl<'a> TcpRepr<'a> {
         let blocks = self.sack_blocks_to_emit(fixed);
         if blocks > 0 {
             let mut ranges = [None; 3];
-            for (slot, range) in ranges
-                .iter_mut()
-                .zip(self.sack_ranges.iter().flatten())
-                .take(blocks)
-            {
+            for (slot, range) in ranges.iter_mut().zip(self.sack_ranges.iter().flatten()).take(blocks) {
                 *slot = Some(*range);
             }
             out = TcpOption::NoOperation.emit(out);
@@ -887,24 +862,23 @@ mod tests {
     /// A Linux SYN as captured (`nc 198.18.0.1 8080` from 198.18.0.2:40000): Ethernet, IPv4, TCP with
     /// MSS 1460, SACK permitted, timestamps, NOP, window scale 7.
     static SYN_FRAME: [u8; 74] = [
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08,
-        0x00, // Ethernet
-        0x45, 0x00, 0x00, 0x3c, 0x1d, 0x2e, 0x40, 0x00, 0x40, 0x06, 0x91, 0x66, 0xc6, 0x12, 0x00,
-        0x02, 0xc6, 0x12, 0x00, 0x01, // IPv4
-        0x9c, 0x40, 0x1f, 0x90, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02, 0xfa,
-        0xf0, 0x98, 0x64, 0x00, 0x00, // TCP header
-        0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x01, 0x02, 0x03, 0x04, 0x00, 0x00, 0x00,
-        0x00, 0x01, 0x03, 0x03, 0x07, // options
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00, // Ethernet
+        0x45, 0x00, 0x00, 0x3c, 0x1d, 0x2e, 0x40, 0x00, 0x40, 0x06, 0x91, 0x66, 0xc6, 0x12, 0x00, 0x02, 0xc6, 0x12,
+        0x00, 0x01, // IPv4
+        0x9c, 0x40, 0x1f, 0x90, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00, 0x00, 0xa0, 0x02, 0xfa, 0xf0, 0x98, 0x64,
+        0x00, 0x00, // TCP header
+        0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0x01, 0x02, 0x03, 0x04, 0x00, 0x00, 0x00, 0x00, 0x01, 0x03,
+        0x03, 0x07, // options
     ];
 
     /// The SYN-ACK a Linux server would send back (IPv4 + TCP).
     static SYNACK_PACKET: [u8; 60] = [
-        0x45, 0x00, 0x00, 0x3c, 0x00, 0x00, 0x40, 0x00, 0x40, 0x06, 0xae, 0x94, 0xc6, 0x12, 0x00,
-        0x01, 0xc6, 0x12, 0x00, 0x02, // IPv4
-        0x1f, 0x90, 0x9c, 0x40, 0xca, 0xfe, 0xba, 0xbe, 0x12, 0x34, 0x56, 0x79, 0xa0, 0x12, 0xfe,
-        0x88, 0x97, 0x62, 0x00, 0x00, // TCP header
-        0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0xaa, 0xbb, 0xcc, 0xdd, 0x01, 0x02, 0x03,
-        0x04, 0x01, 0x03, 0x03, 0x09, // options
+        0x45, 0x00, 0x00, 0x3c, 0x00, 0x00, 0x40, 0x00, 0x40, 0x06, 0xae, 0x94, 0xc6, 0x12, 0x00, 0x01, 0xc6, 0x12,
+        0x00, 0x02, // IPv4
+        0x1f, 0x90, 0x9c, 0x40, 0xca, 0xfe, 0xba, 0xbe, 0x12, 0x34, 0x56, 0x79, 0xa0, 0x12, 0xfe, 0x88, 0x97, 0x62,
+        0x00, 0x00, // TCP header
+        0x02, 0x04, 0x05, 0xb4, 0x04, 0x02, 0x08, 0x0a, 0xaa, 0xbb, 0xcc, 0xdd, 0x01, 0x02, 0x03, 0x04, 0x01, 0x03,
+        0x03, 0x09, // options
     ];
 
     fn syn_segment() -> &'static [u8] {
@@ -934,10 +908,7 @@ mod tests {
         assert_eq!(frame.ethertype(), EtherType::Ipv4);
         let ip = Ipv4Packet::new_checked(frame.payload()).unwrap();
         let ip_repr = Ipv4Repr::parse(&ip, true).unwrap();
-        assert_eq!(
-            (ip_repr.src_addr, ip_repr.dst_addr, ip_repr.next_header),
-            (CLIENT, SERVER, IpProtocol::Tcp)
-        );
+        assert_eq!((ip_repr.src_addr, ip_repr.dst_addr, ip_repr.next_header), (CLIENT, SERVER, IpProtocol::Tcp));
         let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
         assert_eq!((tcp.src_port(), tcp.dst_port()), (40000, 8080));
         assert_eq!((tcp.seq_number(), tcp.ack_number()), (0x1234_5678, 0));
@@ -959,10 +930,7 @@ mod tests {
             vec![
                 Ok(TcpOption::MaxSegmentSize(1460)),
                 Ok(TcpOption::SackPermitted),
-                Ok(TcpOption::Timestamps {
-                    tsval: 0x0102_0304,
-                    tsecr: 0
-                }),
+                Ok(TcpOption::Timestamps { tsval: 0x0102_0304, tsecr: 0 }),
                 Ok(TcpOption::NoOperation),
                 Ok(TcpOption::WindowScale(7)),
             ]
@@ -1006,11 +974,7 @@ mod tests {
         let mut buf = vec![0u8; ip.buffer_len() + repr.buffer_len()];
         let mut ip_packet = Ipv4Packet::new_unchecked(&mut buf[..]);
         ip.emit(&mut ip_packet);
-        repr.emit(
-            &mut TcpPacket::new_unchecked(ip_packet.payload_mut()),
-            SERVER,
-            CLIENT,
-        );
+        repr.emit(&mut TcpPacket::new_unchecked(ip_packet.payload_mut()), SERVER, CLIENT);
         assert_eq!(&buf[..], &SYNACK_PACKET[..]);
 
         let ip_packet = Ipv4Packet::new_checked(&SYNACK_PACKET[..]).unwrap();
@@ -1067,10 +1031,7 @@ mod tests {
     #[test]
     fn ack_flag_lives_in_ack_field() {
         // ACK in `flags` without an ack number is not emitted; parse moves ACK out of `flags`.
-        let repr = TcpRepr {
-            flags: TcpFlags::ACK | TcpFlags::RST,
-            ..syn_repr()
-        };
+        let repr = TcpRepr { flags: TcpFlags::ACK | TcpFlags::RST, ..syn_repr() };
         let mut buf = vec![0u8; repr.buffer_len()];
         repr.emit(&mut TcpPacket::new_unchecked(&mut buf[..]), CLIENT, SERVER);
         let tcp = TcpPacket::new_checked(&buf[..]).unwrap();
@@ -1086,29 +1047,15 @@ mod tests {
         let mut tcp = TcpPacket::new_unchecked(&mut b[..]);
         tcp.fill_checksum(CLIENT, SERVER);
         let tcp = TcpPacket::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            tcp.options_iter().last(),
-            Some(Ok(TcpOption::WindowScale(15)))
-        );
-        assert_eq!(
-            TcpRepr::parse(&tcp, CLIENT, SERVER, true)
-                .unwrap()
-                .window_scale,
-            Some(14)
-        );
+        assert_eq!(tcp.options_iter().last(), Some(Ok(TcpOption::WindowScale(15))));
+        assert_eq!(TcpRepr::parse(&tcp, CLIENT, SERVER, true).unwrap().window_scale, Some(14));
     }
 
     #[test]
     fn rejects_truncated_and_bad_checksum() {
         let seg = syn_segment();
         for len in 0..40 {
-            assert!(TcpRepr::parse(
-                &TcpPacket::new_unchecked(&seg[..len]),
-                CLIENT,
-                SERVER,
-                false
-            )
-            .is_err());
+            assert!(TcpRepr::parse(&TcpPacket::new_unchecked(&seg[..len]), CLIENT, SERVER, false).is_err());
         }
         for len in 0..20 {
             assert_eq!(TcpPacket::new_checked(&seg[..len]), Err(Error));
@@ -1117,11 +1064,7 @@ mod tests {
             // Data offset 4 (< 20 bytes), 0, 44 and 60 (> 40-byte buffer).
             let mut b = seg.to_vec();
             b[12] = off;
-            assert_eq!(
-                TcpPacket::new_checked(&b[..]),
-                Err(Error),
-                "data offset {off:#x}"
-            );
+            assert_eq!(TcpPacket::new_checked(&b[..]), Err(Error), "data offset {off:#x}");
         }
         let mut b = seg.to_vec();
         b[4] ^= 0x80;
@@ -1180,26 +1123,14 @@ mod tests {
         // Unknown kinds are kept, EOL stops the iteration, four SACK blocks keep the first three.
         let opts = [30, 4, 0xde, 0xad, 0, 2, 4, 5, 0xb4];
         let got: Vec<_> = TcpOptionIter::new(&opts).collect();
-        assert_eq!(
-            got,
-            vec![
-                Ok(TcpOption::Unknown {
-                    kind: 30,
-                    data: &[0xde, 0xad]
-                }),
-                Ok(TcpOption::EndOfList)
-            ]
-        );
+        assert_eq!(got, vec![Ok(TcpOption::Unknown { kind: 30, data: &[0xde, 0xad] }), Ok(TcpOption::EndOfList)]);
         let mut four = vec![5, 34];
         for i in 1..=8u32 {
             four.extend_from_slice(&i.to_be_bytes());
         }
         assert_eq!(
             TcpOption::parse(&four),
-            Ok((
-                &[][..],
-                TcpOption::SackRange([Some((1, 2)), Some((3, 4)), Some((5, 6))])
-            ))
+            Ok((&[][..], TcpOption::SackRange([Some((1, 2)), Some((3, 4)), Some((5, 6))])))
         );
     }
 
@@ -1214,10 +1145,7 @@ mod tests {
             TcpOption::SackRange([Some((10, 20)), None, None]),
             TcpOption::SackRange([Some((10, 20)), Some((30, 40)), Some((50, 60))]),
             TcpOption::Timestamps { tsval: 1, tsecr: 2 },
-            TcpOption::Unknown {
-                kind: 34,
-                data: &[1, 2, 3],
-            },
+            TcpOption::Unknown { kind: 34, data: &[1, 2, 3] },
         ];
         for option in options {
             let mut buf = [0u8; 40];
@@ -1260,47 +1188,31 @@ mod tests {
     /// Any repr, with an empty payload.
     fn arb_repr() -> impl Strategy<Value = TcpRepr<'static>> {
         (
-            (
-                any::<u16>(),
-                any::<u16>(),
-                any::<u32>(),
-                any::<Option<u32>>(),
-                any::<u8>(),
-                any::<u16>(),
-            ),
-            (
-                any::<Option<u16>>(),
-                proptest::option::of(0u8..=14),
-                any::<bool>(),
-            ),
-            (
-                any::<[Option<(u32, u32)>; 3]>(),
-                any::<Option<(u32, u32)>>(),
-            ),
+            (any::<u16>(), any::<u16>(), any::<u32>(), any::<Option<u32>>(), any::<u8>(), any::<u16>()),
+            (any::<Option<u16>>(), proptest::option::of(0u8..=14), any::<bool>()),
+            (any::<[Option<(u32, u32)>; 3]>(), any::<Option<(u32, u32)>>()),
         )
-            .prop_map(
-                |((sp, dp, seq, ack, flags, win), (mss, ws, sackok), (sack, ts))| {
-                    // Parse reads SACK blocks back first-first, with no holes.
-                    let mut ranges = [None; 3];
-                    for (slot, r) in ranges.iter_mut().zip(sack.iter().flatten()) {
-                        *slot = Some(*r);
-                    }
-                    TcpRepr {
-                        src_port: sp,
-                        dst_port: dp,
-                        seq,
-                        ack,
-                        flags: TcpFlags::from_bits(flags & !TcpFlags::ACK.bits()),
-                        window_len: win,
-                        max_seg_size: mss,
-                        window_scale: ws,
-                        sack_permitted: sackok,
-                        sack_ranges: ranges,
-                        timestamps: ts,
-                        payload: &[],
-                    }
-                },
-            )
+            .prop_map(|((sp, dp, seq, ack, flags, win), (mss, ws, sackok), (sack, ts))| {
+                // Parse reads SACK blocks back first-first, with no holes.
+                let mut ranges = [None; 3];
+                for (slot, r) in ranges.iter_mut().zip(sack.iter().flatten()) {
+                    *slot = Some(*r);
+                }
+                TcpRepr {
+                    src_port: sp,
+                    dst_port: dp,
+                    seq,
+                    ack,
+                    flags: TcpFlags::from_bits(flags & !TcpFlags::ACK.bits()),
+                    window_len: win,
+                    max_seg_size: mss,
+                    window_scale: ws,
+                    sack_permitted: sackok,
+                    sack_ranges: ranges,
+                    timestamps: ts,
+                    payload: &[],
+                }
+            })
     }
 
     proptest! {

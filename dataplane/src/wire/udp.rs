@@ -111,13 +111,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// Whether the checksum field holds only the pseudo-header sum that a Linux sender with TX checksum offload
     /// leaves behind (see [`checksum::is_partial`]).
     pub fn is_checksum_partial(&self, src: Ipv4Address, dst: Ipv4Address) -> bool {
-        checksum::is_partial(
-            self.checksum(),
-            &src,
-            &dst,
-            IpProtocol::Udp,
-            u32::from(self.len()),
-        )
+        checksum::is_partial(self.checksum(), &src, &dst, IpProtocol::Udp, u32::from(self.len()))
     }
 }
 
@@ -199,10 +193,7 @@ impl UdpRepr {
         if checksum_check && !packet.verify_checksum(src, dst) {
             return Err(Error);
         }
-        Ok(UdpRepr {
-            src_port: packet.src_port(),
-            dst_port: packet.dst_port(),
-        })
+        Ok(UdpRepr { src_port: packet.src_port(), dst_port: packet.dst_port() })
     }
 
     /// The header length (8).
@@ -220,13 +211,8 @@ impl UdpRepr {
     ///
     /// # Panics
     /// If the buffer is shorter than 8 bytes, or `payload_len > 65527`.
-    pub fn emit_header<T: AsRef<[u8]> + AsMut<[u8]>>(
-        &self,
-        packet: &mut UdpPacket<T>,
-        payload_len: usize,
-    ) {
-        let len =
-            u16::try_from(HEADER_LEN + payload_len).expect("UDP payload longer than 65527 bytes");
+    pub fn emit_header<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut UdpPacket<T>, payload_len: usize) {
+        let len = u16::try_from(HEADER_LEN + payload_len).expect("UDP payload longer than 65527 bytes");
         packet.set_src_port(self.src_port);
         packet.set_dst_port(self.dst_port);
         packet.set_len(len);
@@ -262,10 +248,9 @@ mod tests {
     /// A captured datagram (`echo -n hello | nc -u -p 40000 198.18.0.1 8080` from 198.18.0.2), Ethernet and IPv4
     /// headers included, padded to 60 bytes.
     static UDP_FRAME: [u8; 60] = [
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08,
-        0x00, // Ethernet
-        0x45, 0x00, 0x00, 0x21, 0xa1, 0x3c, 0x40, 0x00, 0x40, 0x11, 0x0d, 0x68, 198, 18, 0, 2, 198,
-        18, 0, 1, // IPv4
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x08, 0x00, // Ethernet
+        0x45, 0x00, 0x00, 0x21, 0xa1, 0x3c, 0x40, 0x00, 0x40, 0x11, 0x0d, 0x68, 198, 18, 0, 2, 198, 18, 0,
+        1, // IPv4
         0x9c, 0x40, 0x1f, 0x90, 0x00, 0x0d, 0x74, 0x09, // UDP header
         b'h', b'e', b'l', b'l', b'o', // payload
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // Ethernet padding
@@ -281,35 +266,20 @@ mod tests {
         assert_eq!(frame.ethertype(), EtherType::Ipv4);
         let ip = Ipv4Packet::new_checked(frame.payload()).unwrap();
         let ip_repr = Ipv4Repr::parse(&ip, true).unwrap();
-        assert_eq!(
-            (ip_repr.src_addr, ip_repr.dst_addr, ip_repr.next_header),
-            (SRC, DST, IpProtocol::Udp)
-        );
+        assert_eq!((ip_repr.src_addr, ip_repr.dst_addr, ip_repr.next_header), (SRC, DST, IpProtocol::Udp));
         let udp = UdpPacket::new_checked(ip.payload()).unwrap();
-        assert_eq!(
-            (udp.src_port(), udp.dst_port(), udp.len()),
-            (40000, 8080, 13)
-        );
+        assert_eq!((udp.src_port(), udp.dst_port(), udp.len()), (40000, 8080, 13));
         assert_eq!(udp.checksum(), 0x7409);
         assert_eq!(udp.payload(), b"hello");
         assert!(udp.verify_checksum(SRC, DST));
         assert!(!udp.is_checksum_partial(SRC, DST));
         assert!(!udp.verify_checksum(DST, Ipv4Address([198, 18, 0, 3])));
-        assert_eq!(
-            UdpRepr::parse(&udp, SRC, DST, true),
-            Ok(UdpRepr {
-                src_port: 40000,
-                dst_port: 8080
-            })
-        );
+        assert_eq!(UdpRepr::parse(&udp, SRC, DST, true), Ok(UdpRepr { src_port: 40000, dst_port: 8080 }));
     }
 
     #[test]
     fn emit_matches_capture() {
-        let repr = UdpRepr {
-            src_port: 40000,
-            dst_port: 8080,
-        };
+        let repr = UdpRepr { src_port: 40000, dst_port: 8080 };
         let mut buf = vec![0xa5u8; repr.buffer_len(5)];
         let mut packet = UdpPacket::new_unchecked(&mut buf[..]);
         repr.emit_header(&mut packet, 5);
@@ -319,12 +289,7 @@ mod tests {
         assert_eq!(&buf[..], udp_bytes());
 
         let mut buf2 = vec![0u8; 13];
-        repr.emit(
-            &mut UdpPacket::new_unchecked(&mut buf2[..]),
-            SRC,
-            DST,
-            b"hello",
-        );
+        repr.emit(&mut UdpPacket::new_unchecked(&mut buf2[..]), SRC, DST, b"hello");
         assert_eq!(buf2, buf);
     }
 
@@ -350,16 +315,11 @@ mod tests {
     #[test]
     fn computed_zero_is_sent_as_ffff() {
         // Pick a payload word that makes the sum 0xffff, so the checksum would be zero.
-        let repr = UdpRepr {
-            src_port: 1,
-            dst_port: 2,
-        };
+        let repr = UdpRepr { src_port: 1, dst_port: 2 };
         let mut buf = [0u8; 10];
         repr.emit_header(&mut UdpPacket::new_unchecked(&mut buf[..]), 2);
-        let partial = checksum::combine(&[
-            checksum::pseudo_header(&SRC, &DST, IpProtocol::Udp, 10),
-            checksum::data(&buf),
-        ]);
+        let partial =
+            checksum::combine(&[checksum::pseudo_header(&SRC, &DST, IpProtocol::Udp, 10), checksum::data(&buf)]);
         let fix = 0xffff - partial; // one's-complement: partial + fix = 0xffff, no carry
         buf[8..10].copy_from_slice(&fix.to_be_bytes());
         let mut packet = UdpPacket::new_unchecked(&mut buf[..]);
@@ -393,19 +353,12 @@ mod tests {
         let b = udp_bytes();
         for len in 0..13 {
             assert_eq!(UdpPacket::new_checked(&b[..len]), Err(Error), "len {len}");
-            assert_eq!(
-                UdpRepr::parse(&UdpPacket::new_unchecked(&b[..len]), SRC, DST, false),
-                Err(Error)
-            );
+            assert_eq!(UdpRepr::parse(&UdpPacket::new_unchecked(&b[..len]), SRC, DST, false), Err(Error));
         }
         for bad_len in [0u16, 7, 14, 0xffff] {
             let mut v = b.to_vec();
             v[4..6].copy_from_slice(&bad_len.to_be_bytes());
-            assert_eq!(
-                UdpPacket::new_checked(&v[..]),
-                Err(Error),
-                "length field {bad_len}"
-            );
+            assert_eq!(UdpPacket::new_checked(&v[..]), Err(Error), "length field {bad_len}");
         }
         // Exactly a header is fine: an empty datagram.
         let mut v = b[..8].to_vec();

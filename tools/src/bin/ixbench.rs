@@ -24,11 +24,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(
-    name = "ixbench",
-    version,
-    about = "Load generators for libix and Linux baselines (198.18.0.0/15 only)"
-)]
+#[command(name = "ixbench", version, about = "Load generators for libix and Linux baselines (198.18.0.0/15 only)")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -100,10 +96,7 @@ const BUF: usize = 2048;
 const MAX_INFLIGHT: usize = 1 << 20;
 
 fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -139,13 +132,7 @@ struct Sock {
 
 fn udp_socket(server: &SocketAddrV4) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the fd is owned right away.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -167,9 +154,7 @@ fn udp_socket(server: &SocketAddrV4) -> io::Result<OwnedFd> {
     let sa = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: server.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*server.ip()).to_be(),
-        },
+        sin_addr: libc::in_addr { s_addr: u32::from(*server.ip()).to_be() },
         sin_zero: [0; 8],
     };
     // SAFETY: valid fd and sockaddr_in of the size given.
@@ -242,10 +227,7 @@ impl Bench<'_> {
         let now = now_ns();
         let ts = stamp.unwrap_or(now);
         let seq0 = self.socks[i].next_seq;
-        let mut iov: [libc::iovec; BATCH] = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; BATCH];
+        let mut iov: [libc::iovec; BATCH] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
         // SAFETY: mmsghdr is plain data; zeroed is a valid (empty) value.
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for k in 0..n {
@@ -254,17 +236,13 @@ impl Bench<'_> {
             b[4..8].copy_from_slice(&(i as u32).to_le_bytes());
             b[8..16].copy_from_slice(&(seq0 + k as u64).to_le_bytes());
             b[16..24].copy_from_slice(&(ts - self.t0).to_le_bytes());
-            iov[k] = libc::iovec {
-                iov_base: b.as_mut_ptr() as *mut libc::c_void,
-                iov_len: size,
-            };
+            iov[k] = libc::iovec { iov_base: b.as_mut_ptr() as *mut libc::c_void, iov_len: size };
             msgs[k].msg_hdr.msg_iov = &mut iov[k];
             msgs[k].msg_hdr.msg_iovlen = 1;
         }
         let fd = self.socks[i].fd.as_raw_fd();
         // SAFETY: msgs[..n] point at iovecs into send_buf, all alive for the call.
-        let r =
-            unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+        let r = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
         if r < 0 {
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::WouldBlock && e.raw_os_error() != Some(libc::ENOBUFS) {
@@ -290,29 +268,17 @@ impl Bench<'_> {
         let fd = self.socks[i].fd.as_raw_fd();
         let mut matched = 0;
         loop {
-            let mut iov: [libc::iovec; BATCH] = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; BATCH];
+            let mut iov: [libc::iovec; BATCH] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
             // SAFETY: plain data.
             let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
             for k in 0..BATCH {
-                iov[k] = libc::iovec {
-                    iov_base: self.recv_bufs[k].as_mut_ptr() as *mut libc::c_void,
-                    iov_len: BUF,
-                };
+                iov[k] = libc::iovec { iov_base: self.recv_bufs[k].as_mut_ptr() as *mut libc::c_void, iov_len: BUF };
                 msgs[k].msg_hdr.msg_iov = &mut iov[k];
                 msgs[k].msg_hdr.msg_iovlen = 1;
             }
             // SAFETY: msgs point at our receive buffers, alive for the call.
             let r = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    msgs.as_mut_ptr(),
-                    BATCH as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
+                libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
             };
             if r <= 0 {
                 return matched;
@@ -386,26 +352,12 @@ impl Bench<'_> {
         let mut fds: Vec<libc::pollfd> = self
             .socks
             .iter()
-            .map(|s| libc::pollfd {
-                fd: s.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
+            .map(|s| libc::pollfd { fd: s.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
             .collect();
         let d = until - now;
-        let ts = libc::timespec {
-            tv_sec: (d / 1_000_000_000) as libc::time_t,
-            tv_nsec: (d % 1_000_000_000) as _,
-        };
+        let ts = libc::timespec { tv_sec: (d / 1_000_000_000) as libc::time_t, tv_nsec: (d % 1_000_000_000) as _ };
         // SAFETY: fds is a valid array of pollfd; ts a valid timespec.
-        unsafe {
-            libc::ppoll(
-                fds.as_mut_ptr(),
-                fds.len() as libc::nfds_t,
-                &ts,
-                std::ptr::null(),
-            )
-        };
+        unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
     }
 
     fn run(&mut self) -> (Option<f64>, f64) {
@@ -485,9 +437,8 @@ impl Bench<'_> {
             }
             if got == 0 && !args.busy_poll {
                 // Closed loop with a deficit (socket buffer full): come back soon.
-                let deficit = args.mode == Mode::Closed
-                    && sending
-                    && self.socks.iter().any(|s| s.inflight.len() < args.window);
+                let deficit =
+                    args.mode == Mode::Closed && sending && self.socks.iter().any(|s| s.inflight.len() < args.window);
                 self.wait(if deficit { now + 50_000 } else { next_event });
             }
         }
@@ -517,10 +468,7 @@ fn udp_echo(args: UdpEchoArgs) -> Result<(), String> {
         ));
     }
     if !(HEADER..=MAX_SIZE).contains(&args.size) {
-        return Err(format!(
-            "--size must be {HEADER}..={MAX_SIZE} bytes (got {})",
-            args.size
-        ));
+        return Err(format!("--size must be {HEADER}..={MAX_SIZE} bytes (got {})", args.size));
     }
     if args.connections == 0 || args.connections > 1024 {
         return Err("--connections must be 1..=1024".into());
@@ -529,9 +477,7 @@ fn udp_echo(args: UdpEchoArgs) -> Result<(), String> {
         return Err("--duration must be in (0, 3600] s and --warmup in [0, 600] s".into());
     }
     match args.mode {
-        Mode::Closed if args.window == 0 || args.window > 4096 => {
-            return Err("--window must be 1..=4096".into())
-        }
+        Mode::Closed if args.window == 0 || args.window > 4096 => return Err("--window must be 1..=4096".into()),
         Mode::Open if !args.rate.is_some_and(|r| r > 0.0 && r <= 1e8) => {
             return Err("--mode open needs --rate PPS (0 < PPS <= 1e8)".into())
         }
@@ -551,13 +497,8 @@ fn udp_echo(args: UdpEchoArgs) -> Result<(), String> {
 
     let mut socks = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        let fd =
-            udp_socket(&args.server).map_err(|e| format!("UDP socket to {}: {e}", args.server))?;
-        socks.push(Sock {
-            fd,
-            inflight: VecDeque::new(),
-            next_seq: 0,
-        });
+        let fd = udp_socket(&args.server).map_err(|e| format!("UDP socket to {}: {e}", args.server))?;
+        socks.push(Sock { fd, inflight: VecDeque::new(), next_seq: 0 });
     }
     let t0 = now_ns();
     let measure_start = t0 + (args.warmup * 1e9) as u64;
@@ -595,11 +536,7 @@ fn report(args: &UdpEchoArgs, b: &Bench, cpu: Option<f64>, secs: f64) -> Result<
             us(h.value_at_quantile(x))
         }
     };
-    let (avg, max) = if h.is_empty() {
-        (0.0, 0.0)
-    } else {
-        (h.mean() / 1000.0, us(h.max()))
-    };
+    let (avg, max) = if h.is_empty() { (0.0, 0.0) } else { (h.mean() / 1000.0, us(h.max())) };
     let load = match args.mode {
         Mode::Closed => format!("closed window={}", args.window),
         Mode::Open => format!("open rate={:.0}", args.rate.unwrap_or(0.0)),
@@ -607,11 +544,7 @@ fn report(args: &UdpEchoArgs, b: &Bench, cpu: Option<f64>, secs: f64) -> Result<
     println!(
         "ixbench udp-echo {}{}: {} connections={} size={} duration={:.1}s warmup={:.1}s client={}",
         args.server,
-        if args.label.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", args.label)
-        },
+        if args.label.is_empty() { String::new() } else { format!(" [{}]", args.label) },
         load,
         args.connections,
         args.size,
@@ -626,12 +559,7 @@ fn report(args: &UdpEchoArgs, b: &Bench, cpu: Option<f64>, secs: f64) -> Result<
     );
     println!(
         "  whole run     sent {} received {} lost {} late {} stray {} send-errors {}",
-        b.total.sent,
-        b.total.received,
-        b.total.lost,
-        b.total.late,
-        b.total.stray,
-        b.total.send_errors
+        b.total.sent, b.total.received, b.total.lost, b.total.late, b.total.stray, b.total.send_errors
     );
     println!(
         "  RTT us        avg {avg:.2} p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {max:.2}",
@@ -640,13 +568,7 @@ fn report(args: &UdpEchoArgs, b: &Bench, cpu: Option<f64>, secs: f64) -> Result<
         q(0.99),
         q(0.999)
     );
-    let cpu_per = cpu.map(|c| {
-        if m.received > 0 {
-            c * 1e6 / m.received as f64
-        } else {
-            0.0
-        }
-    });
+    let cpu_per = cpu.map(|c| if m.received > 0 { c * 1e6 / m.received as f64 } else { 0.0 });
     if let (Some(c), Some(per)) = (cpu, cpu_per) {
         println!(
             "  pid {} CPU    {c:.2} s ({:.0}% of one core), {per:.3} us/reply",
@@ -656,17 +578,8 @@ fn report(args: &UdpEchoArgs, b: &Bench, cpu: Option<f64>, secs: f64) -> Result<
     }
     if let Some(path) = &args.json {
         let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.6}"));
-        let label: String = args
-            .label
-            .chars()
-            .flat_map(|c| {
-                if c == '"' || c == '\\' {
-                    vec!['\\', c]
-                } else {
-                    vec![c]
-                }
-            })
-            .collect();
+        let label: String =
+            args.label.chars().flat_map(|c| if c == '"' || c == '\\' { vec!['\\', c] } else { vec![c] }).collect();
         let json = format!(
             concat!(
                 "{{\"label\":\"{}\",\"server\":\"{}\",\"mode\":\"{}\",\"window\":{},\"rate\":{},\"connections\":{},",

@@ -10,11 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "ixctl",
-    version,
-    about = "Live statistics and control of libix dataplanes"
-)]
+#[command(name = "ixctl", version, about = "Live statistics and control of libix dataplanes")]
 struct Cli {
     /// Where dataplanes publish their statistics pages (IX_STATS_DIR).
     #[arg(long, env = "IX_STATS_DIR", default_value = "/dev/shm")]
@@ -55,11 +51,7 @@ fn pages(dir: &Path, pid: Option<u32>) -> Vec<StatsPage> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let p: u32 = name
-                .strip_prefix("libix.")?
-                .strip_suffix(".stats")?
-                .parse()
-                .ok()?;
+            let p: u32 = name.strip_prefix("libix.")?.strip_suffix(".stats")?.parse().ok()?;
             if pid.is_some_and(|want| want != p) || !Path::new(&format!("/proc/{p}")).exists() {
                 return None;
             }
@@ -71,15 +63,7 @@ fn pages(dir: &Path, pid: Option<u32>) -> Vec<StatsPage> {
 }
 
 fn json_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c == '"' || c == '\\' {
-                vec!['\\', c]
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    s.chars().flat_map(|c| if c == '"' || c == '\\' { vec!['\\', c] } else { vec![c] }).collect()
 }
 
 fn print_json(pages: &[StatsPage]) {
@@ -102,10 +86,7 @@ fn print_json(pages: &[StatsPage]) {
                 out.push(',');
             }
             out.push('{');
-            let fields: Vec<String> = Counter::ALL
-                .iter()
-                .map(|c| format!("\"{}\":{}", c.name(), s.get(*c)))
-                .collect();
+            let fields: Vec<String> = Counter::ALL.iter().map(|c| format!("\"{}\":{}", c.name(), s.get(*c))).collect();
             out.push_str(&fields.join(","));
             out.push('}');
         }
@@ -169,19 +150,10 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Stats {
-            pid,
-            json,
-            watch,
-            count,
-            all,
-        } => {
+        Cmd::Stats { pid, json, watch, count, all } => {
             let found = pages(&cli.dir, pid);
             if found.is_empty() {
-                eprintln!(
-                    "ixctl: no running libix dataplane publishes statistics in {}",
-                    cli.dir.display()
-                );
+                eprintln!("ixctl: no running libix dataplane publishes statistics in {}", cli.dir.display());
                 return ExitCode::from(1);
             }
             if json {
@@ -192,17 +164,12 @@ fn main() -> ExitCode {
                 print_table(&found, None, 1.0, all);
                 return ExitCode::SUCCESS;
             };
-            let mut prev: Vec<Vec<Stats>> = found
-                .iter()
-                .map(|p| (0..p.info().queues).map(|q| p.read(q)).collect())
-                .collect();
+            let mut prev: Vec<Vec<Stats>> =
+                found.iter().map(|p| (0..p.info().queues).map(|q| p.read(q)).collect()).collect();
             for _ in 0..count {
                 std::thread::sleep(std::time::Duration::from_secs_f64(secs));
                 print_table(&found, Some(&prev), secs, all);
-                prev = found
-                    .iter()
-                    .map(|p| (0..p.info().queues).map(|q| p.read(q)).collect())
-                    .collect();
+                prev = found.iter().map(|p| (0..p.info().queues).map(|q| p.read(q)).collect()).collect();
             }
             ExitCode::SUCCESS
         }
