@@ -16,6 +16,7 @@ use dataplane::api::{Command, Event, Events, Ret};
 use dataplane::config::{Backend, Config, ConfigError};
 use dataplane::dataplane::DataplaneConfig;
 use dataplane::mbuf::MbufPool;
+use dataplane::net::arp::NeighborTable;
 use dataplane::nic::NicQueue;
 use dataplane::stats::{PageInfo, StatsPage};
 use dataplane::time::{Duration, Instant};
@@ -72,6 +73,7 @@ pub struct Port {
     cfg: Config,
     backend: PortBackend,
     page: Option<Arc<StatsPage>>,
+    neighbors: Arc<NeighborTable>,
     opened: Mutex<Vec<bool>>,
 }
 
@@ -108,7 +110,13 @@ impl Port {
                 None
             }
         };
-        Ok(Port { cfg: cfg.clone(), backend, page, opened: Mutex::new(vec![false; cfg.queues as usize]) })
+        Ok(Port {
+            cfg: cfg.clone(),
+            backend,
+            page,
+            neighbors: Arc::default(),
+            opened: Mutex::new(vec![false; cfg.queues as usize]),
+        })
     }
 
     /// Number of queues.
@@ -161,6 +169,7 @@ impl Port {
             queue_id,
         };
         let mut dp = Dataplane::new(nic, pool, &dcfg);
+        dp.set_neighbor_table(self.neighbors.clone());
         if let Some(page) = &self.page {
             dp.set_stats_page(page.clone());
         }

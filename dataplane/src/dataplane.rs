@@ -84,6 +84,11 @@ impl Dataplane {
         }
     }
 
+    /// Shares neighbours with the port's other queues.
+    pub fn set_neighbor_table(&mut self, table: Arc<crate::net::arp::NeighborTable>) {
+        self.iface.set_neighbor_table(table);
+    }
+
     /// Publishes this dataplane's counters in `page` (block `queue_id`).
     pub fn set_stats_page(&mut self, page: Arc<StatsPage>) {
         self.page = Some(page);

@@ -64,6 +64,13 @@ impl Add<Duration> for Instant {
     }
 }
 
+impl core::ops::Mul<u64> for Duration {
+    type Output = Duration;
+    fn mul(self, n: u64) -> Duration {
+        Duration { micros: self.micros.saturating_mul(n) }
+    }
+}
+
 impl Sub<Instant> for Instant {
     type Output = Duration;
     fn sub(self, earlier: Instant) -> Duration {

@@ -510,3 +510,52 @@ proptest! {
         prop_assert_eq!(dp.shutdown().available(), FRAMES);
     }
 }
+
+#[test]
+fn queues_of_one_port_share_what_they_learn_by_arp() {
+    use dataplane::net::arp::NeighborTable;
+    use std::sync::Arc;
+    let table = Arc::new(NeighborTable::default());
+    let (a0, b0) = WireLink::pair(FaultConfig::default(), 11);
+    let (a1, b1) = WireLink::pair(FaultConfig::default(), 12);
+    let mut q0 = dataplane(a0, DP_IP);
+    let mut q1 = dataplane(a1, DP_IP);
+    q0.set_neighbor_table(table.clone());
+    q1.set_neighbor_table(table.clone());
+    let mut peer0 = Peer { end: b0, pool: MbufPool::new(64, false).unwrap() };
+    let mut peer1 = Peer { end: b1, pool: MbufPool::new(64, false).unwrap() };
+    let mut ev = Events::with_capacity(16);
+    let t = Instant::from_millis(1);
+    let payload = [IoSlice::new(b"hi")];
+    let peer = Endpoint { addr: PEER_IP, port: 9 };
+
+    // Queue 1 sends first: its frame waits and an ARP request goes out on its queue...
+    cycle(&mut q1, t, &[Command::UdpSend { src_port: 7, dst: peer, payload: &payload, cookie: 0 }], &mut ev);
+    let out = peer1.recv_all();
+    assert_eq!(out.len(), 1);
+    assert_eq!(EthernetFrame::new_checked(&out[0][..]).unwrap().ethertype(), EtherType::Arp);
+    // ...but the reply is hashed to queue 0.
+    let reply = ArpRepr {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: EthernetAddress(DEFAULT_MAC_B),
+        source_protocol_addr: PEER_IP,
+        target_hardware_addr: EthernetAddress(DEFAULT_MAC_A),
+        target_protocol_addr: DP_IP,
+    };
+    let mut f = eth(EthernetAddress(DEFAULT_MAC_A), EtherType::Arp, reply.buffer_len());
+    reply.emit(&mut ArpPacket::new_unchecked(&mut f[14..]));
+    peer0.send(&f);
+    cycle(&mut q0, t, &[], &mut ev);
+    // Queue 1 sends its waiting datagram on its next cycle, and later ones without asking again.
+    let rets = cycle(&mut q1, t, &[Command::UdpSend { src_port: 7, dst: peer, payload: &payload, cookie: 1 }], &mut ev);
+    assert_eq!(rets, vec![Ret::Ok]);
+    assert_eq!(table.get(PEER_IP), Some(EthernetAddress(DEFAULT_MAC_B)), "queue 0 published what it learned");
+    let out = peer1.recv_all();
+    assert_eq!(out.len(), 2, "both datagrams leave queue 1");
+    for f in &out {
+        let e = EthernetFrame::new_checked(&f[..]).unwrap();
+        assert_eq!((e.ethertype(), e.dst_addr()), (EtherType::Ipv4, EthernetAddress(DEFAULT_MAC_B)));
+    }
+    assert_eq!(q1.stats().get(Counter::ArpRequestsSent), 1);
+    assert_eq!(q1.shutdown().available(), FRAMES);
+}

@@ -59,7 +59,9 @@ pub struct Due {
 #[derive(Debug)]
 pub struct ArpCache {
     entries: Box<[Entry]>,
-    pending: ArrayVec<(Ipv4Address, Mbuf), PENDING_CAPACITY>,
+    /// Frames waiting for resolution, with the time they give up (independent of the entry, which another
+    /// neighbour may evict meanwhile).
+    pending: ArrayVec<(Ipv4Address, Instant, Mbuf), PENDING_CAPACITY>,
 }
 
 impl Default for ArpCache {
@@ -140,7 +142,7 @@ impl ArpCache {
         if self.pending.is_full() {
             return Err(frame);
         }
-        self.pending.push((ip, frame));
+        self.pending.push((ip, now + RETRY_INTERVAL * MAX_TRIES as u64, frame));
         if let Some(s) = self.find(ip) {
             if matches!(self.entries[s].state, State::Incomplete { .. }) {
                 return Ok(false);
@@ -158,7 +160,7 @@ impl ArpCache {
         while i < self.pending.len() && !out.is_full() {
             if self.pending[i].0 == ip {
                 // Order among waiting frames of one neighbour is kept: remove() shifts, swap_remove would not.
-                out.push(self.pending.remove(i).1);
+                out.push(self.pending.remove(i).2);
             } else {
                 i += 1;
             }
@@ -167,10 +169,10 @@ impl ArpCache {
 
     /// Whether any frame waits for `ip`.
     pub fn has_parked(&self, ip: Ipv4Address) -> bool {
-        self.pending.iter().any(|(p, _)| *p == ip)
+        self.pending.iter().any(|(p, _, _)| *p == ip)
     }
 
-    /// Retries due requests and gives up on neighbours that never answered.
+    /// Retries due requests and gives up on frames whose neighbour never answered.
     pub fn poll(&mut self, now: Instant, due: &mut Due) {
         for e in self.entries.iter_mut() {
             if let State::Incomplete { tries, next_try } = e.state {
@@ -179,40 +181,90 @@ impl ArpCache {
                 }
                 if tries >= MAX_TRIES {
                     e.state = State::Empty;
-                    let ip = e.ip;
-                    let mut i = 0;
-                    while i < self.pending.len() && !due.expired.is_full() {
-                        if self.pending[i].0 == ip {
-                            due.expired.push(self.pending.remove(i).1);
-                        } else {
-                            i += 1;
-                        }
-                    }
                 } else if !due.requests.is_full() {
                     e.state = State::Incomplete { tries: tries + 1, next_try: now + RETRY_INTERVAL };
                     due.requests.push(e.ip);
                 }
             }
         }
+        let mut i = 0;
+        while i < self.pending.len() && !due.expired.is_full() {
+            if self.pending[i].1 <= now {
+                due.expired.push(self.pending.remove(i).2);
+            } else {
+                i += 1;
+            }
+        }
     }
 
-    /// The earliest retry deadline, if any request is out.
+    /// The earliest retry or give-up deadline, if any frame waits.
     pub fn poll_at(&self) -> Option<Instant> {
-        if self.pending.is_empty() {
-            return None;
-        }
-        self.entries
+        let give_up = self.pending.iter().map(|(_, t, _)| *t).min()?;
+        let retry = self
+            .entries
             .iter()
             .filter_map(|e| match e.state {
                 State::Incomplete { next_try, .. } => Some(next_try),
                 _ => None,
             })
-            .min()
+            .min();
+        Some(retry.map_or(give_up, |r| r.min(give_up)))
+    }
+
+    /// Whether any frame waits for resolution.
+    pub fn has_waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The first neighbour some frame waits for whose address `shared` knows, with that address.
+    pub fn parked_resolvable(&self, shared: &NeighborTable) -> Option<(Ipv4Address, EthernetAddress)> {
+        self.pending.iter().find_map(|(ip, _, _)| shared.get(*ip).map(|mac| (*ip, mac)))
     }
 
     /// Every parked frame, for shutdown.
     pub fn drain_parked(&mut self) -> impl Iterator<Item = Mbuf> + '_ {
-        self.pending.drain(..).map(|(_, m)| m)
+        self.pending.drain(..).map(|(_, _, m)| m)
+    }
+}
+
+/// The neighbours learned by any queue of a port, so a queue whose ARP reply landed on another queue (the NIC
+/// hashes ARP to one queue) still resolves. Read-mostly: queues consult it only on a local miss or while frames
+/// wait, and write it only when they learn something new, so the lock is off the per-packet path.
+#[derive(Debug, Default)]
+pub struct NeighborTable {
+    entries: std::sync::Mutex<Vec<(Ipv4Address, EthernetAddress)>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl NeighborTable {
+    /// Most neighbours kept; beyond, the oldest is forgotten (queues keep their own caches anyway).
+    pub const CAPACITY: usize = 4096;
+
+    /// Records `ip` at `mac`.
+    pub fn publish(&self, ip: Ipv4Address, mac: EthernetAddress) {
+        let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        match e.iter_mut().find(|(i, _)| *i == ip) {
+            Some(slot) if slot.1 == mac => return,
+            Some(slot) => slot.1 = mac,
+            None => {
+                if e.len() >= Self::CAPACITY {
+                    e.remove(0);
+                }
+                e.push((ip, mac));
+            }
+        }
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The MAC of `ip`, if any queue learned it.
+    pub fn get(&self, ip: Ipv4Address) -> Option<EthernetAddress> {
+        let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        e.iter().find(|(i, _)| *i == ip).map(|(_, m)| *m)
+    }
+
+    /// Changes whenever something is published.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

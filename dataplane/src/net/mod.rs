@@ -16,9 +16,10 @@ use crate::wire::{
     checksum, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Message,
     Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
-use arp::{ArpCache, Lookup};
+use arp::{ArpCache, Lookup, NeighborTable};
 use arrayvec::ArrayVec;
 use std::io::IoSlice;
+use std::sync::Arc;
 
 const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 const IP_LEN: usize = 20;
@@ -121,6 +122,8 @@ pub struct Interface {
     udp_ports: PortSet,
     icmp_errors: RateLimiter,
     partial_hint_given: bool,
+    shared: Option<Arc<NeighborTable>>,
+    shared_seen: u64,
 }
 
 impl Interface {
@@ -136,7 +139,14 @@ impl Interface {
             udp_ports: PortSet::new(),
             icmp_errors: RateLimiter { window_start: Instant::default(), used: 0, per_sec: ICMP_ERRORS_PER_SEC },
             partial_hint_given: false,
+            shared: None,
+            shared_seen: 0,
         }
+    }
+
+    /// Shares learned neighbours with the other queues of the port through `table`.
+    pub fn set_neighbor_table(&mut self, table: Arc<NeighborTable>) {
+        self.shared = Some(table);
     }
 
     /// Sets the partial-checksum policy.
@@ -192,6 +202,9 @@ impl Interface {
         let for_us = repr.target_protocol_addr == self.cidr.addr;
         let from_our_subnet = self.cidr.contains(repr.source_protocol_addr);
         if from_our_subnet && self.arp.learn(repr.source_protocol_addr, repr.source_hardware_addr, io.now, for_us) {
+            if let Some(shared) = &self.shared {
+                shared.publish(repr.source_protocol_addr, repr.source_hardware_addr);
+            }
             self.flush_parked(io, repr.source_protocol_addr, repr.source_hardware_addr);
         }
         if !(for_us && repr.operation == ArpOperation::Request && repr.source_hardware_addr.is_unicast()) {
@@ -474,7 +487,15 @@ impl Interface {
                     self.send_arp_request(io, next_hop);
                     Some(mac)
                 }
-                Lookup::Miss => None,
+                Lookup::Miss => {
+                    let known = self.shared.as_ref().and_then(|t| t.get(next_hop));
+                    if let Some(mac) = known {
+                        // Another queue resolved it: frames already waiting go first, keeping order.
+                        self.arp.learn(next_hop, mac, io.now, true);
+                        self.flush_parked(io, next_hop, mac);
+                    }
+                    known
+                }
             },
         };
         let src = self.mac;
@@ -532,6 +553,17 @@ impl Interface {
 
     /// Runs due ARP retries and expiries.
     pub fn poll_timers(&mut self, io: &mut Io<'_>) {
+        // Another queue may have learned a neighbour our frames wait for (its ARP reply hashed there).
+        if let Some(shared) = self.shared.clone() {
+            let generation = shared.generation();
+            if generation != self.shared_seen && self.arp.has_waiting() {
+                self.shared_seen = generation;
+                while let Some((ip, mac)) = self.arp.parked_resolvable(&shared) {
+                    self.arp.learn(ip, mac, io.now, true);
+                    self.flush_parked(io, ip, mac);
+                }
+            }
+        }
         if self.arp.poll_at().is_none_or(|t| t > io.now) {
             return;
         }

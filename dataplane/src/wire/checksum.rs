@@ -169,14 +169,14 @@ mod tests {
 
     /// RFC 1071, word by word, with a `while` fold: the slow, obviously correct version.
     fn naive(bytes: &[u8]) -> u16 {
-        let mut sum: u32 = 0;
+        let mut sum: u64 = 0;
         let mut i = 0;
         while i + 1 < bytes.len() {
-            sum += u32::from(bytes[i]) << 8 | u32::from(bytes[i + 1]);
+            sum += u64::from(bytes[i]) << 8 | u64::from(bytes[i + 1]);
             i += 2;
         }
         if i < bytes.len() {
-            sum += u32::from(bytes[i]) << 8;
+            sum += u64::from(bytes[i]) << 8;
         }
         while sum > 0xffff {
             sum = (sum & 0xffff) + (sum >> 16);

@@ -285,8 +285,8 @@ impl Bench<'_> {
             }
             let now = now_ns();
             let in_window = self.in_window(now);
-            for k in 0..r as usize {
-                let len = msgs[k].msg_len as usize;
+            for (k, msg) in msgs.iter().enumerate().take(r as usize) {
+                let len = msg.msg_len as usize;
                 let b = &self.recv_bufs[k];
                 if len != self.args.size
                     || u32::from_le_bytes(b[0..4].try_into().unwrap()) != self.nonce
@@ -473,7 +473,8 @@ fn udp_echo(args: UdpEchoArgs) -> Result<(), String> {
     if args.connections == 0 || args.connections > 1024 {
         return Err("--connections must be 1..=1024".into());
     }
-    if !(args.duration > 0.0 && args.duration <= 3600.0) || !(0.0..=600.0).contains(&args.warmup) {
+    if args.duration <= 0.0 || args.duration > 3600.0 || args.duration.is_nan() || !(0.0..=600.0).contains(&args.warmup)
+    {
         return Err("--duration must be in (0, 3600] s and --warmup in [0, 600] s".into());
     }
     match args.mode {
