@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_EVENTS 256
 #define MAX_CMDS (2 * MAX_EVENTS + 1)
@@ -148,6 +149,16 @@ static int run_client(const char *dst_s, uint16_t dst_port, uint32_t count) {
     if (!q) {
         fprintf(stderr, "ix_udp_echo: %s\n", ix_last_error());
         return 2;
+    }
+    /* A test may need to wire the interface up (move a TAP into a namespace) before we send. */
+    const char *go = getenv("IX_CLIENT_GO_FILE");
+    if (go) {
+        printf("opened\n");
+        fflush(stdout);
+        for (int i = 0; i < 400 && access(go, F_OK) != 0; i++) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
     }
     const uint16_t local = 40000;
     struct ix_endpoint dst = {ntohl(a.s_addr), dst_port, 0};

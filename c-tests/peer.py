@@ -27,10 +27,14 @@ def udp_client(args):
     if not in_test_range(args.host):
         sys.exit("refusing a target outside 198.18.0.0/15")
     lo, hi = (int(x) for x in args.sizes.split("-"))
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.settimeout(args.timeout)
+    socks = []
+    for _ in range(args.sockets):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(args.timeout)
+        socks.append(s)
     ok = bad = lost = retries = 0
     for seq, size in enumerate(range(lo, hi + 1)):
+        s = socks[seq % len(socks)]  # several flows, so a multi-queue NIC spreads them
         payload = pattern(size, seq)
         for attempt in range(5):
             s.sendto(payload, (args.host, args.port))
@@ -96,7 +100,7 @@ def malformed(args):
     eth = lambda t: dst_mac + src_mac + struct.pack("!H", t)
     udp_ok = struct.pack("!HHHH", 5555, 7, 8 + 4, 0) + b"abcd"
     frames = {
-        "runt": dst_mac + src_mac[:4],
+        "header_only": eth(0x0800),
         "unknown_ethertype": eth(0x88B5) + b"\0" * 46,
         "ipv6": eth(0x86DD) + b"\x60" + b"\0" * 45,
         "arp_truncated": eth(0x0806) + b"\x00\x01\x08\x00\x06",
@@ -138,6 +142,7 @@ def main():
     c.add_argument("port", type=int)
     c.add_argument("--sizes", default="1-1472")
     c.add_argument("--timeout", type=float, default=0.5)
+    c.add_argument("--sockets", type=int, default=1)
     e = sub.add_parser("udp-echo-server")
     e.add_argument("port", type=int)
     e.add_argument("--seconds", type=float, default=60)

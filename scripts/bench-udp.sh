@@ -43,6 +43,14 @@ source scripts/testhost.sh
 SRV_NS="ixs${TH_ID}"
 SRV_PID=""
 
+# kill_ns_pids: whatever still runs in our two namespaces was started by this script.
+kill_ns_pids() {
+    local p
+    for p in $(ip netns pids "$SRV_NS" 2>/dev/null) $(ip netns pids "$TH_NS" 2>/dev/null); do
+        kill -KILL "$p" 2>/dev/null || true
+    done
+}
+
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -52,6 +60,7 @@ cleanup() {
         kill -KILL "$SRV_PID" 2>/dev/null || true
         wait "$SRV_PID" 2>/dev/null || true
     fi
+    kill_ns_pids
     testhost_cleanup
     ip netns del "$SRV_NS" 2>/dev/null || true
     [ "$rc" -eq 0 ] || echo "bench-udp: failed (rc=$rc); namespaces removed, logs in $out" >&2
@@ -85,13 +94,15 @@ stop_server() {
     kill -KILL "$SRV_PID" 2>/dev/null || true
     wait "$SRV_PID" 2>/dev/null || true
     SRV_PID=""
+    kill_ns_pids
 }
 
 # start_server NAME CMD...: start CMD in the server namespace on CPU 1, wait for its "ready" line.
 start_server() {
     local name="$1"
     shift
-    in_srv taskset -c 1 "$@" >"$out/$name.server.log" 2>&1 &
+    # Not through a shell function: $! must be the server itself (ip netns exec, taskset and env all exec).
+    ip netns exec "$SRV_NS" taskset -c 1 "$@" >"$out/$name.server.log" 2>&1 &
     SRV_PID=$!
     wait_for_line "$out/$name.server.log" '^ready' 20
     echo "-- $name: pid $SRV_PID ($(cat /proc/$SRV_PID/comm)), $(head -1 "$out/$name.server.log" | grep -v '^\[' || true)"
@@ -178,12 +189,12 @@ hdr = f"{'server':<12} {'idle policy':<30} {'kpps w1':>8} {'kpps hi':>8} {'p50 u
       f"{'p99.9':>7} {'max':>8} {'lost':>5} {'cpu us/pkt w1':>13} {'hi':>6}"
 print(hdr)
 for v in variants:
-    print(f"{v:<12} {policy.get(v, ''):<30} {f(g(v,'w1','pps') and g(v,'w1','pps')/1e3,'8.1')} "
-          f"{f(g(v,'high','pps') and g(v,'high','pps')/1e3,'8.1')} {f(g(v,'w1','rtt_us','p50'),'7.2')} "
-          f"{f(g(v,'w1','rtt_us','p90'),'7.2')} {f(g(v,'w1','rtt_us','p99'),'7.2')} "
-          f"{f(g(v,'w1','rtt_us','p99_9'),'7.2')} {f(g(v,'w1','rtt_us','max'),'8.1')} "
+    print(f"{v:<12} {policy.get(v, ''):<30} {f(g(v,'w1','pps') and g(v,'w1','pps')/1e3,'8.1f')} "
+          f"{f(g(v,'high','pps') and g(v,'high','pps')/1e3,'8.1f')} {f(g(v,'w1','rtt_us','p50'),'7.2f')} "
+          f"{f(g(v,'w1','rtt_us','p90'),'7.2f')} {f(g(v,'w1','rtt_us','p99'),'7.2f')} "
+          f"{f(g(v,'w1','rtt_us','p99_9'),'7.2f')} {f(g(v,'w1','rtt_us','max'),'8.1f')} "
           f"{(g(v,'w1','lost') or 0) + (g(v,'high','lost') or 0):>5} "
-          f"{f(g(v,'w1','cpu_us_per_reply'),'13.3')} {f(g(v,'high','cpu_us_per_reply'),'6.3')}")
+          f"{f(g(v,'w1','cpu_us_per_reply'),'13.3f')} {f(g(v,'high','cpu_us_per_reply'),'6.3f')}")
 print()
 print("ratios libix / Linux (pps: higher is better for libix; latency and CPU: lower is better)")
 for ix in [v for v in variants if v.startswith("libix")]:
@@ -191,9 +202,9 @@ for ix in [v for v in variants if v.startswith("libix")]:
         def ratio(*key):
             a, b = g(ix, *key), g(lx, *key)
             return None if a is None or not b else a / b
-        print(f"  {ix:<11} / {lx:<11}  pps w1 {f(ratio('w1','pps'),'5.2')}  pps hi {f(ratio('high','pps'),'5.2')}  "
-              f"p50 {f(ratio('w1','rtt_us','p50'),'5.2')}  p99 {f(ratio('w1','rtt_us','p99'),'5.2')}  "
-              f"cpu/pkt hi {f(ratio('high','cpu_us_per_reply'),'5.2')}")
+        print(f"  {ix:<11} / {lx:<11}  pps w1 {f(ratio('w1','pps'),'5.2f')}  pps hi {f(ratio('high','pps'),'5.2f')}  "
+              f"p50 {f(ratio('w1','rtt_us','p50'),'5.2f')}  p99 {f(ratio('w1','rtt_us','p99'),'5.2f')}  "
+              f"cpu/pkt hi {f(ratio('high','cpu_us_per_reply'),'5.2f')}")
 PY
 echo
 echo "results: $out"

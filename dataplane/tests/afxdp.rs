@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use dataplane::mbuf::{MbufPool, HEADROOM};
 use dataplane::netns::{TestHost, TestHostConfig};
-use dataplane::nic::afxdp::{XdpMode, XdpProgram, XskConfig, XskQueue};
+use dataplane::nic::afxdp::{errno, XdpMode, XdpProgram, XskConfig, XskQueue};
 use dataplane::nic::{Batch, NicQueue};
 
 /// The dataplane's address (no kernel address on `local_if`: the static neighbour entry in the namespace points
@@ -433,8 +433,12 @@ fn setup_errors_are_clear() {
 
     let again = XdpProgram::attach(&ifname, 1, XdpMode::Native).unwrap_err();
     assert!(again.to_string().contains("already attached"), "{again}");
+    assert_eq!(errno(&again), libc::EBUSY, "{again}");
     let other = XdpProgram::attach(&ifname, 1, XdpMode::Generic).unwrap_err();
     assert!(other.to_string().contains("already attached"), "{other}");
+    assert_eq!(errno(&other), libc::EEXIST, "{other}");
+    let auto = XdpProgram::attach(&ifname, 1, XdpMode::Auto).unwrap_err();
+    assert_eq!(errno(&auto), libc::EBUSY, "Auto does not fall back when the interface is taken: {auto}");
 
     let mut pool = MbufPool::new(256, false).unwrap();
     let e = XskQueue::open(&prog, &ifname, 4, &mut pool, XskConfig::default()).unwrap_err();
@@ -479,22 +483,9 @@ fn native_attach_explains_veth_queue_mismatch() {
     let out = std::process::Command::new("ethtool").args(["-L", &ifname, "rx", "1"]).output().expect("ethtool");
     assert!(out.status.success(), "ethtool -L: {}", String::from_utf8_lossy(&out.stderr));
     let e = XdpProgram::attach(&ifname, 1, XdpMode::Native).unwrap_err();
-    assert_eq!(e.raw_os_error().or_else(|| source_errno(&e)), Some(libc::ENOSPC), "{e}");
+    assert_eq!(errno(&e), libc::ENOSPC, "{e}");
     assert!(e.to_string().contains("RX queues"), "{e}");
     // Auto falls back to generic, which does not care.
     let prog = XdpProgram::attach(&ifname, 1, XdpMode::Auto).expect("auto falls back");
     assert_eq!(prog.mode(), XdpMode::Generic);
-}
-
-fn source_errno(e: &std::io::Error) -> Option<i32> {
-    let mut src = std::error::Error::source(e.get_ref()?);
-    while let Some(s) = src {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if let Some(n) = io.raw_os_error() {
-                return Some(n);
-            }
-        }
-        src = s.source();
-    }
-    None
 }

@@ -170,7 +170,8 @@ impl Interface {
     }
 
     fn is_our_broadcast(&self, ip: Ipv4Address) -> bool {
-        ip.is_broadcast() || ip == self.cidr.broadcast()
+        // A /31 or /32 has no directed broadcast (RFC 3021): its top address is a host.
+        ip.is_broadcast() || (self.cidr.prefix_len < 31 && ip == self.cidr.broadcast())
     }
 
     // ---------------------------------------------------------------- input

@@ -4,7 +4,9 @@
 //! Two objects:
 //! - [`XdpProgram`]: one per interface, shared (`Arc`) by all its queues. It owns an XSKMAP, the six-slot
 //!   redirect program from [`bpf::xsk_redirect_program`] and the bpf_link that attaches it; dropping the last
-//!   `Arc` (or the process dying, even by SIGKILL) detaches it. Queues without a socket fall through to the kernel.
+//!   `Arc` (or the process dying, even by SIGKILL) detaches it, once no forked child still holds a copy of the
+//!   link fd (they are `O_CLOEXEC`: a child holds them only until it execs). Queues without a socket fall through
+//!   to the kernel.
 //! - [`XskQueue`]: one socket bound to one queue, implementing [`NicQueue`]. It owns the four rings (fill,
 //!   completion, RX, TX) through RAII mappings and reaches their slots only through `&mut self`.
 //!
@@ -14,10 +16,10 @@
 //! That same bit set lets [`NicQueue::release`] close the socket and give *every* frame back to the pool.
 //!
 //! Pool and queue: the UMEM is the pool's memory, and the pool must be the one passed to every call (checked; a
-//! foreign pool is refused and counted). Drop the queue (or call `release`) before the pool: only then do the
-//! frames the kernel held come back. Dropping the pool first is still memory-safe, because the kernel pins the
-//! UMEM's pages while the socket lives and writes only into frames posted on the fill ring, which are lost with
-//! the pool anyway.
+//! foreign pool is refused, logged once, and the call does nothing). Call [`NicQueue::release`], then drop the
+//! queue, then the pool: `release` is what gives the frames the kernel held back to the pool (`Drop` has no pool
+//! to give them to). Any other order is still memory-safe: the kernel pins the UMEM's pages while the socket
+//! lives and writes only into frames posted on the fill ring, which are simply lost to the pool.
 //!
 //! Copy mode (veth, and any driver without AF_XDP zero-copy) is what runs on the development machines: RX data is
 //! copied into the posted frame at `XDP_PACKET_HEADROOM` (256), which is also [`crate::mbuf::HEADROOM`]; TX is
@@ -41,8 +43,9 @@ use crate::sys::xdp::{self, RingField, RingKind, RingMap, XdpDesc, XdpStatistics
 pub const FILL_BATCH: u32 = 32;
 /// Frames the copy-mode kernel sends per `sendto` kick (`TX_BATCH_SIZE` in `net/xdp/xsk.c`).
 const KERNEL_TX_BATCH: u32 = 32;
-/// `XDP_STATISTICS` is read once every this many `maintain` calls (it is a syscall).
-pub const STATS_REFRESH_CYCLES: u32 = 1024;
+/// `XDP_STATISTICS` is read once every this many `maintain` calls (it is a syscall, ~7 us here; a busy-polling
+/// core makes ~10M idle `maintain` calls a second, so this costs well under 1%).
+pub const STATS_REFRESH_CYCLES: u32 = 16384;
 /// A queue whose socket was just closed stays busy until the kernel's deferred teardown runs: `open` retries
 /// `EBUSY` this many times, [`BUSY_RETRY_SLEEP`] apart, before reporting the queue as taken.
 const BIND_BUSY_RETRIES: u32 = 200;
@@ -115,8 +118,23 @@ fn context(source: io::Error, msg: String) -> io::Error {
 
 const PRIVILEGES: &str = "AF_XDP needs root or CAP_NET_ADMIN + CAP_BPF (and CAP_NET_RAW for the socket)";
 
-fn errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(0)
+/// The errno behind `e`, also when it is wrapped with context here or is a [`bpf::ProgLoadError`]; 0 if none.
+pub fn errno(e: &io::Error) -> i32 {
+    if let Some(n) = e.raw_os_error() {
+        return n;
+    }
+    match e.get_ref() {
+        Some(inner) => {
+            if let Some(s) = inner.downcast_ref::<SetupError>() {
+                errno(&s.source)
+            } else if let Some(p) = inner.downcast_ref::<bpf::ProgLoadError>() {
+                errno(&p.errno)
+            } else {
+                0
+            }
+        }
+        None => 0,
+    }
 }
 
 /// The XDP program that redirects an interface's queues into AF_XDP sockets, attached through a bpf_link.
@@ -150,8 +168,8 @@ impl XdpProgram {
         })?;
         let insns = bpf::xsk_redirect_program(map.as_fd());
         let prog = bpf::load_xdp_program(PROG_NAME, &insns, PROG_LICENSE).map_err(|e| {
-            // The error carries a `bpf::ProgLoadError` (errno + verifier log); its kind mirrors the errno.
-            if e.kind() == io::ErrorKind::PermissionDenied {
+            // The error carries a `bpf::ProgLoadError` (errno + verifier log). EACCES is the verifier's "no".
+            if errno(&e) == libc::EPERM {
                 context(e, format!("loading the XDP redirect program: {PRIVILEGES}"))
             } else {
                 context(e, "loading the XDP redirect program".to_string())
@@ -175,7 +193,6 @@ impl XdpProgram {
     /// Whether a failed native attach is worth retrying in generic mode (the interface is fine, native is not).
     fn native_may_fall_back(e: &io::Error) -> bool {
         !matches!(errno(e), libc::EPERM | libc::ENODEV | libc::EBUSY | libc::EEXIST)
-            && e.kind() != io::ErrorKind::PermissionDenied
     }
 
     fn link(prog: &OwnedFd, ifname: &str, ifindex: u32, mode: XdpMode) -> io::Result<OwnedFd> {
@@ -759,10 +776,13 @@ impl XskQueue {
             foreign_pool_logged: false,
         };
         q.refill(pool);
-        if let Some(s) = q.sock.as_ref() {
-            prog.insert(queue_id, s.fd.as_fd()).map_err(|e| {
-                context(e, format!("inserting the AF_XDP socket of {ifname} queue {queue_id} into the XSKMAP"))
-            })?;
+        let inserted = match q.sock.as_ref() {
+            Some(s) => prog.insert(queue_id, s.fd.as_fd()),
+            None => Ok(()),
+        };
+        if let Err(e) = inserted {
+            q.release(pool); // The fill ring's frames go back to the pool.
+            return Err(context(e, format!("inserting the AF_XDP socket of {ifname} queue {queue_id} into the XSKMAP")));
         }
         log::info!(
             "AF_XDP socket on {ifname} queue {queue_id}: {} mode, {} XDP, driver {:?}, rings fill {} comp {} rx {} tx \
