@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int failures;
@@ -138,6 +139,24 @@ int main(void) {
 
     ix_queue_close(q);
     ix_port_close(port);
+
+    /* Without privileges: a clear error, for both backends, and no crash. */
+    pid_t child = fork();
+    if (child == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+        setenv("IX_STATS_DIR", "/tmp", 1);
+        setenv("IX_IFACE", "lo", 1);
+        setenv("IX_BACKEND", "afxdp", 1);
+        expect_open_error("afxdp unprivileged", "CAP_");
+        setenv("IX_IFACE", name, 1);
+        setenv("IX_BACKEND", "tap", 1);
+        expect_open_error("tap unprivileged", "CAP_NET_ADMIN");
+        _exit(failures ? 1 : 0);
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "unprivileged checks (status %d)", status);
+
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
         return 1;

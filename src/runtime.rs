@@ -49,7 +49,7 @@ impl OpenError {
     pub fn errno(&self) -> i32 {
         match self {
             OpenError::Config(_) | OpenError::NoSuchQueue(..) => libc::EINVAL,
-            OpenError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            OpenError::Io { source, .. } => dataplane::sys::errno_of(source).unwrap_or(libc::EIO),
             OpenError::QueueBusy(_) => libc::EBUSY,
         }
     }

@@ -489,3 +489,39 @@ fn native_attach_explains_veth_queue_mismatch() {
     let prog = XdpProgram::attach(&ifname, 1, XdpMode::Auto).expect("auto falls back");
     assert_eq!(prog.mode(), XdpMode::Generic);
 }
+
+#[test]
+fn release_is_safe_while_a_copy_of_the_socket_fd_lives() {
+    if !privileged("release_is_safe_while_a_copy_of_the_socket_fd_lives") {
+        return;
+    }
+    init_log();
+    let rig = rig(1);
+    let ifname = rig.host.local_if.clone();
+    let prog = XdpProgram::attach(&ifname, 1, XdpMode::Native).expect("attach XDP");
+    let frames = 1024;
+    let mut pool = MbufPool::new(frames, false).unwrap();
+    let mut q = open_queue(&prog, &ifname, 0, &mut pool);
+    // What a child forked by another thread has until it execs: a second reference to the socket, which keeps it
+    // bound after our close, with our frames still on its fill ring.
+    let fd = q.poll_fd().expect("open socket");
+    // SAFETY: `fd` is the queue's open socket; it stays open until `release` below, and we only duplicate it.
+    let copy = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().expect("dup");
+    q.release(&mut pool);
+    assert_eq!(pool.available(), frames, "release returns every frame even though the socket lives on");
+
+    // Reuse every frame, then send traffic at the interface: none of it may land in our frames.
+    let mut held: Vec<_> = (0..frames).map(|_| pool.alloc().expect("frame")).collect();
+    for m in &mut held {
+        pool.tail_room_mut(m).fill(0xa5);
+    }
+    send_from_peer(&rig.host, 5556, (0..64).map(|i| format!("after release #{i}").into_bytes()).collect());
+    std::thread::sleep(Duration::from_millis(200));
+    for m in &mut held {
+        assert!(pool.tail_room_mut(m).iter().all(|&b| b == 0xa5), "frame {} was written after release", m.index());
+    }
+    for m in held {
+        pool.free(m);
+    }
+    drop(copy);
+}

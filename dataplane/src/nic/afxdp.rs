@@ -782,7 +782,10 @@ impl XskQueue {
         };
         if let Err(e) = inserted {
             q.release(pool); // The fill ring's frames go back to the pool.
-            return Err(context(e, format!("inserting the AF_XDP socket of {ifname} queue {queue_id} into the XSKMAP")));
+            return Err(context(
+                e,
+                format!("inserting the AF_XDP socket of {ifname} queue {queue_id} into the XSKMAP"),
+            ));
         }
         log::info!(
             "AF_XDP socket on {ifname} queue {queue_id}: {} mode, {} XDP, driver {:?}, rings fill {} comp {} rx {} tx \
@@ -1073,13 +1076,17 @@ impl NicQueue for XskQueue {
 
     /// Closes the socket and returns every frame to `pool`.
     ///
-    /// Queued TX frames are first given a bounded chance to go out and complete; pending RX frames are dropped
-    /// into the pool. Then the rings are unmapped and the fd closed, which releases the socket before close(2)
-    /// returns. In copy mode the kernel writes UMEM frames only through a bound socket, so every frame it held is
-    /// ours at once. In zero-copy mode the driver lets go of its RX buffers only in the kernel's deferred pool
-    /// teardown: `release` waits (bounded, with [`xdp::queue_is_free`] probes) until the queue is free, and if that
-    /// never happens leaves those frames out of the pool rather than risk DMA into reused mbufs.
-    /// The queue is closed afterwards: `receive` returns nothing, `transmit` refuses.
+    /// Queued TX frames first get a bounded chance to go out and complete; pending RX frames go into the pool.
+    /// Then the socket leaves the XSKMAP, the rings are unmapped and the fd is closed. Before the frames the kernel
+    /// held are reused, `release` makes sure the kernel can no longer write them, even if the socket outlives
+    /// our fd (a child forked by another thread holds a copy until it execs):
+    /// - copy mode: the kernel writes a UMEM frame only inside an XDP redirect through the map, so one RCU grace
+    ///   period after leaving the map ([`xdp::wait_rcu_grace_period`], ~10 ms here) is enough;
+    /// - zero-copy mode: the driver lets go of its RX buffers only in the kernel's deferred pool teardown, so
+    ///   `release` waits (bounded, with [`xdp::queue_is_free`] probes) until the queue can be bound again.
+    ///
+    /// If that cannot be confirmed, those frames stay out of the pool (logged) rather than risk the kernel
+    /// writing into reused mbufs. The queue is closed afterwards: `receive` returns nothing, `transmit` refuses.
     fn release(&mut self, pool: &mut MbufPool) {
         if !self.owns_pool(pool) || self.sock.is_none() {
             return;
@@ -1096,26 +1103,36 @@ impl NicQueue for XskQueue {
         }
         self.drain_rx(pool);
         let _ = self.refresh_stats();
-        if let Some(sock) = self.sock.take() {
-            let _ = self.prog.remove(self.queue_id);
-            // Unmap the rings and close the fd: the kernel releases the socket before close(2) returns to us.
-            drop(sock);
-        }
+        let unmapped = self.prog.remove(self.queue_id);
+        // Unmap the rings and close the fd; unless a forked child holds a copy, the kernel releases the socket
+        // before close(2) returns.
+        drop(self.sock.take());
         let lost = self.frames.tx_in_flight;
         if lost > 0 {
             log::warn!("queue {}: {lost} TX frames were still in flight when the socket closed", self.queue_id);
         }
-        if self.zero_copy && !self.wait_for_teardown(pool) {
-            let held = self.frames.kernel.count();
-            log::warn!(
-                "queue {}: the driver did not release the zero-copy UMEM in time; {held} frames stay out of the pool",
-                self.queue_id
-            );
-            self.frames.kernel.drain(|_| {});
+        let quiet = if self.zero_copy {
+            self.wait_for_teardown(pool)
         } else {
+            match unmapped.and_then(|()| xdp::wait_rcu_grace_period()) {
+                Ok(()) => true,
+                Err(e) => {
+                    log::debug!("queue {}: no RCU grace period ({e}); probing the queue instead", self.queue_id);
+                    self.wait_for_teardown(pool)
+                }
+            }
+        };
+        if quiet {
             self.frames.kernel.drain(|index| {
                 pool.free_index(index);
             });
+        } else {
+            log::warn!(
+                "queue {}: cannot confirm the kernel stopped using the UMEM; {} frames stay out of the pool",
+                self.queue_id,
+                self.frames.kernel.count()
+            );
+            self.frames.kernel.drain(|_| {});
         }
         self.frames.rx_posted = 0;
         self.frames.tx_in_flight = 0;
@@ -1272,6 +1289,14 @@ mod tests {
         assert_eq!(stats.rx_frames, 1);
         assert_eq!(frames.rx_posted, 1);
         pool.free(m);
+    }
+
+    #[test]
+    fn queues_move_between_threads_and_programs_are_shared() {
+        fn send<T: Send>() {}
+        fn send_sync<T: Send + Sync>() {}
+        send::<XskQueue>();
+        send_sync::<XdpProgram>();
     }
 
     #[test]

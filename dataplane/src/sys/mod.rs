@@ -108,3 +108,31 @@ pub fn poll_readable(fd: std::os::fd::RawFd, timeout: crate::time::Duration) -> 
     }
     Ok(n > 0 && p.revents & libc::POLLIN != 0)
 }
+
+/// An OS error with a sentence of context that keeps its errno (C callers still see the real `errno`).
+#[derive(Debug)]
+pub struct ErrnoContext {
+    /// The original errno.
+    pub errno: i32,
+    /// What was being done, and the hint for the user.
+    pub message: String,
+}
+
+impl std::fmt::Display for ErrnoContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ErrnoContext {}
+
+/// Wraps `e` with `message`, keeping its kind and errno (see [`errno_of`]).
+pub fn with_context(e: io::Error, message: String) -> io::Error {
+    let errno = errno_of(&e).unwrap_or(libc::EIO);
+    io::Error::new(e.kind(), ErrnoContext { errno, message })
+}
+
+/// The errno behind `e`, also through [`with_context`] wrappers.
+pub fn errno_of(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| e.get_ref().and_then(|inner| inner.downcast_ref::<ErrnoContext>()).map(|c| c.errno))
+}

@@ -202,7 +202,8 @@ impl TapDevice {
             // "ixtap%d"), so the other queues attach to that name.
             req.ifr_ifru.ifru_flags = flags;
             syscall!(ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req)).map_err(|e| {
-                io::Error::new(e.kind(), format!("TUNSETIFF {name:?} (queue {i}): {e} (needs CAP_NET_ADMIN)"))
+                let message = format!("TUNSETIFF {name:?} (queue {i}): {e} (needs CAP_NET_ADMIN)");
+                super::with_context(e, message)
             })?;
             let queue = TapQueueFd { fd };
             if i == 0 {
@@ -263,8 +264,15 @@ impl TapDevice {
 }
 
 fn open_tun(path: &CStr) -> io::Result<OwnedFd> {
-    let fd = syscall!(open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC))
-        .map_err(|e| io::Error::new(e.kind(), format!("open /dev/net/tun: {e}")))?;
+    let fd = syscall!(open(path.as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC)).map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::EACCES) | Some(libc::EPERM) => " (TAP needs root or CAP_NET_ADMIN)",
+            Some(libc::ENOENT) => " (no TUN/TAP support: load the tun module)",
+            _ => "",
+        };
+        let message = format!("open /dev/net/tun: {e}{hint}");
+        super::with_context(e, message)
+    })?;
     // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -481,6 +481,17 @@ pub fn queue_is_free(ifindex: u32, queue_id: u32, region: &MemoryRegion) -> io::
     }
 }
 
+/// Waits for an RCU grace period (`membarrier(MEMBARRIER_CMD_GLOBAL)`, which runs `synchronize_rcu()`).
+///
+/// Every copy-mode write into a UMEM happens inside an XDP redirect, in an RCU read-side section that starts
+/// with the XSKMAP lookup. So once a socket is out of the map and a grace period has passed, the kernel writes
+/// none of its frames again, even if the socket itself lives on (a forked child holding a copy of its fd).
+/// `EINVAL` on `nohz_full` kernels, `ENOSYS` without `CONFIG_MEMBARRIER`.
+pub fn wait_rcu_grace_period() -> io::Result<()> {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+    syscall!(syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0 as libc::c_uint, 0 as libc::c_int)).map(drop)
+}
+
 /// Reads the socket's drop and error counters (a syscall: call it rarely).
 pub fn statistics(fd: BorrowedFd<'_>) -> io::Result<XdpStatistics> {
     getsockopt::<XdpStatistics>(fd, XDP_STATISTICS).map(|(s, _)| s)

@@ -125,8 +125,8 @@ impl Rng {
 
 struct Sock {
     fd: OwnedFd,
-    /// (sequence, timestamp the latency is measured from), in send order.
-    inflight: VecDeque<(u64, u64)>,
+    /// (sequence, timestamp the latency is measured from, actual send time), in send order.
+    inflight: VecDeque<(u64, u64, u64)>,
     next_seq: u64,
 }
 
@@ -184,6 +184,51 @@ fn proc_cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / hz)
 }
 
+/// Per-CPU jiffies from /proc/stat: (cpu, user+nice, system, softirq+irq, idle+iowait, total).
+fn proc_stat_cpus() -> Vec<(u32, u64, u64, u64, u64, u64)> {
+    let Ok(s) = std::fs::read_to_string("/proc/stat") else { return Vec::new() };
+    s.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let cpu: u32 = it.next()?.strip_prefix("cpu")?.parse().ok()?;
+            let v: Vec<u64> = it.filter_map(|x| x.parse().ok()).collect();
+            if v.len() < 7 {
+                return None;
+            }
+            // user nice system idle iowait irq softirq steal ...
+            let total: u64 = v.iter().take(8).sum();
+            Some((cpu, v[0] + v[1], v[2], v[5] + v[6], v[3] + v[4], total))
+        })
+        .collect()
+}
+
+/// Busy share of each CPU over the measured window.
+struct CpuBusy {
+    cpu: u32,
+    busy: f64,
+    user: f64,
+    sys: f64,
+    irq: f64,
+}
+
+fn cpu_busy(a: &[(u32, u64, u64, u64, u64, u64)], b: &[(u32, u64, u64, u64, u64, u64)]) -> Vec<CpuBusy> {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.0 == y.0 && y.5 > x.5)
+        .map(|(x, y)| {
+            let t = (y.5 - x.5) as f64;
+            let share = |p: u64, q: u64| 100.0 * q.saturating_sub(p) as f64 / t;
+            CpuBusy {
+                cpu: x.0,
+                busy: 100.0 - share(x.4, y.4),
+                user: share(x.1, y.1),
+                sys: share(x.2, y.2),
+                irq: share(x.3, y.3),
+            }
+        })
+        .collect()
+}
+
 #[derive(Default)]
 struct Counts {
     sent: u64,
@@ -209,6 +254,14 @@ struct Bench<'a> {
     measured: Counts,
     send_buf: Vec<u8>,
     recv_bufs: Vec<[u8; BUF]>,
+    /// Open loop, measured window: worst and summed lag of actual behind intended send times (ns), and how many
+    /// datagrams left more than 100 us late.
+    lag_max: u64,
+    lag_sum: u64,
+    lag_over_100us: u64,
+    /// CPU seconds of --cpu-pid over the measured window.
+    cpu_s: Option<f64>,
+    cpus: Vec<CpuBusy>,
 }
 
 impl Bench<'_> {
@@ -253,12 +306,21 @@ impl Bench<'_> {
         let sent = r as usize;
         let s = &mut self.socks[i];
         for k in 0..sent {
-            s.inflight.push_back((seq0 + k as u64, ts));
+            s.inflight.push_back((seq0 + k as u64, ts, now));
         }
         s.next_seq += sent as u64;
         self.total.sent += sent as u64;
         if self.in_window(ts) {
             self.measured.sent += sent as u64;
+            if stamp.is_some() {
+                // Open loop: how far behind its schedule the client sent.
+                let lag = now - ts;
+                self.lag_max = self.lag_max.max(lag);
+                self.lag_sum += lag * sent as u64;
+                if lag > 100_000 {
+                    self.lag_over_100us += sent as u64;
+                }
+            }
         }
         sent
     }
@@ -328,11 +390,11 @@ impl Bench<'_> {
         }
     }
 
-    /// Counts datagrams older than the timeout as lost (frees their window slots).
+    /// Counts datagrams sent longer than the timeout ago as lost (frees their window slots).
     fn sweep(&mut self, now: u64) {
         for i in 0..self.socks.len() {
-            while let Some(&(_, ts)) = self.socks[i].inflight.front() {
-                if ts + self.timeout_ns > now {
+            while let Some(&(_, ts, sent_at)) = self.socks[i].inflight.front() {
+                if sent_at + self.timeout_ns > now {
                     break;
                 }
                 self.socks[i].inflight.pop_front();
@@ -360,7 +422,8 @@ impl Bench<'_> {
         unsafe { libc::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, &ts, std::ptr::null()) };
     }
 
-    fn run(&mut self) -> (Option<f64>, f64) {
+    /// Runs warmup, measured window and drain; returns the measured seconds.
+    fn run(&mut self) -> f64 {
         let args = self.args;
         let n = self.socks.len();
         let mut rng = Rng(self.t0 ^ ((std::process::id() as u64) << 32) | 1);
@@ -369,7 +432,8 @@ impl Bench<'_> {
         let mut rr = 0usize;
         let mut last_sweep = self.t0;
         let mut cpu_start = None;
-        let mut cpu_used = None;
+        let mut stat_start = Vec::new();
+        let mut stopped = false;
         let mut started = false;
         let drain_end = self.measure_end + self.timeout_ns;
         loop {
@@ -377,14 +441,14 @@ impl Bench<'_> {
             if !started && now >= self.measure_start {
                 started = true;
                 cpu_start = args.cpu_pid.and_then(proc_cpu_seconds);
+                stat_start = proc_stat_cpus();
             }
             let sending = now < self.measure_end;
-            if !sending && cpu_used.is_none() {
+            if !sending && !stopped {
+                stopped = true;
                 let end = args.cpu_pid.and_then(proc_cpu_seconds);
-                cpu_used = Some(match (cpu_start, end) {
-                    (Some(a), Some(b)) => Some(b - a),
-                    _ => None,
-                });
+                self.cpus = cpu_busy(&stat_start, &proc_stat_cpus());
+                self.cpu_s = cpu_start.zip(end).map(|(a, b)| b - a);
             }
             let outstanding: usize = self.socks.iter().map(|s| s.inflight.len()).sum();
             if !sending && (outstanding == 0 || now >= drain_end) {
@@ -444,7 +508,7 @@ impl Bench<'_> {
         }
         // What never came back is lost.
         for i in 0..n {
-            while let Some((_, ts)) = self.socks[i].inflight.pop_front() {
+            while let Some((_, ts, _)) = self.socks[i].inflight.pop_front() {
                 self.total.lost += 1;
                 if self.in_window(ts) {
                     self.measured.lost += 1;
@@ -452,7 +516,7 @@ impl Bench<'_> {
             }
         }
         let secs = (self.measure_end - self.measure_start) as f64 / 1e9;
-        (cpu_used.flatten(), secs)
+        secs
     }
 }
 
@@ -521,12 +585,18 @@ fn udp_echo(args: UdpEchoArgs) -> Result<(), String> {
         measured: Counts::default(),
         send_buf: fill,
         recv_bufs: vec![[0u8; BUF]; BATCH],
+        lag_max: 0,
+        lag_sum: 0,
+        lag_over_100us: 0,
+        cpu_s: None,
+        cpus: Vec::new(),
     };
-    let (cpu, secs) = bench.run();
-    report(&args, &bench, cpu, secs)
+    let secs = bench.run();
+    report(&args, &bench, secs)
 }
 
-fn report(args: &UdpEchoArgs, b: &Bench, cpu: Option<f64>, secs: f64) -> Result<(), String> {
+fn report(args: &UdpEchoArgs, b: &Bench, secs: f64) -> Result<(), String> {
+    let cpu = b.cpu_s;
     let m = &b.measured;
     let pps = m.received as f64 / secs;
     let h = &b.hist;
@@ -577,6 +647,23 @@ fn report(args: &UdpEchoArgs, b: &Bench, cpu: Option<f64>, secs: f64) -> Result<
             100.0 * c / secs
         );
     }
+    let cpus: Vec<String> = b
+        .cpus
+        .iter()
+        .map(|c| format!("cpu{} {:.0}% (usr {:.0} sys {:.0} irq {:.0})", c.cpu, c.busy, c.user, c.sys, c.irq))
+        .collect();
+    if !cpus.is_empty() {
+        println!("  CPUs busy     {}", cpus.join(", "));
+    }
+    let lag_avg = if m.sent > 0 { b.lag_sum as f64 / m.sent as f64 / 1000.0 } else { 0.0 };
+    if args.mode == Mode::Open {
+        println!(
+            "  send lag us   avg {lag_avg:.2} max {:.2}, {} of {} sent more than 100 us behind schedule",
+            us(b.lag_max),
+            b.lag_over_100us,
+            m.sent
+        );
+    }
     if let Some(path) = &args.json {
         let opt = |v: Option<f64>| v.map_or("null".to_string(), |x| format!("{x:.6}"));
         let label: String =
@@ -587,7 +674,8 @@ fn report(args: &UdpEchoArgs, b: &Bench, cpu: Option<f64>, secs: f64) -> Result<
                 "\"size\":{},\"duration_s\":{:.3},\"warmup_s\":{:.3},\"busy_poll\":{},\"pps\":{:.1},",
                 "\"sent\":{},\"received\":{},\"lost\":{},\"late\":{},\"stray\":{},\"send_errors\":{},",
                 "\"rtt_us\":{{\"avg\":{:.3},\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"p99_9\":{:.3},\"max\":{:.3}}},",
-                "\"cpu_pid\":{},\"cpu_s\":{},\"cpu_us_per_reply\":{}}}\n"
+                "\"cpu_pid\":{},\"cpu_s\":{},\"cpu_us_per_reply\":{},\"cpus\":[{}],",
+                "\"send_lag_us\":{{\"avg\":{:.3},\"max\":{:.3},\"over_100us\":{}}}}}\n"
             ),
             label,
             args.server,
@@ -615,6 +703,17 @@ fn report(args: &UdpEchoArgs, b: &Bench, cpu: Option<f64>, secs: f64) -> Result<
             args.cpu_pid.map_or("null".to_string(), |p| p.to_string()),
             opt(cpu),
             opt(cpu_per),
+            b.cpus
+                .iter()
+                .map(|c| format!(
+                    "{{\"cpu\":{},\"busy\":{:.1},\"user\":{:.1},\"sys\":{:.1},\"irq\":{:.1}}}",
+                    c.cpu, c.busy, c.user, c.sys, c.irq
+                ))
+                .collect::<Vec<_>>()
+                .join(","),
+            lag_avg,
+            us(b.lag_max),
+            b.lag_over_100us,
         );
         std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
