@@ -57,6 +57,16 @@ def udp_client(args):
     sys.exit(0 if ok == hi - lo + 1 and bad == 0 else 1)
 
 
+def udp_send(args):
+    """Fire-and-forget datagrams (no reply expected)."""
+    if not in_test_range(args.host):
+        sys.exit("refusing a target outside 198.18.0.0/15")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(args.count):
+        s.sendto(pattern(32, i), (args.host, args.port))
+    print(f"udp-send sent={args.count}")
+
+
 def udp_echo_server(args):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("0.0.0.0", args.port))
@@ -143,6 +153,10 @@ def main():
     c.add_argument("--sizes", default="1-1472")
     c.add_argument("--timeout", type=float, default=0.5)
     c.add_argument("--sockets", type=int, default=1)
+    u = sub.add_parser("udp-send")
+    u.add_argument("host")
+    u.add_argument("port", type=int)
+    u.add_argument("--count", type=int, default=10)
     e = sub.add_parser("udp-echo-server")
     e.add_argument("port", type=int)
     e.add_argument("--seconds", type=float, default=60)
@@ -153,7 +167,7 @@ def main():
     m.add_argument("--dst", default="198.18.0.1")
     m.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()
-    {"udp-client": udp_client, "udp-echo-server": udp_echo_server, "malformed": malformed}[a.cmd](a)
+    {"udp-client": udp_client, "udp-send": udp_send, "udp-echo-server": udp_echo_server, "malformed": malformed}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -80,6 +80,17 @@ if missing:
     sys.exit(1)
 PY
 
+if [ "$backend" = afxdp ]; then
+    echo "== partial checksums (peer TX offload on): counted and dropped, with a hint in the log"
+    in_ns ethtool -K "$peer_if" tx on >/dev/null
+    in_ns python3 "$here/peer.py" udp-send "$TH_DP_IP" 7 --count 10
+    sleep 0.3
+    in_ns ethtool -K "$peer_if" tx off >/dev/null
+    "$ixctl" --dir "$work" stats --json >"$work/stats2.json"
+    python3 -c 'import json,sys; q=json.load(open(sys.argv[1]))[0]["queues"]; n=sum(x["drop_checksum_partial"] for x in q); print("drop_checksum_partial", n); sys.exit(0 if n >= 10 else 1)' "$work/stats2.json" || fail "partial checksums not counted"
+    grep -q "ethtool -K" "$work/server.log" || fail "no hint about TX offload in the log"
+fi
+
 kill -TERM "$server"
 wait "$server" || fail "server exited with an error"
 TH_PIDS=()

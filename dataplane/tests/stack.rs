@@ -559,3 +559,31 @@ fn queues_of_one_port_share_what_they_learn_by_arp() {
     assert_eq!(q1.stats().get(Counter::ArpRequestsSent), 1);
     assert_eq!(q1.shutdown().available(), FRAMES);
 }
+
+#[test]
+fn partial_checksums_are_dropped_with_a_count_unless_accepted() {
+    use dataplane::config::ChecksumPolicy;
+    // What a Linux sender with TX checksum offload leaves on a veth: the folded pseudo-header sum only.
+    let payload = b"partial";
+    let mut frame = udp(7, payload);
+    let l4_len = (8 + payload.len()) as u32;
+    // The kernel stores ~csum_tcpudp_magic(), which is the folded pseudo-header sum, not complemented.
+    let field = checksum::pseudo_header(&PEER_IP, &DP_IP, IpProtocol::Udp, l4_len);
+    frame[40..42].copy_from_slice(&field.to_be_bytes());
+    for (policy, delivered) in [(ChecksumPolicy::Strict, false), (ChecksumPolicy::AcceptPartial, true)] {
+        let (a, b) = WireLink::pair(FaultConfig::default(), 13);
+        let pool = MbufPool::new(FRAMES, false).unwrap();
+        let mut cfg = DataplaneConfig::new(Ipv4Cidr::new(DP_IP, 24).unwrap());
+        cfg.checksum = policy;
+        let mut dp = Dataplane::new(Box::new(a), pool, &cfg);
+        let mut peer = Peer { end: b, pool: MbufPool::new(16, false).unwrap() };
+        let mut ev = Events::with_capacity(16);
+        cycle(&mut dp, Instant::from_millis(1), &[Command::UdpBind { port: 7 }], &mut ev);
+        peer.send(&frame);
+        cycle(&mut dp, Instant::from_millis(2), &[], &mut ev);
+        assert_eq!(ev.len() == 1, delivered, "{policy:?}");
+        let s = dp.stats();
+        assert_eq!(s.get(Counter::DropChecksumPartial), u64::from(!delivered), "{policy:?}");
+        assert_eq!(s.get(Counter::DropUdpChecksum), 0, "a partial checksum is not counted as corruption");
+    }
+}

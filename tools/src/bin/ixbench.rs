@@ -515,8 +515,7 @@ impl Bench<'_> {
                 }
             }
         }
-        let secs = (self.measure_end - self.measure_start) as f64 / 1e9;
-        secs
+        (self.measure_end - self.measure_start) as f64 / 1e9
     }
 }
 
