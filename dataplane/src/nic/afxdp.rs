@@ -187,6 +187,12 @@ impl XdpProgram {
             },
         };
         log::info!("XDP redirect program attached to {ifname} (ifindex {ifindex}) in {mode} mode, {queues} queue(s)");
+        if mode == XdpMode::Generic && queues > 1 && xdp::interface_driver(ifname).is_ok_and(|d| d == "veth") {
+            // Measured: veth's skb path records no RX queue, so generic XDP sees every frame on queue 0.
+            log::warn!(
+                "generic XDP on veth {ifname} delivers every frame on RX queue 0; use native mode for {queues} queues"
+            );
+        }
         Ok(Arc::new(XdpProgram { link, prog, map, ifname: ifname.to_string(), ifindex, queues, mode }))
     }
 
@@ -615,6 +621,12 @@ impl Frames {
 /// Lifecycle: [`XskQueue::open`], then `receive`/`transmit`/`maintain` every cycle with the same pool, then
 /// [`NicQueue::release`] (closes the socket, returns every frame) or drop (closes the socket; frames the kernel
 /// held stay out of the pool). Drop it before the pool; see the module docs for why the other order is still safe.
+///
+/// Counters: `tx_ring_full` counts frames refused for lack of TX slots (they stay in the caller's batch); an
+/// empty mbuf given to `transmit` is freed and counted in `tx_errors` (the kernel would skip it without ever
+/// completing it); RX descriptors that fail validation count in `rx_errors`. [`NicQueue::stats`] adds the
+/// kernel's `XDP_STATISTICS` as last read (`rx_dropped + rx_ring_full` into `rx_dropped`, invalid descriptors
+/// into the error counters); the rest is in [`XskQueue::kernel_stats`].
 #[derive(Debug)]
 pub struct XskQueue {
     sock: Option<Socket>,
