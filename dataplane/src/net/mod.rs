@@ -5,6 +5,7 @@
 //! lent to the app (UDP payloads), or freed with a counter saying why. Nothing here allocates, formats strings or
 //! panics on what a peer sends.
 pub mod arp;
+pub mod link;
 
 use crate::api::{Endpoint, Event, Events, LentBuf, Ret};
 use crate::config::ChecksumPolicy;
@@ -13,15 +14,15 @@ use crate::nic::Batch;
 use crate::stats::{Counter, Stats};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    checksum, ArpOperation, ArpPacket, ArpRepr, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Message,
-    Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    checksum, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr,
+    IpProtocol, Ipv4Address, Ipv4Cidr, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
 };
-use arp::{ArpCache, Lookup, NeighborTable};
-use arrayvec::ArrayVec;
+use arp::NeighborTable;
+use link::Link;
 use std::io::IoSlice;
 use std::sync::Arc;
 
-const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
+pub(crate) const ETH_LEN: usize = EthernetFrame::<&[u8]>::HEADER_LEN;
 const IP_LEN: usize = 20;
 const UDP_LEN: usize = 8;
 const DEFAULT_TTL: u8 = 64;
@@ -49,14 +50,14 @@ pub struct Io<'a> {
 
 impl Io<'_> {
     /// Queues a frame for transmit, or frees it and counts when the TX batch is full.
-    fn push_tx(&mut self, m: Mbuf) {
+    pub(crate) fn push_tx(&mut self, m: Mbuf) {
         if let Err(e) = self.tx.try_push(m) {
             self.stats.inc(Counter::TxRingFull);
             self.pool.free(e.element());
         }
     }
 
-    fn drop_frame(&mut self, m: Mbuf, why: Counter) {
+    pub(crate) fn drop_frame(&mut self, m: Mbuf, why: Counter) {
         self.stats.inc(why);
         self.pool.free(m);
     }
@@ -113,40 +114,28 @@ impl RateLimiter {
 /// Our identity on the link and the per-core protocol state.
 #[derive(Debug)]
 pub struct Interface {
-    mac: EthernetAddress,
-    cidr: Ipv4Cidr,
-    gateway: Option<Ipv4Address>,
-    mtu: u16,
+    link: Link,
     checksum_policy: ChecksumPolicy,
-    arp: ArpCache,
     udp_ports: PortSet,
     icmp_errors: RateLimiter,
     partial_hint_given: bool,
-    shared: Option<Arc<NeighborTable>>,
-    shared_seen: u64,
 }
 
 impl Interface {
     /// A stack with address `cidr` on a link with `mac` and `mtu`.
     pub fn new(mac: EthernetAddress, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>, mtu: u16) -> Interface {
         Interface {
-            mac,
-            cidr,
-            gateway,
-            mtu,
+            link: Link::new(mac, cidr, gateway, mtu),
             checksum_policy: ChecksumPolicy::Strict,
-            arp: ArpCache::new(),
             udp_ports: PortSet::new(),
             icmp_errors: RateLimiter { window_start: Instant::default(), used: 0, per_sec: ICMP_ERRORS_PER_SEC },
             partial_hint_given: false,
-            shared: None,
-            shared_seen: 0,
         }
     }
 
     /// Shares learned neighbours with the other queues of the port through `table`.
     pub fn set_neighbor_table(&mut self, table: Arc<NeighborTable>) {
-        self.shared = Some(table);
+        self.link.set_neighbor_table(table);
     }
 
     /// Sets the partial-checksum policy.
@@ -156,22 +145,17 @@ impl Interface {
 
     /// Our MAC address.
     pub fn mac(&self) -> EthernetAddress {
-        self.mac
+        self.link.mac()
     }
 
     /// Our address and prefix.
     pub fn cidr(&self) -> Ipv4Cidr {
-        self.cidr
+        self.link.cidr()
     }
 
     /// Largest UDP payload that fits one frame.
     pub fn max_udp_payload(&self) -> usize {
-        (self.mtu as usize).min(crate::mbuf::MAX_DATA - ETH_LEN) - IP_LEN - UDP_LEN
-    }
-
-    fn is_our_broadcast(&self, ip: Ipv4Address) -> bool {
-        // A /31 or /32 has no directed broadcast (RFC 3021): its top address is a host.
-        ip.is_broadcast() || (self.cidr.prefix_len < 31 && ip == self.cidr.broadcast())
+        self.link.mtu() - IP_LEN - UDP_LEN
     }
 
     // ---------------------------------------------------------------- input
@@ -182,54 +166,14 @@ impl Interface {
             Ok(f) => (f.dst_addr(), f.ethertype()),
             Err(_) => return io.drop_frame(m, Counter::DropEthMalformed),
         };
-        if dst != self.mac && !dst.is_broadcast() {
+        if dst != self.link.mac() && !dst.is_broadcast() {
             return io.drop_frame(m, Counter::DropEthNotForUs);
         }
         match ethertype {
-            EtherType::Arp => self.arp_input(io, m),
+            EtherType::Arp => self.link.arp_input(io, m),
             EtherType::Ipv4 => self.ipv4_input(io, m),
             _ => io.drop_frame(m, Counter::DropEthUnknownType),
         }
-    }
-
-    fn arp_input(&mut self, io: &mut Io<'_>, mut m: Mbuf) {
-        let repr = {
-            let frame = EthernetFrame::new_unchecked(io.pool.data(&m));
-            match ArpPacket::new_checked(frame.payload()).and_then(|p| ArpRepr::parse(&p)) {
-                Ok(r) => r,
-                Err(_) => return io.drop_frame(m, Counter::DropArpMalformed),
-            }
-        };
-        let for_us = repr.target_protocol_addr == self.cidr.addr;
-        let from_our_subnet = self.cidr.contains(repr.source_protocol_addr);
-        if from_our_subnet && self.arp.learn(repr.source_protocol_addr, repr.source_hardware_addr, io.now, for_us) {
-            if let Some(shared) = &self.shared {
-                shared.publish(repr.source_protocol_addr, repr.source_hardware_addr);
-            }
-            self.flush_parked(io, repr.source_protocol_addr, repr.source_hardware_addr);
-        }
-        if !(for_us && repr.operation == ArpOperation::Request && repr.source_hardware_addr.is_unicast()) {
-            // Replies, gratuitous ARP and requests for other hosts: learned from above, nothing to answer.
-            return io.pool.free(m);
-        }
-        // Answer in place: the request frame becomes the reply.
-        let reply = ArpRepr {
-            operation: ArpOperation::Reply,
-            source_hardware_addr: self.mac,
-            source_protocol_addr: self.cidr.addr,
-            target_hardware_addr: repr.source_hardware_addr,
-            target_protocol_addr: repr.source_protocol_addr,
-        };
-        let eth = EthernetRepr { src_addr: self.mac, dst_addr: repr.source_hardware_addr, ethertype: EtherType::Arp };
-        if m.trim(ETH_LEN + reply.buffer_len()).is_err() {
-            return io.drop_frame(m, Counter::DropArpMalformed);
-        }
-        let buf = io.pool.data_mut(&mut m);
-        let mut frame = EthernetFrame::new_unchecked(buf);
-        eth.emit(&mut frame);
-        reply.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-        io.stats.inc(Counter::ArpRepliesSent);
-        io.push_tx(m);
     }
 
     fn ipv4_input(&mut self, io: &mut Io<'_>, m: Mbuf) {
@@ -250,8 +194,8 @@ impl Interface {
                 Err(_) => return io.drop_frame(m, Counter::DropIpMalformed),
             }
         };
-        let to_us = ip.dst_addr == self.cidr.addr;
-        if !to_us && !self.is_our_broadcast(ip.dst_addr) {
+        let to_us = ip.dst_addr == self.link.addr();
+        if !to_us && !self.link.is_our_broadcast(ip.dst_addr) {
             return io.drop_frame(m, Counter::DropIpNotForUs);
         }
         if ip.src_addr.is_broadcast() || ip.src_addr.is_multicast() {
@@ -281,8 +225,8 @@ impl Interface {
         if m.trim(ETH_LEN + total).is_err() {
             return io.drop_frame(m, Counter::DropIcmpMalformed);
         }
-        let mac = self.mac;
-        let our_ip = self.cidr.addr;
+        let mac = self.link.mac();
+        let our_ip = self.link.addr();
         let peer = ip.src_addr;
         let buf = io.pool.data_mut(&mut m);
         let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
@@ -387,7 +331,7 @@ impl Interface {
             return io.pool.free(out);
         }
         let ip = Ipv4Repr {
-            src_addr: self.cidr.addr,
+            src_addr: self.link.addr(),
             dst_addr: peer_ip,
             next_header: IpProtocol::Icmp,
             payload_len: icmp.buffer_len(),
@@ -395,7 +339,7 @@ impl Interface {
         };
         let buf = io.pool.data_mut(&mut out);
         let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
-        EthernetRepr { src_addr: self.mac, dst_addr: peer_mac, ethertype: EtherType::Ipv4 }.emit(&mut frame);
+        EthernetRepr { src_addr: self.link.mac(), dst_addr: peer_mac, ethertype: EtherType::Ipv4 }.emit(&mut frame);
         ip.emit(&mut Ipv4Packet::new_unchecked(frame.payload_mut()));
         icmp.emit(&mut Icmpv4Packet::new_unchecked(&mut buf[ETH_LEN + IP_LEN..]));
         io.stats.inc(Counter::IcmpUnreachSent);
@@ -433,14 +377,8 @@ impl Interface {
         if len > self.max_udp_payload() {
             return Ret::TooBig;
         }
-        let broadcast = self.is_our_broadcast(dst.addr);
-        let next_hop = if broadcast || self.cidr.contains(dst.addr) {
-            dst.addr
-        } else if let Some(gw) = self.gateway {
-            gw
-        } else {
-            return Ret::Unreachable;
-        };
+        let broadcast = self.link.is_our_broadcast(dst.addr);
+        let Some(next_hop) = self.link.next_hop(dst.addr) else { return Ret::Unreachable };
         if io.tx.is_full() {
             return Ret::Again;
         }
@@ -452,7 +390,7 @@ impl Interface {
             io.pool.free(m);
             return Ret::TooBig;
         }
-        let our_ip = self.cidr.addr;
+        let our_ip = self.link.addr();
         let buf = io.pool.data_mut(&mut m);
         let mut at = ETH_LEN + IP_LEN + UDP_LEN;
         for s in payload {
@@ -473,120 +411,25 @@ impl Interface {
         }
         ip.emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH_LEN..]));
         let dst_mac = if broadcast { Some(EthernetAddress::BROADCAST) } else { None };
-        self.send_frame(io, m, next_hop, dst_mac);
+        self.link.send_frame(io, m, next_hop, dst_mac);
         io.stats.inc(Counter::UdpTxSent);
         Ret::Ok
     }
 
-    /// Fills in the Ethernet header of an IPv4 frame and sends it, or parks it until `next_hop` resolves.
-    fn send_frame(&mut self, io: &mut Io<'_>, mut m: Mbuf, next_hop: Ipv4Address, dst_mac: Option<EthernetAddress>) {
-        let mac = match dst_mac {
-            Some(mac) => Some(mac),
-            None => match self.arp.lookup(next_hop, io.now) {
-                Lookup::Hit(mac) => Some(mac),
-                Lookup::Refresh(mac) => {
-                    self.send_arp_request(io, next_hop);
-                    Some(mac)
-                }
-                Lookup::Miss => {
-                    let known = self.shared.as_ref().and_then(|t| t.get(next_hop));
-                    if let Some(mac) = known {
-                        // Another queue resolved it: frames already waiting go first, keeping order.
-                        self.arp.learn(next_hop, mac, io.now, true);
-                        self.flush_parked(io, next_hop, mac);
-                    }
-                    known
-                }
-            },
-        };
-        let src = self.mac;
-        let buf = io.pool.data_mut(&mut m);
-        let mut frame = EthernetFrame::new_unchecked(buf);
-        frame.set_src_addr(src);
-        frame.set_ethertype(EtherType::Ipv4);
-        match mac {
-            Some(mac) => {
-                frame.set_dst_addr(mac);
-                io.push_tx(m);
-            }
-            None => match self.arp.park(next_hop, m, io.now) {
-                Ok(true) => self.send_arp_request(io, next_hop),
-                Ok(false) => {}
-                Err(m) => io.drop_frame(m, Counter::DropArpUnresolved),
-            },
-        }
-    }
-
-    fn flush_parked(&mut self, io: &mut Io<'_>, ip: Ipv4Address, mac: EthernetAddress) {
-        while self.arp.has_parked(ip) {
-            let mut ready: ArrayVec<Mbuf, 16> = ArrayVec::new();
-            self.arp.take_parked(ip, &mut ready);
-            for mut m in ready {
-                EthernetFrame::new_unchecked(io.pool.data_mut(&mut m)).set_dst_addr(mac);
-                io.push_tx(m);
-            }
-        }
-    }
-
-    fn send_arp_request(&mut self, io: &mut Io<'_>, target: Ipv4Address) {
-        let Some(mut m) = io.pool.alloc() else {
-            return io.stats.inc(Counter::DropNoMbuf);
-        };
-        let arp = ArpRepr {
-            operation: ArpOperation::Request,
-            source_hardware_addr: self.mac,
-            source_protocol_addr: self.cidr.addr,
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: target,
-        };
-        if m.set_len(ETH_LEN + arp.buffer_len()).is_err() {
-            return io.pool.free(m);
-        }
-        let mut frame = EthernetFrame::new_unchecked(io.pool.data_mut(&mut m));
-        EthernetRepr { src_addr: self.mac, dst_addr: EthernetAddress::BROADCAST, ethertype: EtherType::Arp }
-            .emit(&mut frame);
-        arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-        io.stats.inc(Counter::ArpRequestsSent);
-        io.push_tx(m);
-    }
-
     // ---------------------------------------------------------------- timers
 
-    /// Runs due ARP retries and expiries.
+    /// Runs due timers.
     pub fn poll_timers(&mut self, io: &mut Io<'_>) {
-        // Another queue may have learned a neighbour our frames wait for (its ARP reply hashed there).
-        if let Some(shared) = self.shared.clone() {
-            let generation = shared.generation();
-            if generation != self.shared_seen && self.arp.has_waiting() {
-                self.shared_seen = generation;
-                while let Some((ip, mac)) = self.arp.parked_resolvable(&shared) {
-                    self.arp.learn(ip, mac, io.now, true);
-                    self.flush_parked(io, ip, mac);
-                }
-            }
-        }
-        if self.arp.poll_at().is_none_or(|t| t > io.now) {
-            return;
-        }
-        let mut due = arp::Due::default();
-        self.arp.poll(io.now, &mut due);
-        for ip in due.requests {
-            self.send_arp_request(io, ip);
-        }
-        for m in due.expired {
-            io.drop_frame(m, Counter::DropArpUnresolved);
-        }
+        self.link.poll_timers(io);
     }
 
     /// When the stack next needs `poll_timers`.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.arp.poll_at()
+        self.link.poll_at()
     }
 
     /// Frees every frame the stack holds (shutdown).
     pub fn release(&mut self, pool: &mut MbufPool) {
-        for m in self.arp.drain_parked() {
-            pool.free(m);
-        }
+        self.link.release(pool);
     }
 }
