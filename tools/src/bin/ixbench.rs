@@ -732,3 +732,36 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_benchmarking_range() {
+        for ok in ["198.18.0.1:7", "198.19.255.254:9"] {
+            assert!(in_test_range(&ok.parse().unwrap()), "{ok}");
+        }
+        for bad in ["198.17.255.255:7", "198.20.0.0:7", "10.0.0.1:7", "127.0.0.1:7", "8.8.8.8:53"] {
+            assert!(!in_test_range(&bad.parse().unwrap()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn poisson_gaps_have_the_requested_mean() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let n = 200_000;
+        let mean = (0..n).map(|_| rng.exp(10.0)).sum::<f64>() / n as f64;
+        assert!((mean - 10.0).abs() < 0.2, "{mean}");
+    }
+
+    #[test]
+    fn cpu_shares_from_proc_stat() {
+        let a = vec![(0, 100, 50, 10, 840, 1000)];
+        let b = vec![(0, 150, 70, 20, 860, 1100)];
+        let c = cpu_busy(&a, &b);
+        assert_eq!(c.len(), 1);
+        assert!((c[0].busy - 80.0).abs() < 1e-9 && (c[0].user - 50.0).abs() < 1e-9);
+        assert!(proc_cpu_seconds(std::process::id()).is_some());
+    }
+}
