@@ -64,7 +64,7 @@ static void *serve(void *arg) {
         for (uint32_t i = 0; i < ncmds; i++) {
             if (cmds[i].ret != IX_RET_OK) {
                 if (cmds[i].op == IX_CMD_UDP_BIND) {
-                    fprintf(stderr, "ix_udp_echo: bind %u failed: %d\n", w->udp_port, cmds[i].ret);
+                    fprintf(stderr, "ix_udp_echo: bind %u failed: %lld\n", w->udp_port, (long long)cmds[i].ret);
                     stop_flag = 1;
                 }
                 w->errors++;
@@ -170,7 +170,7 @@ static int run_client(const char *dst_s, uint16_t dst_port, uint32_t count) {
     ix_cmd_udp_bind(&cmds[0], local);
     ix_run_io(q, cmds, 1, ev, 0, 0);
     if (cmds[0].ret != IX_RET_OK) {
-        fprintf(stderr, "ix_udp_echo: bind failed %d\n", cmds[0].ret);
+        fprintf(stderr, "ix_udp_echo: bind failed %lld\n", (long long)cmds[0].ret);
         return 1;
     }
     for (uint32_t seq = 0; seq < count && !stop_flag; seq++) {
@@ -186,7 +186,7 @@ static int run_client(const char *dst_s, uint16_t dst_port, uint32_t count) {
             int n = ix_run_io(q, cmds, nc, ev, MAX_EVENTS, 200000);
             for (uint32_t i = 0; i < nc; i++)
                 if (cmds[i].ret != IX_RET_OK && cmds[i].op == IX_CMD_UDP_SENDV) {
-                    fprintf(stderr, "send %u: ret %d\n", seq, cmds[i].ret);
+                    fprintf(stderr, "send %u: ret %lld\n", seq, (long long)cmds[i].ret);
                     bad++;
                 }
             nc = 0;

@@ -38,8 +38,8 @@ static int run(ix_queue *q, struct ix_cmd *c, uint32_t n) {
 }
 
 int main(void) {
-    _Static_assert(sizeof(struct ix_cmd) == 48, "ix_cmd layout");
-    _Static_assert(sizeof(struct ix_event) == 40, "ix_event layout");
+    _Static_assert(sizeof(struct ix_cmd) == 72, "ix_cmd layout");
+    _Static_assert(sizeof(struct ix_event) == 64, "ix_event layout");
     _Static_assert(sizeof(struct ix_iovec) == 16, "ix_iovec layout");
 
     /* Configuration errors name the variable. */
@@ -99,14 +99,14 @@ int main(void) {
     ix_cmd_recv_done(&c[6], NULL);
     ix_cmd_recv_done(&c[7], (void *)0x1000);
     CHECK(run(q, c, 8) >= 0, "run_io");
-    CHECK(c[0].ret == IX_RET_INVAL, "bind port 0: %d", c[0].ret);
-    CHECK(c[1].ret == IX_RET_OK, "bind 7: %d", c[1].ret);
-    CHECK(c[2].ret == IX_RET_ADDRINUSE, "double bind: %d", c[2].ret);
-    CHECK(c[3].ret == IX_RET_BADH, "unbind unbound: %d", c[3].ret);
-    CHECK(c[4].ret == IX_RET_INVAL, "unknown op: %d", c[4].ret);
-    CHECK(c[5].ret == IX_RET_BADH, "recv_done of app memory: %d", c[5].ret);
-    CHECK(c[6].ret == IX_RET_BADH, "recv_done(NULL): %d", c[6].ret);
-    CHECK(c[7].ret == IX_RET_BADH, "recv_done(forged): %d", c[7].ret);
+    CHECK(c[0].ret == IX_RET_INVAL, "bind port 0: %lld", (long long)c[0].ret);
+    CHECK(c[1].ret == IX_RET_OK, "bind 7: %lld", (long long)c[1].ret);
+    CHECK(c[2].ret == IX_RET_ADDRINUSE, "double bind: %lld", (long long)c[2].ret);
+    CHECK(c[3].ret == IX_RET_BADH, "unbind unbound: %lld", (long long)c[3].ret);
+    CHECK(c[4].ret == IX_RET_INVAL, "unknown op: %lld", (long long)c[4].ret);
+    CHECK(c[5].ret == IX_RET_BADH, "recv_done of app memory: %lld", (long long)c[5].ret);
+    CHECK(c[6].ret == IX_RET_BADH, "recv_done(NULL): %lld", (long long)c[6].ret);
+    CHECK(c[7].ret == IX_RET_BADH, "recv_done(forged): %lld", (long long)c[7].ret);
 
     ix_cmd_udp_sendv(&c[0], 7, peer, NULL, 1, 1);
     ix_cmd_udp_sendv(&c[1], 7, peer, many, 65, 2);
@@ -120,14 +120,14 @@ int main(void) {
     ix_cmd_udp_sendv(&c[7], 7, peer, &nullbuf, 1, 8);
     struct ix_event ev[64];
     int n = ix_run_io(q, c, 8, ev, 64, 0);
-    CHECK(c[0].ret == IX_RET_INVAL, "NULL iov: %d", c[0].ret);
-    CHECK(c[1].ret == IX_RET_INVAL, "65 iovecs: %d", c[1].ret);
-    CHECK(c[2].ret == IX_RET_TOOBIG, "oversized: %d", c[2].ret);
-    CHECK(c[3].ret == IX_RET_UNREACH, "off-link without gateway: %d", c[3].ret);
-    CHECK(c[4].ret == IX_RET_INVAL, "source port 0: %d", c[4].ret);
-    CHECK(c[5].ret == IX_RET_OK, "good send: %d", c[5].ret);
-    CHECK(c[6].ret == IX_RET_OK, "empty send: %d", c[6].ret);
-    CHECK(c[7].ret == IX_RET_INVAL, "NULL buffer with length: %d", c[7].ret);
+    CHECK(c[0].ret == IX_RET_INVAL, "NULL iov: %lld", (long long)c[0].ret);
+    CHECK(c[1].ret == IX_RET_INVAL, "65 iovecs: %lld", (long long)c[1].ret);
+    CHECK(c[2].ret == IX_RET_TOOBIG, "oversized: %lld", (long long)c[2].ret);
+    CHECK(c[3].ret == IX_RET_UNREACH, "off-link without gateway: %lld", (long long)c[3].ret);
+    CHECK(c[4].ret == IX_RET_INVAL, "source port 0: %lld", (long long)c[4].ret);
+    CHECK(c[5].ret == IX_RET_OK, "good send: %lld", (long long)c[5].ret);
+    CHECK(c[6].ret == IX_RET_OK, "empty send: %lld", (long long)c[6].ret);
+    CHECK(c[7].ret == IX_RET_INVAL, "NULL buffer with length: %lld", (long long)c[7].ret);
     int sent = 0;
     for (int i = 0; i < n; i++)
         if (ev[i].kind == IX_EV_UDP_SENT && (ev[i].cookie == 6 || ev[i].cookie == 7)) sent++;

@@ -84,6 +84,99 @@ def udp_echo_server(args):
     print(f"echo-server echoed={n}")
 
 
+def tcp_client(args):
+    """Send --bytes to an echo server on each of --conns connections and check the echo (SHA-256 both ways)."""
+    import hashlib
+    import threading
+    if not in_test_range(args.host):
+        sys.exit("refusing a target outside 198.18.0.0/15")
+    block = os.urandom(1 << 20)
+    results = []
+
+    def one(idx):
+        s = socket.create_connection((args.host, args.port), timeout=args.timeout)
+        s.settimeout(args.timeout)
+        sent_hash, recv_hash = hashlib.sha256(), hashlib.sha256()
+        err = []
+
+        def sender():
+            try:
+                left = args.bytes
+                off = idx * 4099
+                while left > 0:
+                    chunk = block[off % len(block):][:min(left, 65536)]
+                    s.sendall(chunk)
+                    sent_hash.update(chunk)
+                    left -= len(chunk)
+                    off += len(chunk)
+                s.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                err.append(e)
+
+        t = threading.Thread(target=sender)
+        t.start()
+        got = 0
+        try:
+            while True:
+                d = s.recv(1 << 20)
+                if not d:
+                    break
+                recv_hash.update(d)
+                got += len(d)
+        except OSError as e:
+            err.append(e)
+        t.join()
+        s.close()
+        results.append((got, sent_hash.hexdigest() == recv_hash.hexdigest(), err))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(args.conns)]
+    start = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    secs = time.time() - start
+    ok = all(g == args.bytes and same and not e for g, same, e in results)
+    total = sum(g for g, _, _ in results)
+    print(f"tcp-client conns={args.conns} bytes_each={args.bytes} echoed={total} "
+          f"match={all(same for _, same, _ in results)} errors={[str(e) for _, _, e in results if e]} "
+          f"MB/s={2 * total / secs / 1e6:.1f}")
+    sys.exit(0 if ok else 1)
+
+
+def tcp_echo_server(args):
+    import threading
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", args.port))
+    srv.listen(1024)
+    srv.settimeout(0.5)
+    print("ready", flush=True)
+    end = time.time() + args.seconds
+    total = [0]
+
+    def serve(c):
+        c.settimeout(args.seconds)
+        try:
+            while True:
+                d = c.recv(1 << 20)
+                if not d:
+                    break
+                c.sendall(d)
+                total[0] += len(d)
+        except OSError:
+            pass
+        c.close()
+
+    while time.time() < end:
+        try:
+            c, _ = srv.accept()
+        except socket.timeout:
+            continue
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+    print(f"tcp-echo-server echoed={total[0]}")
+
+
 def csum(b):
     if len(b) % 2:
         b += b"\0"
@@ -153,6 +246,15 @@ def main():
     c.add_argument("--sizes", default="1-1472")
     c.add_argument("--timeout", type=float, default=0.5)
     c.add_argument("--sockets", type=int, default=1)
+    tc = sub.add_parser("tcp-client")
+    tc.add_argument("host")
+    tc.add_argument("port", type=int)
+    tc.add_argument("--bytes", type=int, default=1 << 20)
+    tc.add_argument("--conns", type=int, default=1)
+    tc.add_argument("--timeout", type=float, default=30)
+    ts = sub.add_parser("tcp-echo-server")
+    ts.add_argument("port", type=int)
+    ts.add_argument("--seconds", type=float, default=120)
     u = sub.add_parser("udp-send")
     u.add_argument("host")
     u.add_argument("port", type=int)
@@ -167,7 +269,7 @@ def main():
     m.add_argument("--dst", default="198.18.0.1")
     m.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()
-    {"udp-client": udp_client, "udp-send": udp_send, "udp-echo-server": udp_echo_server, "malformed": malformed}[a.cmd](a)
+    {"tcp-client": tcp_client, "tcp-echo-server": tcp_echo_server, "udp-client": udp_client, "udp-send": udp_send, "udp-echo-server": udp_echo_server, "malformed": malformed}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::io::IoSlice;
 
-use dataplane::api::{Command, Endpoint, Event, Ret};
+use dataplane::api::{encode_result, AppBuf, Command, Endpoint, Event, Ret};
 use dataplane::wire::Ipv4Address;
 
 use crate::runtime::{Port, Queue};
@@ -20,11 +20,53 @@ pub const IX_CMD_UDP_UNBIND: u32 = 2;
 pub const IX_CMD_UDP_SENDV: u32 = 3;
 /// Command: give back the buffer `data` lent by an `IX_EV_UDP_RECV` event.
 pub const IX_CMD_RECV_DONE: u32 = 4;
+/// Command: accept TCP connections on `port`, at most `backlog` waiting.
+pub const IX_CMD_TCP_LISTEN: u32 = 10;
+/// Command: stop accepting on `port`.
+pub const IX_CMD_TCP_UNLISTEN: u32 = 11;
+/// Command: connect to `dst`; `ret` is the new handle; `IX_EV_TCP_CONNECTED` (with `cookie`) follows.
+pub const IX_CMD_TCP_CONNECT: u32 = 12;
+/// Command: accept the knocked connection `handle`, naming its `cookie`.
+pub const IX_CMD_TCP_ACCEPT: u32 = 13;
+/// Command: refuse the knocked connection `handle` (RST).
+pub const IX_CMD_TCP_REJECT: u32 = 14;
+/// Command: send `iov[0..iovcnt]` on `handle`; `ret` is the bytes the window took. Zero-copy: the bytes must stay
+/// unchanged until `IX_EV_TCP_SENT` events acknowledge them (or `IX_EV_TCP_DEAD`).
+pub const IX_CMD_TCP_SENDV: u32 = 15;
+/// Command: give back `len` bytes of data received on `handle` (oldest first); reopens the window.
+pub const IX_CMD_TCP_RECV_DONE: u32 = 16;
+/// Command: close our direction of `handle` (FIN); the handle stays valid until `IX_EV_TCP_DEAD`.
+pub const IX_CMD_TCP_CLOSE: u32 = 17;
+/// Command: reset `handle` now; no more events come for it.
+pub const IX_CMD_TCP_ABORT: u32 = 18;
 
 /// Event: a datagram arrived: `data`/`len` (lent, read-only), from `src`, to local `port`.
 pub const IX_EV_UDP_RECV: u32 = 1;
 /// Event: the send with `cookie` completed; its buffers may be reused.
 pub const IX_EV_UDP_SENT: u32 = 2;
+/// Event: a connection to a listening `port` from `src` is up as `handle`: accept or reject it.
+pub const IX_EV_TCP_KNOCK: u32 = 10;
+/// Event: the connect with `cookie` finished: `ret` is 0 or `IX_RET_REFUSED`/`IX_RET_TIMEDOUT`/...
+pub const IX_EV_TCP_CONNECTED: u32 = 11;
+/// Event: `len` bytes at `data` arrived on `handle`, lent until `IX_CMD_TCP_RECV_DONE`.
+pub const IX_EV_TCP_RECV: u32 = 12;
+/// Event: `acked` more bytes were acknowledged on `handle`; `window` bytes may be sent now.
+pub const IX_EV_TCP_SENT: u32 = 13;
+/// Event: the peer closed its direction of `handle` (end of data).
+pub const IX_EV_TCP_EOF: u32 = 14;
+/// Event: `handle` is over (`reason`: `IX_DEAD_*`); its buffers are released and the handle is invalid.
+pub const IX_EV_TCP_DEAD: u32 = 15;
+
+/// Dead reason: both sides closed.
+pub const IX_DEAD_CLOSED: u16 = 0;
+/// Dead reason: the peer reset the connection.
+pub const IX_DEAD_RESET: u16 = 1;
+/// Dead reason: the peer stopped answering.
+pub const IX_DEAD_TIMEDOUT: u16 = 2;
+/// Dead reason: refused.
+pub const IX_DEAD_REFUSED: u16 = 3;
+/// Dead reason: no route.
+pub const IX_DEAD_UNREACHABLE: u16 = 4;
 
 /// Done.
 pub const IX_RET_OK: i32 = 0;
@@ -44,6 +86,12 @@ pub const IX_RET_UNREACH: i32 = -6;
 pub const IX_RET_NOTSUP: i32 = -7;
 /// Port already bound.
 pub const IX_RET_ADDRINUSE: i32 = -8;
+/// The connection is not in a state that allows this.
+pub const IX_RET_NOTCONN: i32 = -9;
+/// The peer never answered.
+pub const IX_RET_TIMEDOUT: i32 = -10;
+/// The peer refused.
+pub const IX_RET_REFUSED: i32 = -11;
 
 /// Most iovecs in one `IX_CMD_UDP_SENDV`.
 pub const IX_MAX_IOV: u32 = 64;
@@ -72,28 +120,35 @@ pub struct ix_iovec {
     pub len: usize,
 }
 
-/// One batched command. Build it with the `ix_cmd_*` helpers; `ret` is written by `ix_run_io`.
+/// One batched command. Build it with the `ix_cmd_*` helpers; `ret` is written by `ix_run_io`: a value (a handle,
+/// a byte count, 0) or a negative `IX_RET_*`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ix_cmd {
     /// `IX_CMD_*`.
     pub op: u32,
-    /// Result, `IX_RET_*`.
-    pub ret: i32,
-    /// App's value for `IX_CMD_UDP_SENDV`.
-    pub cookie: u64,
-    /// Destination of a send.
-    pub dst: ix_endpoint,
-    /// Local port (bind, unbind, send source).
+    /// Local port (bind, unbind, send source, listen).
     pub port: u16,
     /// Zero.
     pub _pad: u16,
+    /// Result: >= 0 value, < 0 `IX_RET_*`.
+    pub ret: i64,
+    /// App's value (UDP send, TCP connect and accept).
+    pub cookie: u64,
+    /// TCP connection handle.
+    pub handle: u64,
+    /// Destination (UDP send, TCP connect).
+    pub dst: ix_endpoint,
     /// Number of entries in `iov`.
     pub iovcnt: u32,
-    /// Payload vector of a send.
+    /// Listen backlog.
+    pub backlog: u32,
+    /// Payload vector (UDP and TCP send).
     pub iov: *const ix_iovec,
     /// Buffer given back by `IX_CMD_RECV_DONE`.
     pub data: *const c_void,
+    /// Byte count (`IX_CMD_TCP_RECV_DONE`).
+    pub len: u64,
 }
 
 /// One event condition.
@@ -102,24 +157,33 @@ pub struct ix_cmd {
 pub struct ix_event {
     /// `IX_EV_*`.
     pub kind: u32,
-    /// Payload length (`IX_EV_UDP_RECV`).
+    /// Payload length (`IX_EV_UDP_RECV`, `IX_EV_TCP_RECV`).
     pub len: u32,
-    /// Cookie (`IX_EV_UDP_SENT`).
+    /// Cookie of the send (UDP) or connection (TCP).
     pub cookie: u64,
-    /// Payload, lent until `IX_CMD_RECV_DONE` (`IX_EV_UDP_RECV`).
+    /// TCP connection handle.
+    pub handle: u64,
+    /// Payload, lent until given back.
     pub data: *const c_void,
-    /// Sender (`IX_EV_UDP_RECV`).
+    /// The peer.
     pub src: ix_endpoint,
-    /// Local port (`IX_EV_UDP_RECV`).
+    /// Local port (`IX_EV_UDP_RECV`, `IX_EV_TCP_KNOCK`).
     pub port: u16,
-    /// Zero.
-    pub _pad: u16,
+    /// `IX_DEAD_*` (`IX_EV_TCP_DEAD`).
+    pub reason: u16,
+    /// Outcome (`IX_EV_TCP_CONNECTED`): 0 or `IX_RET_*`.
+    pub ret: i32,
+    /// Newly acknowledged bytes (`IX_EV_TCP_SENT`).
+    pub acked: u64,
+    /// Bytes `IX_CMD_TCP_SENDV` would take now (`IX_EV_TCP_SENT`).
+    pub window: u64,
 }
 
 const _: () = assert!(std::mem::size_of::<ix_iovec>() == std::mem::size_of::<libc::iovec>());
 const _: () = assert!(std::mem::size_of::<ix_iovec>() == std::mem::size_of::<IoSlice<'static>>());
-const _: () = assert!(std::mem::size_of::<ix_cmd>() == 48);
-const _: () = assert!(std::mem::size_of::<ix_event>() == 40);
+const _: () = assert!(std::mem::size_of::<ix_cmd>() == 72);
+const _: () = assert!(std::mem::size_of::<ix_event>() == 64);
+const _: () = assert!(std::mem::size_of::<ix_iovec>() == std::mem::size_of::<AppBuf>());
 
 /// An interface owned by the dataplane (all its queues). Opaque.
 pub struct ix_port(Port);
@@ -272,7 +336,7 @@ pub unsafe extern "C" fn ix_run_io(
             q.0.run_io(cmds.len(), |i| convert(&cmds[i]), out.len(), timeout_us)
         };
         for (c, r) in cmds.iter_mut().zip(q.0.rets()) {
-            c.ret = *r as i32;
+            c.ret = encode_result(*r);
         }
         let evs = q.0.events();
         for (dst, ev) in out.iter_mut().zip(evs) {
@@ -287,24 +351,29 @@ fn einval() -> c_int {
     -1
 }
 
-/// Converts one C command. The iovec array is reinterpreted as `IoSlice`s (same layout, asserted above).
+fn iovecs(c: &ix_cmd) -> Result<&[ix_iovec], Ret> {
+    if c.iovcnt > IX_MAX_IOV || (c.iov.is_null() && c.iovcnt > 0) {
+        return Err(Ret::Invalid);
+    }
+    let iov: &[ix_iovec] = if c.iovcnt == 0 {
+        &[]
+    } else {
+        // SAFETY: non-NULL (checked); the caller of ix_run_io guarantees `iovcnt` entries.
+        unsafe { std::slice::from_raw_parts(c.iov, c.iovcnt as usize) }
+    };
+    if iov.iter().any(|v| v.base.is_null() && v.len > 0) {
+        return Err(Ret::Invalid);
+    }
+    Ok(iov)
+}
+
+/// Converts one C command. Iovec arrays are reinterpreted in place (same layouts, asserted above).
 fn convert(c: &ix_cmd) -> Result<Command<'_>, Ret> {
     Ok(match c.op {
         IX_CMD_UDP_BIND => Command::UdpBind { port: c.port },
         IX_CMD_UDP_UNBIND => Command::UdpUnbind { port: c.port },
         IX_CMD_UDP_SENDV => {
-            if c.iovcnt > IX_MAX_IOV || (c.iov.is_null() && c.iovcnt > 0) {
-                return Err(Ret::Invalid);
-            }
-            let iov: &[ix_iovec] = if c.iovcnt == 0 {
-                &[]
-            } else {
-                // SAFETY: non-NULL (checked); the caller of ix_run_io guarantees `iovcnt` entries.
-                unsafe { std::slice::from_raw_parts(c.iov, c.iovcnt as usize) }
-            };
-            if iov.iter().any(|v| v.base.is_null() && v.len > 0) {
-                return Err(Ret::Invalid);
-            }
+            let iov = iovecs(c)?;
             // SAFETY: ix_iovec and IoSlice both have the layout of `struct iovec` (IoSlice is
             // repr(transparent) over it on Unix; sizes asserted above), and the caller guarantees each buffer
             // is readable for its length while ix_run_io runs, which outlives the borrow.
@@ -317,6 +386,25 @@ fn convert(c: &ix_cmd) -> Result<Command<'_>, Ret> {
             }
         }
         IX_CMD_RECV_DONE => Command::RecvDone { data: c.data.cast() },
+        IX_CMD_TCP_LISTEN => Command::TcpListen { port: c.port, backlog: if c.backlog == 0 { 128 } else { c.backlog } },
+        IX_CMD_TCP_UNLISTEN => Command::TcpUnlisten { port: c.port },
+        IX_CMD_TCP_CONNECT => Command::TcpConnect {
+            dst: Endpoint { addr: Ipv4Address::from_u32(c.dst.addr), port: c.dst.port },
+            cookie: c.cookie,
+        },
+        IX_CMD_TCP_ACCEPT => Command::TcpAccept { handle: c.handle, cookie: c.cookie },
+        IX_CMD_TCP_REJECT => Command::TcpReject { handle: c.handle },
+        IX_CMD_TCP_SENDV => {
+            let iov = iovecs(c)?;
+            // SAFETY: AppBuf is repr(C) {ptr, len}, the layout of ix_iovec (sizes asserted above). The native
+            // API's contract for IX_CMD_TCP_SENDV (ix.h) is AppBuf::new's: the bytes stay readable and unchanged
+            // until TCP_SENT events acknowledge them or the connection is dead.
+            let bufs = unsafe { std::slice::from_raw_parts(iov.as_ptr().cast::<AppBuf>(), iov.len()) };
+            Command::TcpSendv { handle: c.handle, bufs }
+        }
+        IX_CMD_TCP_RECV_DONE => Command::TcpRecvDone { handle: c.handle, len: c.len },
+        IX_CMD_TCP_CLOSE => Command::TcpClose { handle: c.handle },
+        IX_CMD_TCP_ABORT => Command::TcpAbort { handle: c.handle },
         _ => return Err(Ret::Invalid),
     })
 }
@@ -326,22 +414,64 @@ fn export_event(ev: &Event) -> ix_event {
         kind: 0,
         len: 0,
         cookie: 0,
+        handle: 0,
         data: std::ptr::null(),
         src: ix_endpoint { addr: 0, port: 0, _pad: 0 },
         port: 0,
-        _pad: 0,
+        reason: 0,
+        ret: 0,
+        acked: 0,
+        window: 0,
     };
+    let ep = |e: Endpoint| ix_endpoint { addr: e.addr.to_u32(), port: e.port, _pad: 0 };
     match *ev {
         Event::UdpRecv { buf, src, dst_port } => {
             out.kind = IX_EV_UDP_RECV;
             out.len = buf.len;
             out.data = buf.ptr.cast();
-            out.src = ix_endpoint { addr: src.addr.to_u32(), port: src.port, _pad: 0 };
+            out.src = ep(src);
             out.port = dst_port;
         }
         Event::UdpSent { cookie } => {
             out.kind = IX_EV_UDP_SENT;
             out.cookie = cookie;
+        }
+        Event::TcpKnock { handle, remote, local_port } => {
+            out.kind = IX_EV_TCP_KNOCK;
+            out.handle = handle;
+            out.src = ep(remote);
+            out.port = local_port;
+        }
+        Event::TcpConnected { cookie, handle, ret } => {
+            out.kind = IX_EV_TCP_CONNECTED;
+            out.cookie = cookie;
+            out.handle = handle;
+            out.ret = if ret == Ret::Ok { 0 } else { ret as i32 };
+        }
+        Event::TcpRecv { cookie, handle, data, len } => {
+            out.kind = IX_EV_TCP_RECV;
+            out.cookie = cookie;
+            out.handle = handle;
+            out.data = data.cast();
+            out.len = len;
+        }
+        Event::TcpSent { cookie, handle, acked, window } => {
+            out.kind = IX_EV_TCP_SENT;
+            out.cookie = cookie;
+            out.handle = handle;
+            out.acked = acked;
+            out.window = window;
+        }
+        Event::TcpEof { cookie, handle } => {
+            out.kind = IX_EV_TCP_EOF;
+            out.cookie = cookie;
+            out.handle = handle;
+        }
+        Event::TcpDead { cookie, handle, reason } => {
+            out.kind = IX_EV_TCP_DEAD;
+            out.cookie = cookie;
+            out.handle = handle;
+            out.reason = reason as u16;
         }
     }
     out

@@ -25,11 +25,72 @@
 // Command: give back the buffer `data` lent by an `IX_EV_UDP_RECV` event.
 #define IX_CMD_RECV_DONE 4
 
+// Command: accept TCP connections on `port`, at most `backlog` waiting.
+#define IX_CMD_TCP_LISTEN 10
+
+// Command: stop accepting on `port`.
+#define IX_CMD_TCP_UNLISTEN 11
+
+// Command: connect to `dst`; `ret` is the new handle; `IX_EV_TCP_CONNECTED` (with `cookie`) follows.
+#define IX_CMD_TCP_CONNECT 12
+
+// Command: accept the knocked connection `handle`, naming its `cookie`.
+#define IX_CMD_TCP_ACCEPT 13
+
+// Command: refuse the knocked connection `handle` (RST).
+#define IX_CMD_TCP_REJECT 14
+
+// Command: send `iov[0..iovcnt]` on `handle`; `ret` is the bytes the window took. Zero-copy: the bytes must stay
+// unchanged until `IX_EV_TCP_SENT` events acknowledge them (or `IX_EV_TCP_DEAD`).
+#define IX_CMD_TCP_SENDV 15
+
+// Command: give back `len` bytes of data received on `handle` (oldest first); reopens the window.
+#define IX_CMD_TCP_RECV_DONE 16
+
+// Command: close our direction of `handle` (FIN); the handle stays valid until `IX_EV_TCP_DEAD`.
+#define IX_CMD_TCP_CLOSE 17
+
+// Command: reset `handle` now; no more events come for it.
+#define IX_CMD_TCP_ABORT 18
+
 // Event: a datagram arrived: `data`/`len` (lent, read-only), from `src`, to local `port`.
 #define IX_EV_UDP_RECV 1
 
 // Event: the send with `cookie` completed; its buffers may be reused.
 #define IX_EV_UDP_SENT 2
+
+// Event: a connection to a listening `port` from `src` is up as `handle`: accept or reject it.
+#define IX_EV_TCP_KNOCK 10
+
+// Event: the connect with `cookie` finished: `ret` is 0 or `IX_RET_REFUSED`/`IX_RET_TIMEDOUT`/...
+#define IX_EV_TCP_CONNECTED 11
+
+// Event: `len` bytes at `data` arrived on `handle`, lent until `IX_CMD_TCP_RECV_DONE`.
+#define IX_EV_TCP_RECV 12
+
+// Event: `acked` more bytes were acknowledged on `handle`; `window` bytes may be sent now.
+#define IX_EV_TCP_SENT 13
+
+// Event: the peer closed its direction of `handle` (end of data).
+#define IX_EV_TCP_EOF 14
+
+// Event: `handle` is over (`reason`: `IX_DEAD_*`); its buffers are released and the handle is invalid.
+#define IX_EV_TCP_DEAD 15
+
+// Dead reason: both sides closed.
+#define IX_DEAD_CLOSED 0
+
+// Dead reason: the peer reset the connection.
+#define IX_DEAD_RESET 1
+
+// Dead reason: the peer stopped answering.
+#define IX_DEAD_TIMEDOUT 2
+
+// Dead reason: refused.
+#define IX_DEAD_REFUSED 3
+
+// Dead reason: no route.
+#define IX_DEAD_UNREACHABLE 4
 
 // Done.
 #define IX_RET_OK 0
@@ -57,6 +118,15 @@
 
 // Port already bound.
 #define IX_RET_ADDRINUSE -8
+
+// The connection is not in a state that allows this.
+#define IX_RET_NOTCONN -9
+
+// The peer never answered.
+#define IX_RET_TIMEDOUT -10
+
+// The peer refused.
+#define IX_RET_REFUSED -11
 
 // Most iovecs in one `IX_CMD_UDP_SENDV`.
 #define IX_MAX_IOV 64
@@ -88,44 +158,59 @@ typedef struct ix_iovec {
   size_t len;
 } ix_iovec;
 
-// One batched command. Build it with the `ix_cmd_*` helpers; `ret` is written by `ix_run_io`.
+// One batched command. Build it with the `ix_cmd_*` helpers; `ret` is written by `ix_run_io`: a value (a handle,
+// a byte count, 0) or a negative `IX_RET_*`.
 typedef struct ix_cmd {
   // `IX_CMD_*`.
   uint32_t op;
-  // Result, `IX_RET_*`.
-  int32_t ret;
-  // App's value for `IX_CMD_UDP_SENDV`.
-  uint64_t cookie;
-  // Destination of a send.
-  struct ix_endpoint dst;
-  // Local port (bind, unbind, send source).
+  // Local port (bind, unbind, send source, listen).
   uint16_t port;
   // Zero.
   uint16_t _pad;
+  // Result: >= 0 value, < 0 `IX_RET_*`.
+  int64_t ret;
+  // App's value (UDP send, TCP connect and accept).
+  uint64_t cookie;
+  // TCP connection handle.
+  uint64_t handle;
+  // Destination (UDP send, TCP connect).
+  struct ix_endpoint dst;
   // Number of entries in `iov`.
   uint32_t iovcnt;
-  // Payload vector of a send.
+  // Listen backlog.
+  uint32_t backlog;
+  // Payload vector (UDP and TCP send).
   const struct ix_iovec *iov;
   // Buffer given back by `IX_CMD_RECV_DONE`.
   const void *data;
+  // Byte count (`IX_CMD_TCP_RECV_DONE`).
+  uint64_t len;
 } ix_cmd;
 
 // One event condition.
 typedef struct ix_event {
   // `IX_EV_*`.
   uint32_t kind;
-  // Payload length (`IX_EV_UDP_RECV`).
+  // Payload length (`IX_EV_UDP_RECV`, `IX_EV_TCP_RECV`).
   uint32_t len;
-  // Cookie (`IX_EV_UDP_SENT`).
+  // Cookie of the send (UDP) or connection (TCP).
   uint64_t cookie;
-  // Payload, lent until `IX_CMD_RECV_DONE` (`IX_EV_UDP_RECV`).
+  // TCP connection handle.
+  uint64_t handle;
+  // Payload, lent until given back.
   const void *data;
-  // Sender (`IX_EV_UDP_RECV`).
+  // The peer.
   struct ix_endpoint src;
-  // Local port (`IX_EV_UDP_RECV`).
+  // Local port (`IX_EV_UDP_RECV`, `IX_EV_TCP_KNOCK`).
   uint16_t port;
-  // Zero.
-  uint16_t _pad;
+  // `IX_DEAD_*` (`IX_EV_TCP_DEAD`).
+  uint16_t reason;
+  // Outcome (`IX_EV_TCP_CONNECTED`): 0 or `IX_RET_*`.
+  int32_t ret;
+  // Newly acknowledged bytes (`IX_EV_TCP_SENT`).
+  uint64_t acked;
+  // Bytes `IX_CMD_TCP_SENDV` would take now (`IX_EV_TCP_SENT`).
+  uint64_t window;
 } ix_event;
 
 #ifdef __cplusplus
@@ -214,6 +299,31 @@ static inline void ix_cmd_udp_sendv(struct ix_cmd *c, uint16_t src_port, struct 
 }
 static inline void ix_cmd_recv_done(struct ix_cmd *c, const void *data) {
     struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_RECV_DONE; c->data = data;
+}
+static inline void ix_cmd_tcp_listen(struct ix_cmd *c, uint16_t port, uint32_t backlog) {
+    struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_LISTEN; c->port = port; c->backlog = backlog;
+}
+static inline void ix_cmd_tcp_connect(struct ix_cmd *c, struct ix_endpoint dst, uint64_t cookie) {
+    struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_CONNECT; c->dst = dst; c->cookie = cookie;
+}
+static inline void ix_cmd_tcp_accept(struct ix_cmd *c, uint64_t handle, uint64_t cookie) {
+    struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_ACCEPT; c->handle = handle; c->cookie = cookie;
+}
+static inline void ix_cmd_tcp_reject(struct ix_cmd *c, uint64_t handle) {
+    struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_REJECT; c->handle = handle;
+}
+static inline void ix_cmd_tcp_sendv(struct ix_cmd *c, uint64_t handle, const struct ix_iovec *iov,
+                                    uint32_t iovcnt) {
+    struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_SENDV; c->handle = handle; c->iov = iov; c->iovcnt = iovcnt;
+}
+static inline void ix_cmd_tcp_recv_done(struct ix_cmd *c, uint64_t handle, uint64_t len) {
+    struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_RECV_DONE; c->handle = handle; c->len = len;
+}
+static inline void ix_cmd_tcp_close(struct ix_cmd *c, uint64_t handle) {
+    struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_CLOSE; c->handle = handle;
+}
+static inline void ix_cmd_tcp_abort(struct ix_cmd *c, uint64_t handle) {
+    struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_ABORT; c->handle = handle;
 }
 /* An IPv4 address in host order from its four parts. */
 static inline uint32_t ix_ipv4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {

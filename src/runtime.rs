@@ -12,7 +12,7 @@ use std::io;
 use std::sync::{Arc, Mutex, Once};
 
 use arrayvec::ArrayVec;
-use dataplane::api::{Command, Event, Events, Ret};
+use dataplane::api::{CmdResult, Command, Event, Events, Ret};
 use dataplane::config::{Backend, Config, ConfigError};
 use dataplane::dataplane::DataplaneConfig;
 use dataplane::mbuf::MbufPool;
@@ -207,7 +207,7 @@ pub const MAX_EVENTS: usize = 1024;
 pub struct Queue {
     dp: Dataplane,
     events: Events,
-    rets: Vec<Ret>,
+    rets: Vec<CmdResult>,
     spin: Duration,
 }
 
@@ -238,7 +238,7 @@ impl Queue {
     }
 
     /// The return codes of the last `run_io`'s commands.
-    pub fn rets(&self) -> &[Ret] {
+    pub fn rets(&self) -> &[CmdResult] {
         &self.rets
     }
 
@@ -254,7 +254,7 @@ impl Queue {
     ) -> usize {
         self.events.reset(max_events);
         self.rets.clear();
-        self.rets.resize(ncmds, Ret::Ok);
+        self.rets.resize(ncmds, Ok(0));
         let mut now = Instant::now();
         let mut i = 0;
         while i < ncmds {
@@ -268,11 +268,11 @@ impl Queue {
                         chunk.push(c);
                         index.push(i);
                     }
-                    Err(r) => self.rets[i] = r,
+                    Err(r) => self.rets[i] = Err(r),
                 }
                 i += 1;
             }
-            let mut rets = [Ret::Ok; CHUNK];
+            let mut rets = [Ok(0); CHUNK];
             self.dp.submit(now, &chunk, &mut rets[..chunk.len()], &mut self.events);
             for (k, &j) in index.iter().enumerate() {
                 self.rets[j] = rets[k];

@@ -4,7 +4,7 @@
 //! from the NIC and push each through the whole stack, producing event conditions, (4) post TX and reclaim
 //! completions. The caller (libix) then runs the app on the events and comes back with the next commands.
 //! Batching is adaptive: only what is already queued is batched; nothing waits to fill a batch.
-use crate::api::{Command, Event, Events, Ret};
+use crate::api::{CmdResult, Command, Event, Events, Ret};
 use crate::config::ChecksumPolicy;
 use crate::mbuf::{Mbuf, MbufPool};
 use crate::net::{Interface, Io};
@@ -96,7 +96,7 @@ impl Dataplane {
 
     /// One cycle: `submit` then `cycle`. `rets[i]` gets the result of `cmds[i]`; events are appended to
     /// `events` within its limit. Returns the number of events appended.
-    pub fn run_io(&mut self, now: Instant, cmds: &[Command<'_>], rets: &mut [Ret], events: &mut Events) -> usize {
+    pub fn run_io(&mut self, now: Instant, cmds: &[Command<'_>], rets: &mut [CmdResult], events: &mut Events) -> usize {
         let before = events.len();
         self.submit(now, cmds, rets, events);
         self.cycle(now, events);
@@ -104,22 +104,23 @@ impl Dataplane {
     }
 
     /// Executes the app's commands in order; `rets[i]` gets the result of `cmds[i]`.
-    pub fn submit(&mut self, now: Instant, cmds: &[Command<'_>], rets: &mut [Ret], events: &mut Events) {
+    pub fn submit(&mut self, now: Instant, cmds: &[Command<'_>], rets: &mut [CmdResult], events: &mut Events) {
         let Dataplane { pool, iface, tx, stats, lent, lent_count, .. } = self;
         let mut io = Io { pool, tx, stats, events, lent: &mut lent[..], lent_count, now };
         for (i, cmd) in cmds.iter().enumerate() {
             let ret = execute(iface, &mut io, cmd);
             match ret {
-                Ret::Ok => {}
-                Ret::BadHandle => io.stats.inc(Counter::CmdBadHandle),
-                Ret::Again | Ret::NoMem => io.stats.inc(Counter::CmdAgain),
-                _ => io.stats.inc(Counter::CmdInvalid),
+                Ok(_) => {}
+                Err(Ret::BadHandle) => io.stats.inc(Counter::CmdBadHandle),
+                Err(Ret::Again | Ret::NoMem) => io.stats.inc(Counter::CmdAgain),
+                Err(_) => io.stats.inc(Counter::CmdInvalid),
             }
             if let Some(r) = rets.get_mut(i) {
                 *r = ret;
             }
         }
         io.stats.add(Counter::Commands, cmds.len() as u64);
+        iface.flush(&mut io);
     }
 
     /// Runs due timers, takes at most B frames from the NIC (and no more than `events` has room for: the rest
@@ -139,6 +140,10 @@ impl Dataplane {
                 io.stats.add(Counter::RxBytes, m.len() as u64);
                 iface.receive(&mut io, m);
             }
+        }
+        iface.flush(&mut io);
+        if io.events.deferred() > 0 {
+            io.stats.inc(Counter::EventsDeferred);
         }
         if !io.tx.is_empty() {
             let queued = io.tx.len();
@@ -228,6 +233,11 @@ impl Dataplane {
         crate::sys::poll_readable(fd, timeout)
     }
 
+    /// One line per live TCP connection, for diagnostics and tests.
+    pub fn tcp_describe(&self) -> Vec<String> {
+        self.iface.tcp_describe()
+    }
+
     /// Our MAC address.
     pub fn mac(&self) -> EthernetAddress {
         self.iface.mac()
@@ -268,37 +278,58 @@ impl Dataplane {
         for m in self.tx.drain(..) {
             self.pool.free(m);
         }
-        self.iface.release(&mut self.pool);
+        let mut events = Events::with_capacity(0);
+        let mut io = Io {
+            pool: &mut self.pool,
+            tx: &mut self.tx,
+            stats: &mut self.stats,
+            events: &mut events,
+            lent: &mut self.lent[..],
+            lent_count: &mut self.lent_count,
+            now: Instant::default(),
+        };
+        self.iface.release(&mut io);
+        for m in self.tx.drain(..) {
+            self.pool.free(m);
+        }
         self.nic.release(&mut self.pool);
     }
 }
 
-fn execute(iface: &mut Interface, io: &mut Io<'_>, cmd: &Command<'_>) -> Ret {
+fn execute(iface: &mut Interface, io: &mut Io<'_>, cmd: &Command<'_>) -> CmdResult {
+    let unit = |r: Ret| if r == Ret::Ok { Ok(0) } else { Err(r) };
     match *cmd {
-        Command::UdpBind { port } => iface.udp_bind(port),
-        Command::UdpUnbind { port } => iface.udp_unbind(port),
+        Command::UdpBind { port } => unit(iface.udp_bind(port)),
+        Command::UdpUnbind { port } => unit(iface.udp_unbind(port)),
         Command::UdpSend { src_port, dst, payload, cookie } => {
             if io.events.room() == 0 {
-                return Ret::Again;
+                return Err(Ret::Again);
             }
             let ret = iface.udp_send(io, src_port, dst, payload);
             if ret == Ret::Ok {
                 io.events.push(Event::UdpSent { cookie });
             }
-            ret
+            unit(ret)
         }
         Command::RecvDone { data } => {
-            let Some((index, _)) = io.pool.index_of_ptr(data) else {
-                return Ret::BadHandle;
-            };
+            let Some((index, _)) = io.pool.index_of_ptr(data) else { return Err(Ret::BadHandle) };
             match io.lent.get_mut(index as usize).and_then(Option::take) {
                 Some(m) => {
                     *io.lent_count -= 1;
                     io.pool.free(m);
-                    Ret::Ok
+                    Ok(0)
                 }
-                None => Ret::BadHandle,
+                None => Err(Ret::BadHandle),
             }
         }
+        Command::TcpListen { port, backlog } => unit(iface.tcp_listen(port, backlog)),
+        Command::TcpUnlisten { port } => unit(iface.tcp_unlisten(port)),
+        Command::TcpConnect { dst, cookie } => iface.tcp_connect(io, dst, cookie),
+        Command::TcpAccept { handle, cookie } => unit(iface.tcp_accept(io, handle, cookie)),
+        Command::TcpReject { handle } => unit(iface.tcp_reject(io, handle)),
+        Command::TcpSendv { handle, bufs } => iface.tcp_sendv(io, handle, bufs),
+        Command::TcpRecvDone { handle, len } => unit(iface.tcp_recv_done(io, handle, len)),
+        Command::TcpClose { handle } => unit(iface.tcp_close(io, handle)),
+        Command::TcpAbort { handle } => unit(iface.tcp_abort(io, handle)),
     }
 }

@@ -26,7 +26,9 @@ pub mod netns;
 pub mod nic;
 pub mod stats;
 pub mod sys;
+pub mod tcp;
 pub mod time;
+pub mod timer;
 pub mod wire;
 
 pub use crate::config::Config;

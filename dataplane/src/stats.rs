@@ -100,6 +100,38 @@ counters! {
     CmdAgain = "cmd_again",
     /// Commands refused as invalid.
     CmdInvalid = "cmd_invalid",
+    /// TCP segments received.
+    TcpSegmentsIn = "tcp_segments_in",
+    /// TCP segments sent.
+    TcpSegmentsOut = "tcp_segments_out",
+    /// Connections opened by `TcpConnect`.
+    TcpActiveOpens = "tcp_active_opens",
+    /// Connections opened by peers.
+    TcpPassiveOpens = "tcp_passive_opens",
+    /// Connections freed.
+    TcpClosed = "tcp_closed",
+    /// Connections aborted by the app.
+    TcpAborts = "tcp_aborts",
+    /// Connections reset by the peer.
+    TcpResetsReceived = "tcp_resets_received",
+    /// RSTs sent for segments that matched no connection.
+    TcpRstSent = "tcp_rst_sent",
+    /// Retransmission timeouts.
+    TcpRetransmitTimeouts = "tcp_retransmit_timeouts",
+    /// SYNs dropped because the app is not accepting (backlog full).
+    TcpBacklogDrops = "tcp_backlog_drops",
+    /// SYN-ACKs sent with a SYN cookie (SYN backlog full).
+    TcpSynCookiesSent = "tcp_syn_cookies_sent",
+    /// Connections established from a valid SYN cookie.
+    TcpSynCookiesValid = "tcp_syn_cookies_valid",
+    /// Live connections (gauge).
+    TcpConnections = "tcp_connections",
+    /// Malformed TCP segments.
+    DropTcpMalformed = "drop_tcp_malformed",
+    /// TCP checksum failures.
+    DropTcpChecksum = "drop_tcp_checksum",
+    /// Events that did not fit the app's array and were delivered a cycle later.
+    EventsDeferred = "events_deferred",
     /// Batches of 1 packet.
     Batch1 = "batch_1",
     /// Batches of 2-3 packets.

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::io::IoSlice;
 
-use dataplane::api::{Command, Endpoint, Event, Events, Ret};
+use dataplane::api::{Command, Endpoint, Event, Events};
 use dataplane::dataplane::{Dataplane, DataplaneConfig};
 use dataplane::mbuf::MbufPool;
 use dataplane::nic::wire::{FaultConfig, WireEnd, WireLink};
@@ -32,7 +32,7 @@ thread_local! {
         let cidr = Ipv4Cidr::new(Ipv4Address([198, 18, 0, 1]), 24).unwrap();
         let mut dp = Dataplane::new(Box::new(a), MbufPool::new(FRAMES, false).unwrap(), &DataplaneConfig::new(cidr));
         let mut events = Events::with_capacity(256);
-        let mut rets = [Ret::Ok];
+        let mut rets = [Ok(0)];
         dp.run_io(Instant::from_millis(1), &[Command::UdpBind { port: 7 }], &mut rets, &mut events);
         Rig { dp, peer: b, peer_pool: MbufPool::new(256, false).unwrap(), events, now: Instant::from_millis(1) }
     });
@@ -89,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
         cmds.extend(forged.iter().map(|&p| Command::RecvDone { data: p as *const u8 }));
         for _ in 0..3 {
             rig.now = rig.now + Duration::from_millis(400);
-            let mut rets = vec![Ret::Ok; cmds.len()];
+            let mut rets = vec![Ok(0); cmds.len()];
             rig.events.reset(256);
             rig.dp.run_io(rig.now, &cmds, &mut rets, &mut rig.events);
             cmds.clear();
@@ -103,10 +103,10 @@ fuzz_target!(|data: &[u8]| {
                 })
                 .collect();
             let done: Vec<Command<'_>> = done.into_iter().map(|d| Command::RecvDone { data: d }).collect();
-            let mut rets = vec![Ret::Ok; done.len()];
+            let mut rets = vec![Ok(0); done.len()];
             rig.events.reset(256);
             rig.dp.run_io(rig.now, &done, &mut rets, &mut rig.events);
-            assert!(rets.iter().all(|r| *r == Ret::Ok), "a lent buffer could not be given back");
+            assert!(rets.iter().all(|r| r.is_ok()), "a lent buffer could not be given back");
             let mut out = Batch::new();
             rig.peer.receive(&mut rig.peer_pool, &mut out, 256);
             for m in out.drain(..) {

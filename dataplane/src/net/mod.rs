@@ -7,11 +7,14 @@
 pub mod arp;
 pub mod link;
 
+use crate::api::{AppBuf, CmdResult};
 use crate::api::{Endpoint, Event, Events, LentBuf, Ret};
 use crate::config::ChecksumPolicy;
 use crate::mbuf::{Mbuf, MbufPool};
 use crate::nic::Batch;
 use crate::stats::{Counter, Stats};
+use crate::tcp::conn::TcpConfig;
+use crate::tcp::stack::{Handle, TcpStack};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     checksum, EtherType, EthernetAddress, EthernetFrame, EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr,
@@ -115,6 +118,7 @@ impl RateLimiter {
 #[derive(Debug)]
 pub struct Interface {
     link: Link,
+    tcp: TcpStack,
     checksum_policy: ChecksumPolicy,
     udp_ports: PortSet,
     icmp_errors: RateLimiter,
@@ -124,8 +128,10 @@ pub struct Interface {
 impl Interface {
     /// A stack with address `cidr` on a link with `mac` and `mtu`.
     pub fn new(mac: EthernetAddress, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>, mtu: u16) -> Interface {
+        let link = Link::new(mac, cidr, gateway, mtu);
         Interface {
-            link: Link::new(mac, cidr, gateway, mtu),
+            tcp: TcpStack::new(TcpConfig::default(), link.mtu()),
+            link,
             checksum_policy: ChecksumPolicy::Strict,
             udp_ports: PortSet::new(),
             icmp_errors: RateLimiter { window_start: Instant::default(), used: 0, per_sec: ICMP_ERRORS_PER_SEC },
@@ -204,6 +210,9 @@ impl Interface {
         match ip.next_header {
             IpProtocol::Icmp if to_us => self.icmp_input(io, m, &ip, ip_hlen, ip_total),
             IpProtocol::Udp => self.udp_input(io, m, &ip, ip_hlen, ip_total, to_us),
+            IpProtocol::Tcp if to_us => {
+                self.tcp.input(&mut self.link, io, m, &ip, ip_hlen, ip_total, self.checksum_policy)
+            }
             IpProtocol::Icmp => io.drop_frame(m, Counter::DropIcmpOther),
             _ => io.drop_frame(m, Counter::DropIpUnknownProto),
         }
@@ -421,15 +430,83 @@ impl Interface {
     /// Runs due timers.
     pub fn poll_timers(&mut self, io: &mut Io<'_>) {
         self.link.poll_timers(io);
+        self.tcp.poll_timers(&mut self.link, io);
     }
 
     /// When the stack next needs `poll_timers`.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.link.poll_at()
+        match (self.link.poll_at(), self.tcp.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// End of cycle: one ACK and one `TcpSent` per touched connection.
+    pub fn flush(&mut self, io: &mut Io<'_>) {
+        self.tcp.flush(&mut self.link, io);
+        io.stats.set(Counter::TcpConnections, self.tcp.connections() as u64);
     }
 
     /// Frees every frame the stack holds (shutdown).
-    pub fn release(&mut self, pool: &mut MbufPool) {
-        self.link.release(pool);
+    pub fn release(&mut self, io: &mut Io<'_>) {
+        self.tcp.release(io);
+        self.link.release(io.pool);
+    }
+
+    // ---------------------------------------------------------------- TCP commands
+
+    /// `TcpListen`.
+    pub fn tcp_listen(&mut self, port: u16, backlog: u32) -> Ret {
+        self.tcp.listen(port, backlog)
+    }
+
+    /// `TcpUnlisten`.
+    pub fn tcp_unlisten(&mut self, port: u16) -> Ret {
+        self.tcp.unlisten(port)
+    }
+
+    /// `TcpConnect`.
+    pub fn tcp_connect(&mut self, io: &mut Io<'_>, dst: Endpoint, cookie: u64) -> CmdResult {
+        self.tcp.connect(&mut self.link, io, dst, cookie).map(|h| h.0)
+    }
+
+    /// `TcpAccept`.
+    pub fn tcp_accept(&mut self, io: &mut Io<'_>, handle: u64, cookie: u64) -> Ret {
+        self.tcp.accept(io, Handle(handle), cookie)
+    }
+
+    /// `TcpReject`.
+    pub fn tcp_reject(&mut self, io: &mut Io<'_>, handle: u64) -> Ret {
+        self.tcp.reject(&mut self.link, io, Handle(handle))
+    }
+
+    /// `TcpSendv`.
+    pub fn tcp_sendv(&mut self, io: &mut Io<'_>, handle: u64, bufs: &[AppBuf]) -> CmdResult {
+        self.tcp.sendv(&mut self.link, io, Handle(handle), bufs)
+    }
+
+    /// `TcpRecvDone`.
+    pub fn tcp_recv_done(&mut self, io: &mut Io<'_>, handle: u64, len: u64) -> Ret {
+        self.tcp.recv_done(io, Handle(handle), len)
+    }
+
+    /// `TcpClose`.
+    pub fn tcp_close(&mut self, io: &mut Io<'_>, handle: u64) -> Ret {
+        self.tcp.close(&mut self.link, io, Handle(handle))
+    }
+
+    /// `TcpAbort`.
+    pub fn tcp_abort(&mut self, io: &mut Io<'_>, handle: u64) -> Ret {
+        self.tcp.abort(&mut self.link, io, Handle(handle))
+    }
+
+    /// One line per live TCP connection, for diagnostics.
+    pub fn tcp_describe(&self) -> Vec<String> {
+        self.tcp.describe()
+    }
+
+    /// Bytes of state per TCP connection.
+    pub fn tcp_conn_size() -> usize {
+        TcpStack::conn_size()
     }
 }

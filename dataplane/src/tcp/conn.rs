@@ -1,0 +1,1276 @@
+//! One TCP connection: its state machine, send and receive sides, and what it asks the stack to emit.
+//!
+//! Heads up: read RFC 9293 (§3.10.7 "SEGMENT ARRIVES" is the skeleton of `input`), RFC 7323 (window scale and
+//! timestamps), RFC 6298 (RTO), RFC 5681/6582 (congestion control, NewReno), RFC 5961 (blind RST/SYN/ACK
+//! attacks), RFC 1122 §4.2.3.2 (delayed ACK) and §4.2.2.17 (zero-window probes).
+//!
+//! IX semantics (paper §4.3): `sendv` accepts only what the peer's window has room for and does not copy (the app
+//! keeps its buffers until `Sent` covers them); received segments are lent to the app in order, and the window
+//! reopens only when the app says `RecvDone`. So a connection holds no send buffer and no receive buffer of its
+//! own: just references to app memory and the mbufs it lent.
+use std::collections::VecDeque;
+
+use arrayvec::ArrayVec;
+
+use super::appbuf::AppBuf;
+use super::congestion::{Action, Congestion};
+use super::rtt::RttEstimator;
+use super::seq::SeqNumber;
+use crate::api::Endpoint;
+use crate::mbuf::{Mbuf, MbufPool};
+use crate::time::{Duration, Instant};
+use crate::timer::TimerId;
+use crate::wire::TcpFlags;
+
+/// `a < b` in sequence space.
+#[inline]
+pub(crate) fn seq_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+/// `a <= b` in sequence space.
+#[inline]
+pub(crate) fn seq_le(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) <= 0
+}
+/// `a > b` in sequence space.
+#[inline]
+pub(crate) fn seq_gt(a: u32, b: u32) -> bool {
+    seq_lt(b, a)
+}
+/// `a >= b` in sequence space.
+#[inline]
+pub(crate) fn seq_ge(a: u32, b: u32) -> bool {
+    seq_le(b, a)
+}
+
+/// Connection states (RFC 9293 §3.3.2). `Listen` lives in the listener table, not here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Our SYN is out.
+    SynSent,
+    /// Their SYN arrived, our SYN-ACK is out.
+    SynReceived,
+    /// Both directions open.
+    Established,
+    /// We closed; our FIN is queued or unacknowledged.
+    FinWait1,
+    /// Our FIN is acknowledged; waiting for theirs.
+    FinWait2,
+    /// They closed; we may still send.
+    CloseWait,
+    /// Both closed at once; waiting for the ACK of our FIN.
+    Closing,
+    /// They closed, then we did; waiting for the ACK of our FIN.
+    LastAck,
+    /// Both FINs acknowledged; lingering for old duplicates.
+    TimeWait,
+    /// Gone.
+    Closed,
+}
+
+/// Why a connection ended, as `TcpDead` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum DeadReason {
+    /// Both sides closed normally.
+    Closed = 0,
+    /// The peer reset the connection.
+    Reset = 1,
+    /// Retransmissions (or keepalives) went unanswered.
+    TimedOut = 2,
+    /// The peer refused the connection (RST in answer to our SYN).
+    Refused = 3,
+    /// No route or neighbour for the peer.
+    Unreachable = 4,
+}
+
+/// A parsed segment: the header fields the state machine needs. The payload stays in its mbuf.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment {
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number, if ACK is set.
+    pub ack: Option<u32>,
+    /// Control bits (ACK is carried by `ack`).
+    pub flags: TcpFlags,
+    /// Window field, unscaled.
+    pub window: u16,
+    /// MSS option.
+    pub mss: Option<u16>,
+    /// Window scale option.
+    pub wscale: Option<u8>,
+    /// Timestamps option.
+    pub timestamps: Option<(u32, u32)>,
+    /// Payload length.
+    pub len: u32,
+}
+
+impl Segment {
+    /// Sequence space the segment occupies: payload plus one for SYN and one for FIN.
+    pub fn seq_len(&self) -> u32 {
+        self.len + self.flags.contains(TcpFlags::SYN) as u32 + self.flags.contains(TcpFlags::FIN) as u32
+    }
+}
+
+/// Which timer a connection has armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    /// Retransmission (or SYN retry, or zero-window probe).
+    Retransmit,
+    /// Delayed ACK.
+    DelayedAck,
+    /// TIME_WAIT expiry, or FIN_WAIT_2 of an orphan.
+    Linger,
+    /// Keepalive probe.
+    Keepalive,
+}
+
+/// Tunables of the TCP stack.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpConfig {
+    /// Receive window per connection, bytes (what may be lent to the app plus out-of-order data).
+    pub rcv_buf: u32,
+    /// Most bytes a connection accepts from `sendv` beyond what is acknowledged (also bounded by the peer's
+    /// window).
+    pub snd_buf: u32,
+    /// Delayed-ACK timeout.
+    pub delayed_ack: Duration,
+    /// TIME_WAIT duration (2 MSL).
+    pub time_wait: Duration,
+    /// How long a closed connection waits in FIN_WAIT_2 for the peer's FIN.
+    pub fin_wait2: Duration,
+    /// Retransmissions of one segment before giving up.
+    pub max_retries: u8,
+    /// SYN retransmissions before a connect fails.
+    pub max_syn_retries: u8,
+    /// Keepalive: idle time before the first probe, interval, probes.
+    pub keepalive: (Duration, Duration, u8),
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            rcv_buf: 256 * 1024,
+            snd_buf: 4 * 1024 * 1024,
+            delayed_ack: Duration::from_millis(40),
+            time_wait: Duration::from_secs(60),
+            fin_wait2: Duration::from_secs(60),
+            max_retries: 15,
+            max_syn_retries: 6,
+            keepalive: (Duration::from_secs(7200), Duration::from_secs(75), 9),
+        }
+    }
+}
+
+/// Most out-of-order segments held per connection; more are dropped (the sender retransmits).
+pub const OOO_MAX: usize = 8;
+
+/// What the connection wants sent: a header description; payload (if any) is copied from the send queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Emit {
+    /// Sequence number.
+    pub seq: u32,
+    /// Control bits (ACK is always set on synchronized connections: `ack` says).
+    pub flags: TcpFlags,
+    /// Acknowledgment number.
+    pub ack: Option<u32>,
+    /// Window field (already scaled down).
+    pub window: u16,
+    /// Payload: `len` bytes starting `offset` bytes into the send queue.
+    pub offset: usize,
+    /// Payload length.
+    pub len: usize,
+    /// SYN options: MSS and window scale.
+    pub syn_opts: Option<(u16, Option<u8>)>,
+    /// Timestamps to put in the segment.
+    pub timestamps: Option<(u32, u32)>,
+}
+
+/// A TCP connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// Current state.
+    pub state: State,
+    /// Our port.
+    pub local_port: u16,
+    /// The peer.
+    pub remote: Endpoint,
+    /// The app's value, echoed in events.
+    pub cookie: u64,
+    /// Whether events flow to the app (connect, or accepted after a knock).
+    pub accepted: bool,
+    /// Whether the app has given up the handle (closed and told `Dead`, or aborted).
+    pub released: bool,
+    /// Listener port that owns this connection until it is accepted.
+    pub listener: Option<u16>,
+    /// Whether the app asked for keepalives.
+    pub keepalive: bool,
+    /// The app was told the connection is up (knock or connected).
+    pub up: bool,
+
+    // Send side (RFC 9293 §3.3.1 names).
+    iss: u32,
+    snd_una: u32,
+    snd_nxt: u32,
+    snd_max: u32,
+    snd_wnd: u32,
+    snd_wl1: u32,
+    snd_wl2: u32,
+    /// Peer's MSS for our segments.
+    pub mss: u16,
+    snd_shift: u8,
+    /// Data the app handed us, unacknowledged or unsent, in order.
+    sendq: VecDeque<AppBuf>,
+    /// Bytes of `sendq[0]` already acknowledged.
+    sendq_head_acked: usize,
+    /// Bytes in `sendq` past `sendq_head_acked`.
+    sendq_len: usize,
+    /// Sequence number of the first byte of `sendq` not yet acknowledged.
+    send_base: u32,
+    fin_queued: bool,
+
+    // Receive side.
+    irs: u32,
+    rcv_nxt: u32,
+    /// Right edge of the window we last advertised (never moved left, RFC 9293 §3.8.6.2.2).
+    rcv_adv: u32,
+    rcv_shift: u8,
+    rcv_buf: u32,
+    /// Bytes lent to the app and not yet given back.
+    unread: u32,
+    lent: VecDeque<Mbuf>,
+    /// Bytes of `lent[0]` the app already gave back.
+    lent_head_done: u32,
+    /// Lent segments whose `Recv` event is still owed (arrived before the app accepted).
+    undelivered: u32,
+    ooo: ArrayVec<(u32, Mbuf), OOO_MAX>,
+    /// The peer's FIN has been received (and `Eof` is owed or delivered).
+    pub fin_received: bool,
+    /// `Eof` must be reported.
+    pub eof_pending: bool,
+
+    // Options.
+    ts_ok: bool,
+    ts_recent: u32,
+
+    // Loss recovery and timing.
+    rtt: RttEstimator,
+    cc: Congestion,
+    dupacks: u32,
+    retries: u8,
+    timed: Option<(u32, Instant)>,
+    /// Armed timers: (kind, id).
+    pub timers: [Option<TimerId>; 4],
+    /// Last time anything arrived (keepalive).
+    last_rx: Instant,
+
+    // Per-cycle work the stack flushes once per connection per cycle.
+    /// An ACK must go out now.
+    pub ack_now: bool,
+    /// Full-sized segments received since our last ACK.
+    segs_unacked: u8,
+    /// Bytes newly acknowledged, to report in one `Sent` event.
+    pub acked_to_report: u64,
+    /// The connection is on the stack's per-cycle work list.
+    pub dirty: bool,
+    /// New data was acknowledged: restart the retransmission timer (RFC 6298 §5.3).
+    pub rto_restart: bool,
+    /// The app's last `sendv` did not fit: it waits for a `TcpSent` saying the window opened.
+    pub app_blocked: bool,
+}
+
+/// Everything the state machine needs from the stack during one call.
+#[derive(Debug)]
+pub struct Cx<'a> {
+    /// The cycle's time.
+    pub now: Instant,
+    /// The core's pool (to free mbufs).
+    pub pool: &'a mut MbufPool,
+    /// Segments to emit, in order.
+    pub out: &'a mut ArrayVec<Emit, 64>,
+    /// Stack tunables.
+    pub cfg: &'a TcpConfig,
+}
+
+/// What `input` tells the stack.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InputResult {
+    /// In-order segments appended to the lent queue (each owes a `Recv` event if accepted).
+    pub delivered: u32,
+    /// The connection just became established (passive: knock; active: connected).
+    pub established: bool,
+    /// The connection is over; report `Dead` with this reason (if the app holds it) and free it.
+    pub dead: Option<DeadReason>,
+    /// Answer with a RST carrying this sequence number (segment was unacceptable in a way that warrants one).
+    pub rst: Option<u32>,
+    /// The connection entered TIME_WAIT: the app is done with it.
+    pub time_wait: bool,
+}
+
+/// The timestamp clock: milliseconds (RFC 7323 §5.4: 1 ms - 1 s per tick keeps PAWS safe for 24 days).
+pub fn ts_now(now: Instant) -> u32 {
+    (now.total_micros() / 1000) as u32
+}
+
+/// Window scale that lets `buf` bytes be advertised.
+pub fn wscale_for(buf: u32) -> u8 {
+    let mut shift = 0;
+    while shift < 14 && (buf >> shift) > 65535 {
+        shift += 1;
+    }
+    shift
+}
+
+impl Conn {
+    fn new(local_port: u16, remote: Endpoint, iss: u32, mss: u16, cfg: &TcpConfig, now: Instant) -> Conn {
+        Conn {
+            state: State::Closed,
+            local_port,
+            remote,
+            cookie: 0,
+            accepted: false,
+            released: false,
+            listener: None,
+            keepalive: false,
+            up: false,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            snd_wl1: 0,
+            snd_wl2: 0,
+            mss,
+            snd_shift: 0,
+            sendq: VecDeque::new(),
+            sendq_head_acked: 0,
+            sendq_len: 0,
+            send_base: iss.wrapping_add(1),
+            fin_queued: false,
+            irs: 0,
+            rcv_nxt: 0,
+            rcv_adv: 0,
+            rcv_shift: wscale_for(cfg.rcv_buf),
+            rcv_buf: cfg.rcv_buf,
+            unread: 0,
+            lent: VecDeque::new(),
+            lent_head_done: 0,
+            undelivered: 0,
+            ooo: ArrayVec::new(),
+            fin_received: false,
+            eof_pending: false,
+            ts_ok: false,
+            ts_recent: 0,
+            rtt: RttEstimator::new(),
+            cc: Congestion::new_reno(mss as u32),
+            dupacks: 0,
+            retries: 0,
+            timed: None,
+            timers: [None; 4],
+            last_rx: now,
+            ack_now: false,
+            segs_unacked: 0,
+            acked_to_report: 0,
+            dirty: false,
+            rto_restart: false,
+            app_blocked: false,
+        }
+    }
+
+    /// An active open: emits the SYN.
+    pub fn connect(local_port: u16, remote: Endpoint, iss: u32, our_mss: u16, cx: &mut Cx<'_>) -> Conn {
+        // `mss` holds our own MSS until the SYN-ACK says the peer's.
+        let mut c = Conn::new(local_port, remote, iss, our_mss, cx.cfg, cx.now);
+        c.state = State::SynSent;
+        c.accepted = true;
+        c.ts_ok = true; // offered; confirmed by the SYN-ACK
+        c.send_syn(our_mss, true, cx);
+        c
+    }
+
+    /// A passive open from a SYN that matched a listener: emits the SYN-ACK.
+    pub fn accept_syn(
+        local_port: u16,
+        remote: Endpoint,
+        iss: u32,
+        our_mss: u16,
+        seg: &Segment,
+        cx: &mut Cx<'_>,
+    ) -> Conn {
+        let mut c = Conn::new(local_port, remote, iss, seg.mss.unwrap_or(536).min(our_mss), cx.cfg, cx.now);
+        c.state = State::SynReceived;
+        c.irs = seg.seq;
+        c.rcv_nxt = seg.seq.wrapping_add(1);
+        c.rcv_adv = c.rcv_nxt;
+        c.apply_syn_options(seg);
+        c.cc = Congestion::new_reno(c.smss() as u32);
+        c.snd_wnd = seg.window as u32; // never scaled in a SYN
+        c.snd_wl1 = seg.seq;
+        c.send_syn(our_mss, false, cx);
+        c
+    }
+
+    /// A connection rebuilt from a valid SYN cookie (no state was kept: no window scaling or timestamps).
+    pub fn from_cookie(local_port: u16, remote: Endpoint, seg: &Segment, mss: u16, cx: &mut Cx<'_>) -> Conn {
+        let iss = seg.ack.unwrap_or(0).wrapping_sub(1);
+        let mut c = Conn::new(local_port, remote, iss, mss, cx.cfg, cx.now);
+        c.state = State::Established;
+        c.irs = seg.seq.wrapping_sub(1);
+        c.rcv_nxt = seg.seq;
+        c.rcv_shift = 0;
+        c.rcv_buf = cx.cfg.rcv_buf.min(65535);
+        c.snd_una = iss.wrapping_add(1);
+        c.snd_nxt = c.snd_una;
+        c.snd_max = c.snd_una;
+        c.send_base = c.snd_una;
+        c.snd_wnd = seg.window as u32;
+        c.snd_wl1 = seg.seq;
+        c.snd_wl2 = c.snd_una;
+        c.rcv_adv = c.rcv_nxt.wrapping_add(c.rcv_window());
+        c.cc = Congestion::new_reno(mss as u32);
+        c
+    }
+
+    fn apply_syn_options(&mut self, seg: &Segment) {
+        match seg.wscale {
+            Some(s) => self.snd_shift = s.min(14),
+            None => {
+                // Scaling is used only if both sides offer it (RFC 7323 §2.2).
+                self.snd_shift = 0;
+                self.rcv_shift = 0;
+                self.rcv_buf = self.rcv_buf.min(65535);
+            }
+        }
+        self.ts_ok = seg.timestamps.is_some();
+        if let Some((tsval, _)) = seg.timestamps {
+            self.ts_recent = tsval;
+        }
+    }
+
+    fn send_syn(&mut self, our_mss: u16, active: bool, cx: &mut Cx<'_>) {
+        let wscale = if active || self.rcv_shift > 0 || self.snd_shift > 0 { Some(self.rcv_shift) } else { None };
+        let ts = self.ts_ok.then(|| (ts_now(cx.now), if active { 0 } else { self.ts_recent }));
+        let _ = cx.out.try_push(Emit {
+            seq: self.iss,
+            flags: TcpFlags::SYN,
+            ack: (!active).then_some(self.rcv_nxt),
+            window: self.rcv_window().min(65535) as u16,
+            offset: 0,
+            len: 0,
+            syn_opts: Some((our_mss, wscale)),
+            timestamps: ts,
+        });
+        self.snd_nxt = self.iss.wrapping_add(1);
+        self.snd_max = self.snd_nxt;
+        if self.timed.is_none() {
+            self.timed = Some((self.iss, cx.now));
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------ window
+
+    /// Bytes we can still take in: the buffer minus what the app holds and what waits out of order.
+    fn rcv_window(&self) -> u32 {
+        let ooo: u32 = self.ooo.iter().map(|(_, m)| m.len() as u32).sum();
+        self.rcv_buf.saturating_sub(self.unread + ooo)
+    }
+
+    /// The window field for an outgoing segment; advances `rcv_adv` (never backwards).
+    fn advertise(&mut self) -> u16 {
+        let wnd = self.rcv_window();
+        let right = self.rcv_nxt.wrapping_add(wnd);
+        let right = if seq_gt(right, self.rcv_adv) { right } else { self.rcv_adv };
+        self.rcv_adv = right;
+        let field = right.wrapping_sub(self.rcv_nxt) >> self.rcv_shift;
+        field.min(65535) as u16
+    }
+
+    /// Bytes `sendv` may accept now.
+    pub fn send_room(&self, cfg: &TcpConfig) -> usize {
+        if !matches!(self.state, State::Established | State::CloseWait) || self.fin_queued {
+            return 0;
+        }
+        let wnd = (self.snd_wnd as usize).max(self.in_flight_bytes());
+        let cap = wnd.min(cfg.snd_buf as usize);
+        cap.saturating_sub(self.sendq_len)
+    }
+
+    /// Payload bytes per full segment: the MSS less the options every segment carries (timestamps: 12).
+    pub fn smss(&self) -> usize {
+        (self.mss as usize).saturating_sub(if self.ts_ok { 12 } else { 0 }).max(64)
+    }
+
+    fn in_flight_bytes(&self) -> usize {
+        self.snd_nxt.wrapping_sub(self.snd_una) as usize
+    }
+
+    /// Bytes of data the app handed us that are not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.sendq_len
+    }
+
+    // ------------------------------------------------------------------------------------------ app calls
+
+    /// `sendv`: takes as much of `bufs` as the window has room for; returns the bytes taken.
+    pub fn sendv(&mut self, bufs: &[AppBuf], cfg: &TcpConfig) -> usize {
+        let mut room = self.send_room(cfg);
+        let offered: usize = bufs.iter().map(|b| b.len()).sum();
+        self.app_blocked = offered > room;
+        let mut taken = 0;
+        for b in bufs {
+            if room == 0 {
+                break;
+            }
+            let n = b.len().min(room);
+            if n == 0 {
+                continue;
+            }
+            self.sendq.push_back(b.prefix(n));
+            self.sendq_len += n;
+            room -= n;
+            taken += n;
+        }
+        taken
+    }
+
+    /// `recv_done`: the app gives back `len` bytes of lent data, oldest first. Returns false if it gives back
+    /// more than it holds.
+    pub fn recv_done(&mut self, len: u32, pool: &mut MbufPool) -> bool {
+        if len > self.unread {
+            return false;
+        }
+        let before = self.rcv_window();
+        let mut left = len;
+        while left > 0 {
+            let Some(front) = self.lent.front() else { break };
+            let avail = front.len() as u32 - self.lent_head_done;
+            if left >= avail {
+                left -= avail;
+                self.lent_head_done = 0;
+                if let Some(m) = self.lent.pop_front() {
+                    pool.free(m);
+                }
+            } else {
+                self.lent_head_done += left;
+                left = 0;
+            }
+        }
+        self.unread -= len;
+        // Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): announce an opening of at least
+        // min(half the buffer, one MSS)... or any opening from zero.
+        let after = self.rcv_window();
+        let adv_now = self.rcv_adv.wrapping_sub(self.rcv_nxt);
+        if after > adv_now && (before == 0 || after - adv_now >= (self.rcv_buf / 2).min(self.mss as u32)) {
+            self.ack_now = true;
+        }
+        true
+    }
+
+    /// Pointers of lent segments whose `Recv` event is owed (delivered after a late accept), oldest first.
+    pub fn take_undelivered(&mut self, pool: &MbufPool, out: &mut Vec<(*const u8, u32)>) {
+        let n = self.undelivered as usize;
+        let skip = self.lent.len() - n;
+        for (i, m) in self.lent.iter().enumerate().skip(skip) {
+            let data = pool.data(m);
+            let off = if i == 0 { self.lent_head_done as usize } else { 0 };
+            out.push((data[off..].as_ptr(), (data.len() - off) as u32));
+        }
+        self.undelivered = 0;
+    }
+
+    /// The newest lent segment (for its `Recv` event).
+    pub fn newest_lent(&self, pool: &MbufPool, back: usize) -> Option<(*const u8, u32)> {
+        let m = self.lent.get(self.lent.len().checked_sub(1 + back)?)?;
+        let data = pool.data(m);
+        Some((data.as_ptr(), data.len() as u32))
+    }
+
+    /// `close`: queue our FIN after the data (RFC 9293 §3.10.4).
+    pub fn close(&mut self) -> bool {
+        match self.state {
+            State::Established => self.state = State::FinWait1,
+            State::CloseWait => self.state = State::LastAck,
+            State::SynReceived => self.state = State::FinWait1,
+            _ => return false,
+        }
+        self.fin_queued = true;
+        true
+    }
+
+    /// Frees every mbuf the connection holds.
+    pub fn release(&mut self, pool: &mut MbufPool) {
+        for m in self.lent.drain(..) {
+            pool.free(m);
+        }
+        for (_, m) in self.ooo.drain(..) {
+            pool.free(m);
+        }
+        self.unread = 0;
+        self.lent_head_done = 0;
+        self.undelivered = 0;
+        self.sendq.clear();
+        self.sendq_len = 0;
+    }
+
+    /// Sequence number for a RST aborting this connection.
+    pub fn rst_seq(&self) -> u32 {
+        self.snd_nxt
+    }
+
+    /// Whether `Eof` was received and all data before it delivered.
+    pub fn fin_seq_reached(&self) -> bool {
+        self.fin_received
+    }
+
+    // ------------------------------------------------------------------------------------------ input
+
+    /// Processes one segment addressed to this connection. `payload` is the segment's data (trimmed to the
+    /// payload) when `seg.len > 0`; the connection keeps it (lent or out of order) or frees it.
+    pub fn input(&mut self, seg: &Segment, payload: Option<Mbuf>, cx: &mut Cx<'_>) -> InputResult {
+        let mut res = InputResult::default();
+        self.last_rx = cx.now;
+        if self.state == State::SynSent {
+            self.input_syn_sent(seg, cx, &mut res);
+            if let Some(m) = payload {
+                cx.pool.free(m); // data on a SYN-ACK is rare; the peer retransmits it
+            }
+            return res;
+        }
+        let payload = self.input_synchronized(seg, payload, cx, &mut res);
+        if let Some(m) = payload {
+            cx.pool.free(m);
+        }
+        res
+    }
+
+    fn input_syn_sent(&mut self, seg: &Segment, cx: &mut Cx<'_>, res: &mut InputResult) {
+        let syn = seg.flags.contains(TcpFlags::SYN);
+        let rst = seg.flags.contains(TcpFlags::RST);
+        if let Some(ack) = seg.ack {
+            if seq_le(ack, self.iss) || seq_gt(ack, self.snd_max) {
+                if !rst {
+                    res.rst = Some(ack);
+                }
+                return;
+            }
+        }
+        if rst {
+            if seg.ack.is_some() {
+                res.dead = Some(DeadReason::Refused);
+                self.state = State::Closed;
+            }
+            return;
+        }
+        if !syn {
+            return;
+        }
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq.wrapping_add(1);
+        self.rcv_adv = self.rcv_nxt;
+        self.mss = seg.mss.unwrap_or(536).min(self.mss);
+        self.apply_syn_options(seg);
+        if !self.ts_ok {
+            self.ts_recent = 0;
+        }
+        self.cc = Congestion::new_reno(self.smss() as u32);
+        match seg.ack {
+            Some(ack) => {
+                self.snd_una = ack;
+                self.snd_wnd = seg.window as u32; // SYN-ACK windows are never scaled
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = ack;
+                self.state = State::Established;
+                self.sample_rtt(ack, seg, cx.now);
+                if self.retries > 0 && self.rtt.srtt().is_none() {
+                    self.rtt.reinit_after_syn_timeout(); // RFC 6298 §5.7
+                }
+                self.retries = 0;
+                self.ack_now = true;
+                res.established = true;
+            }
+            None => {
+                // Simultaneous open (RFC 9293 §3.5): answer with SYN-ACK.
+                self.state = State::SynReceived;
+                self.snd_wnd = seg.window as u32;
+                self.snd_wl1 = seg.seq;
+                self.snd_nxt = self.iss;
+                self.send_syn(self.mss, false, cx);
+            }
+        }
+    }
+
+    /// RFC 9293 §3.10.7.4 for every state past SYN-SENT. Returns the payload if nobody kept it.
+    fn input_synchronized(
+        &mut self,
+        seg: &Segment,
+        mut payload: Option<Mbuf>,
+        cx: &mut Cx<'_>,
+        res: &mut InputResult,
+    ) -> Option<Mbuf> {
+        let rst = seg.flags.contains(TcpFlags::RST);
+        let syn = seg.flags.contains(TcpFlags::SYN);
+        let fin = seg.flags.contains(TcpFlags::FIN);
+
+        // 1. Sequence acceptability.
+        let wnd = self.rcv_adv.wrapping_sub(self.rcv_nxt).max(self.rcv_window());
+        let seg_len = seg.seq_len();
+        let end = seg.seq.wrapping_add(seg_len.max(1)).wrapping_sub(1);
+        let in_window = |s: u32| seq_le(self.rcv_nxt, s) && seq_lt(s, self.rcv_nxt.wrapping_add(wnd));
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => in_window(seg.seq),
+            (_, 0) => false,
+            _ => in_window(seg.seq) || in_window(end),
+        };
+        if !acceptable {
+            if !rst {
+                // An old duplicate (or a probe): re-ACK so the peer resynchronizes.
+                self.ack_now = true;
+            }
+            // A zero-window probe still carries the peer's latest ACK and window.
+            if seg_len > 0 && wnd == 0 && seg.seq == self.rcv_nxt && !rst {
+                self.process_ack(seg, cx, res);
+            }
+            return payload;
+        }
+
+        // 2. RST (RFC 5961 §3.2): exact match resets; in-window but not exact gets a challenge ACK.
+        if rst {
+            if seg.seq == self.rcv_nxt {
+                res.dead = Some(DeadReason::Reset);
+                self.state = State::Closed;
+            } else {
+                self.ack_now = true;
+            }
+            return payload;
+        }
+
+        // 3. SYN in a synchronized state (RFC 5961 §4.2): challenge ACK, drop.
+        if syn {
+            if self.state == State::SynReceived && seg.seq == self.irs {
+                // A retransmitted SYN: our SYN-ACK was lost. Send it again.
+                self.snd_nxt = self.iss;
+                self.send_syn(self.mss, false, cx);
+            } else {
+                self.ack_now = true;
+            }
+            return payload;
+        }
+
+        // Timestamps: remember the most recent (RFC 7323 §4.3).
+        if let Some((tsval, _)) = seg.timestamps {
+            if self.ts_ok && seq_le(seg.seq, self.rcv_nxt) && seq_ge(tsval, self.ts_recent) {
+                self.ts_recent = tsval;
+            }
+        }
+
+        // 4. ACK.
+        if seg.ack.is_none() {
+            return payload;
+        }
+        if !self.process_ack(seg, cx, res) {
+            return payload;
+        }
+        if res.dead.is_some() || self.state == State::Closed {
+            return payload;
+        }
+
+        // 5. Data.
+        if seg.len > 0 {
+            if matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+                payload = self.accept_data(seg, payload, cx, res);
+            } else {
+                self.ack_now = true; // data after their FIN: just re-ACK
+            }
+        }
+
+        // 6. FIN: only once everything before it is in.
+        if fin && seg.seq.wrapping_add(seg.len) == self.rcv_nxt && !self.fin_received {
+            self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+            self.fin_received = true;
+            self.eof_pending = true;
+            self.ack_now = true;
+            match self.state {
+                State::SynReceived | State::Established => self.state = State::CloseWait,
+                State::FinWait1 => {
+                    // Our FIN not yet acknowledged (else process_ack moved us to FIN_WAIT_2).
+                    self.state = State::Closing;
+                }
+                State::FinWait2 => self.enter_time_wait(res),
+                _ => {}
+            }
+        } else if fin && seq_gt(seg.seq.wrapping_add(seg.len), self.rcv_nxt) {
+            // A FIN beyond a hole: ACK what we have so the peer retransmits the gap.
+            self.ack_now = true;
+        }
+        payload
+    }
+
+    fn enter_time_wait(&mut self, res: &mut InputResult) {
+        // The app is done with the connection (the stack reports `Dead`); it lingers for 2 MSL.
+        self.state = State::TimeWait;
+        res.time_wait = true;
+    }
+
+    /// The ACK field (step 5 of §3.10.7.4). Returns false when the segment must be dropped.
+    fn process_ack(&mut self, seg: &Segment, cx: &mut Cx<'_>, res: &mut InputResult) -> bool {
+        let Some(ack) = seg.ack else { return false };
+        if self.state == State::SynReceived {
+            if seq_lt(self.snd_una, ack) && seq_le(ack, self.snd_max) {
+                self.state = State::Established;
+                self.snd_wnd = (seg.window as u32) << self.snd_shift;
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = ack;
+                res.established = true;
+            } else {
+                res.rst = Some(ack);
+                return false;
+            }
+        }
+        if seq_gt(ack, self.snd_max) {
+            // Acknowledges something we never sent (RFC 5961 §5.2): re-ACK and drop.
+            self.ack_now = true;
+            return false;
+        }
+        let max_wnd = (65535u32 << self.snd_shift).max(self.snd_wnd);
+        if seq_lt(ack, self.snd_una.wrapping_sub(max_wnd)) {
+            self.ack_now = true;
+            return false;
+        }
+        let window = (seg.window as u32) << self.snd_shift;
+        if seq_gt(ack, self.snd_una) {
+            self.on_new_ack(ack, seg, cx);
+        } else if ack == self.snd_una
+            && seg.len == 0
+            && window == self.snd_wnd
+            && self.snd_nxt != self.snd_una
+            && !seg.flags.contains(TcpFlags::FIN)
+        {
+            // A duplicate ACK (RFC 5681 §2).
+            self.dupacks += 1;
+            if self.cc.on_dup_ack(self.dupacks, SeqNumber(self.snd_una), SeqNumber(self.snd_max)).retransmit() {
+                self.retransmit_head(cx);
+            }
+        }
+        // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
+        if seq_lt(self.snd_wl1, seg.seq) || (self.snd_wl1 == seg.seq && seq_le(self.snd_wl2, ack)) {
+            let opened = window > self.snd_wnd;
+            self.snd_wnd = window;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            let _ = opened; // the stack flushes every connection that received a segment this cycle
+        }
+        // Our FIN acknowledged?
+        let fin_acked = self.fin_queued && self.fin_sent() && ack == self.fin_seq().wrapping_add(1);
+        match self.state {
+            State::FinWait1 if fin_acked => self.state = State::FinWait2,
+            State::Closing if fin_acked => self.enter_time_wait(res),
+            State::LastAck if fin_acked => {
+                self.state = State::Closed;
+                res.dead = Some(DeadReason::Closed);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn on_new_ack(&mut self, ack: u32, seg: &Segment, cx: &mut Cx<'_>) {
+        let acked_seq = ack.wrapping_sub(self.snd_una);
+        self.sample_rtt(ack, seg, cx.now);
+        // Data bytes acknowledged: the part of [snd_una, ack) inside [send_base, send_base + sendq_len).
+        let data_acked = {
+            let start = if seq_gt(self.send_base, self.snd_una) { self.send_base } else { self.snd_una };
+            let end_data = self.send_base.wrapping_add(self.sendq_len as u32);
+            let end = if seq_lt(ack, end_data) { ack } else { end_data };
+            if seq_gt(end, start) {
+                end.wrapping_sub(start) as usize
+            } else {
+                0
+            }
+        };
+        self.pop_acked(data_acked);
+        self.acked_to_report += data_acked as u64;
+        self.snd_una = ack;
+        if seq_lt(self.snd_nxt, self.snd_una) {
+            self.snd_nxt = self.snd_una;
+        }
+        // RFC 6298 §5.3: new data acknowledged restarts the timer; RFC 6582's "impatient" variant does so only
+        // for the first partial ACK of a recovery.
+        self.rto_restart = true;
+        match self.cc.on_ack(acked_seq as usize, SeqNumber(self.snd_una), SeqNumber(self.snd_max)) {
+            Action::None => {}
+            Action::FastRetransmit => self.retransmit_head(cx),
+            Action::RetransmitHole { restart_timer } => {
+                self.rto_restart = restart_timer;
+                self.retransmit_head(cx);
+            }
+        }
+        self.dupacks = 0;
+        self.retries = 0;
+    }
+
+    fn pop_acked(&mut self, mut n: usize) {
+        self.sendq_len -= n;
+        self.send_base = self.send_base.wrapping_add(n as u32);
+        while n > 0 {
+            let Some(front) = self.sendq.front() else { break };
+            let avail = front.len() - self.sendq_head_acked;
+            if n >= avail {
+                n -= avail;
+                self.sendq_head_acked = 0;
+                self.sendq.pop_front();
+            } else {
+                self.sendq_head_acked += n;
+                n = 0;
+            }
+        }
+    }
+
+    fn sample_rtt(&mut self, ack: u32, seg: &Segment, now: Instant) {
+        // Karn's rule: `timed` is cleared whenever we retransmit, so a sample is never ambiguous.
+        if let Some((seq, sent)) = self.timed {
+            if seq_gt(ack, seq) {
+                self.rtt.on_sample(now - sent);
+                self.timed = None;
+                return;
+            }
+        }
+        let _ = seg;
+    }
+
+    fn accept_data(
+        &mut self,
+        seg: &Segment,
+        payload: Option<Mbuf>,
+        cx: &mut Cx<'_>,
+        res: &mut InputResult,
+    ) -> Option<Mbuf> {
+        let mut m = payload?;
+        let mut seq = seg.seq;
+        // Trim what we already have off the front.
+        if seq_lt(seq, self.rcv_nxt) {
+            let dup = self.rcv_nxt.wrapping_sub(seq) as usize;
+            if dup >= m.len() || m.adjust(dup).is_err() {
+                self.ack_now = true;
+                return Some(m);
+            }
+            seq = self.rcv_nxt;
+        }
+        // Trim what does not fit the window off the back.
+        let room = self.rcv_adv.wrapping_sub(seq).max(self.rcv_window().saturating_sub(seq.wrapping_sub(self.rcv_nxt)));
+        if (m.len() as u32) > room {
+            if room == 0 || m.trim(room as usize).is_err() {
+                self.ack_now = true;
+                return Some(m);
+            }
+        }
+        if seq != self.rcv_nxt {
+            // Out of order: keep it (sorted, no overlap with what we hold) and send a duplicate ACK now.
+            self.ack_now = true;
+            return self.insert_ooo(seq, m, cx.pool);
+        }
+        self.deliver(m, res);
+        // Anything that now fits from the out-of-order queue.
+        while let Some(pos) = self.ooo.iter().position(|(s, _)| seq_le(*s, self.rcv_nxt)) {
+            let (s, mut m) = self.ooo.remove(pos);
+            let skip = self.rcv_nxt.wrapping_sub(s) as usize;
+            if skip >= m.len() || m.adjust(skip).is_err() {
+                cx.pool.free(m);
+                continue;
+            }
+            self.deliver(m, res);
+            self.ack_now = true; // filled a hole: tell the sender at once (RFC 5681 §4.2)
+        }
+        // Delayed ACK: every second full-sized segment at once, else on the timer (RFC 1122 §4.2.3.2).
+        self.segs_unacked = self.segs_unacked.saturating_add(1);
+        if self.segs_unacked >= 2 || !self.ooo.is_empty() {
+            self.ack_now = true;
+        }
+        None
+    }
+
+    fn deliver(&mut self, m: Mbuf, res: &mut InputResult) {
+        let len = m.len() as u32;
+        self.rcv_nxt = self.rcv_nxt.wrapping_add(len);
+        self.unread += len;
+        self.lent.push_back(m);
+        res.delivered += 1;
+        if !self.accepted {
+            self.undelivered += 1;
+        }
+    }
+
+    fn insert_ooo(&mut self, seq: u32, m: Mbuf, pool: &mut MbufPool) -> Option<Mbuf> {
+        let end = seq.wrapping_add(m.len() as u32);
+        // Drop it if it overlaps a segment we hold (the sender will fill gaps again; keeps bookkeeping simple).
+        for (s, held) in &self.ooo {
+            let held_end = s.wrapping_add(held.len() as u32);
+            if seq_lt(seq, held_end) && seq_lt(*s, end) {
+                return Some(m);
+            }
+        }
+        if self.ooo.is_full() {
+            // Keep the segments closest to the hole: evict the farthest if the new one is nearer.
+            let (far_pos, far_seq) = self
+                .ooo
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, (s, _))| s.wrapping_sub(self.rcv_nxt))
+                .map(|(i, (s, _))| (i, *s))?;
+            if seq_lt(seq, far_seq) {
+                let (_, old) = self.ooo.remove(far_pos);
+                pool.free(old);
+            } else {
+                return Some(m);
+            }
+        }
+        self.ooo.push((seq, m));
+        None
+    }
+
+    // ------------------------------------------------------------------------------------------ output
+
+    fn fin_seq(&self) -> u32 {
+        self.send_base.wrapping_add(self.sendq_len as u32)
+    }
+
+    /// Our FIN has gone out at least once (so an ACK beyond it acknowledges it).
+    fn fin_sent(&self) -> bool {
+        self.fin_queued && seq_gt(self.snd_max, self.fin_seq())
+    }
+
+    /// Our FIN must go out from the current `snd_nxt` (first time, or again after a rewind).
+    fn fin_pending(&self) -> bool {
+        self.fin_queued && seq_le(self.snd_nxt, self.fin_seq())
+    }
+
+    fn header(&mut self, seq: u32, flags: TcpFlags, now: Instant) -> Emit {
+        Emit {
+            seq,
+            flags,
+            ack: Some(self.rcv_nxt),
+            window: self.advertise(),
+            offset: 0,
+            len: 0,
+            syn_opts: None,
+            timestamps: self.ts_ok.then(|| (ts_now(now), self.ts_recent)),
+        }
+    }
+
+    /// Sends new data (and our FIN) as far as the peer's window and the congestion window allow. Returns
+    /// whether anything went out.
+    pub fn output(&mut self, cx: &mut Cx<'_>) -> bool {
+        if !matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
+        ) {
+            return false;
+        }
+        let mut sent = false;
+        let wnd = self.snd_wnd.min(self.cc.cwnd()) as usize;
+        loop {
+            if cx.out.is_full() {
+                break;
+            }
+            let offset = self.snd_nxt.wrapping_sub(self.send_base) as usize;
+            let unsent = self.sendq_len.saturating_sub(offset);
+            let flight = self.in_flight_bytes();
+            let room = wnd.saturating_sub(flight);
+            let len = unsent.min(room).min(self.smss());
+            let fin_now = self.fin_pending() && len == unsent;
+            if len == 0 && !fin_now {
+                break;
+            }
+            if len == 0 && fin_now && offset > self.sendq_len {
+                break;
+            }
+            let mut flags = TcpFlags::EMPTY;
+            if fin_now {
+                flags.insert(TcpFlags::FIN);
+            }
+            if len > 0 && len == unsent {
+                flags.insert(TcpFlags::PSH);
+            }
+            let mut e = self.header(self.snd_nxt, flags, cx.now);
+            e.offset = offset;
+            e.len = len;
+            let _ = cx.out.try_push(e);
+            if self.timed.is_none() && len > 0 {
+                self.timed = Some((self.snd_nxt, cx.now));
+            }
+            self.snd_nxt = self.snd_nxt.wrapping_add(len as u32 + fin_now as u32);
+            if seq_gt(self.snd_nxt, self.snd_max) {
+                self.snd_max = self.snd_nxt;
+            }
+            sent = true;
+            self.ack_now = false;
+            self.segs_unacked = 0;
+            if fin_now {
+                break;
+            }
+        }
+        sent
+    }
+
+    /// A bare ACK (flushes `ack_now`). It carries `snd_max`, not a rewound `snd_nxt`: after a timeout both sides
+    /// may be resending data the other already has, and an ACK numbered below the peer's `rcv_nxt` would be
+    /// dropped as old (BSD does the same).
+    pub fn send_ack(&mut self, cx: &mut Cx<'_>) {
+        let e = self.header(self.snd_max, TcpFlags::EMPTY, cx.now);
+        let _ = cx.out.try_push(e);
+        self.ack_now = false;
+        self.segs_unacked = 0;
+    }
+
+    /// Whether an ACK is owed but may wait for the delayed-ACK timer.
+    pub fn ack_delayed(&self) -> bool {
+        self.segs_unacked > 0 && !self.ack_now
+    }
+
+    /// Retransmits the first unacknowledged segment (fast retransmit, partial ACK).
+    fn retransmit_head(&mut self, cx: &mut Cx<'_>) {
+        let offset = self.snd_una.wrapping_sub(self.send_base) as usize;
+        let len = self.sendq_len.saturating_sub(offset).min(self.smss());
+        let fin = self.fin_sent() && offset + len == self.sendq_len;
+        if len == 0 && !fin {
+            return;
+        }
+        let mut flags = TcpFlags::EMPTY;
+        if fin {
+            flags.insert(TcpFlags::FIN);
+        }
+        let mut e = self.header(self.snd_una, flags, cx.now);
+        e.offset = offset;
+        e.len = len;
+        let _ = cx.out.try_push(e);
+        self.timed = None;
+    }
+
+    /// The retransmission timer fired. Returns `Some(reason)` when the connection must die.
+    pub fn on_retransmit_timeout(&mut self, cx: &mut Cx<'_>) -> Option<DeadReason> {
+        let limit = if matches!(self.state, State::SynSent | State::SynReceived) {
+            cx.cfg.max_syn_retries
+        } else {
+            cx.cfg.max_retries
+        };
+        if self.retries >= limit {
+            return Some(DeadReason::TimedOut);
+        }
+        self.retries += 1;
+        self.rtt.on_timeout();
+        self.timed = None;
+        match self.state {
+            State::SynSent => {
+                self.snd_nxt = self.iss;
+                self.send_syn(self.mss.max(536), true, cx);
+            }
+            State::SynReceived => {
+                self.snd_nxt = self.iss;
+                self.send_syn(self.mss, false, cx);
+            }
+            _ if self.snd_una == self.snd_max && self.has_unsent() && self.snd_wnd == 0 => {
+                // Zero-window probe (RFC 9293 §3.8.6.1): one byte past the window; do not count it as a retry.
+                self.retries -= 1;
+                let offset = self.snd_nxt.wrapping_sub(self.send_base) as usize;
+                let mut e = self.header(self.snd_nxt, TcpFlags::EMPTY, cx.now);
+                e.offset = offset;
+                e.len = 1.min(self.sendq_len.saturating_sub(offset));
+                let _ = cx.out.try_push(e);
+            }
+            _ => {
+                // Go back to the first unacknowledged byte (RFC 5681 §3.1 after RTO).
+                self.cc.on_timeout(SeqNumber(self.snd_una), SeqNumber(self.snd_max));
+                self.snd_nxt = self.snd_una;
+                self.dupacks = 0;
+                self.output(cx);
+            }
+        }
+        None
+    }
+
+    /// Whether data is waiting to be sent.
+    pub fn has_unsent(&self) -> bool {
+        let offset = self.snd_nxt.wrapping_sub(self.send_base) as usize;
+        offset < self.sendq_len || self.fin_pending()
+    }
+
+    /// Whether anything is unacknowledged (the retransmission timer must run).
+    pub fn has_in_flight(&self) -> bool {
+        self.snd_max != self.snd_una
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    /// Copies `len` bytes of the send queue starting `offset` bytes after `send_base` into `out`.
+    pub fn copy_payload(&self, offset: usize, out: &mut [u8]) {
+        let mut skip = offset + self.sendq_head_acked;
+        let mut at = 0;
+        for b in &self.sendq {
+            if at == out.len() {
+                break;
+            }
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            let n = (b.len() - skip).min(out.len() - at);
+            b.copy_to(skip, &mut out[at..at + n]);
+            at += n;
+            skip = 0;
+        }
+    }
+
+    /// Whether keepalive probing applies now (idle long enough).
+    pub fn keepalive_due(&self, now: Instant, idle: Duration) -> bool {
+        self.keepalive && self.state == State::Established && now - self.last_rx >= idle
+    }
+
+    /// A keepalive probe: an ACK with a sequence number one below `snd_una` (RFC 1122 §4.2.3.6).
+    pub fn send_keepalive(&mut self, cx: &mut Cx<'_>) {
+        let e = self.header(self.snd_una.wrapping_sub(1), TcpFlags::EMPTY, cx.now);
+        let _ = cx.out.try_push(e);
+    }
+
+    /// Time since the last segment arrived.
+    pub fn idle(&self, now: Instant) -> Duration {
+        now - self.last_rx
+    }
+
+    /// Bytes lent to the app and not yet returned.
+    pub fn unread(&self) -> u32 {
+        self.unread
+    }
+
+    /// A one-line summary for diagnostics.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:?} una={} nxt={} max={} base={} sendq={} wnd={} cwnd={} rcv_nxt={} adv={} unread={} lent={} ooo={} \
+             fin_q={} timers={:?} dupacks={} retries={}",
+            self.state,
+            self.snd_una.wrapping_sub(self.iss),
+            self.snd_nxt.wrapping_sub(self.iss),
+            self.snd_max.wrapping_sub(self.iss),
+            self.send_base.wrapping_sub(self.iss),
+            self.sendq_len,
+            self.snd_wnd,
+            self.cc.cwnd(),
+            self.rcv_nxt.wrapping_sub(self.irs),
+            self.rcv_adv.wrapping_sub(self.rcv_nxt),
+            self.unread,
+            self.lent.len(),
+            self.ooo.len(),
+            self.fin_queued,
+            self.timers.iter().map(|t| t.is_some()).collect::<Vec<_>>(),
+            self.dupacks,
+            self.retries,
+        )
+    }
+
+    /// Sequence numbers for tests and diagnostics: (snd_una, snd_nxt, rcv_nxt).
+    pub fn seqs(&self) -> (u32, u32, u32) {
+        (self.snd_una, self.snd_nxt, self.rcv_nxt)
+    }
+}
