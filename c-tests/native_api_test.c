@@ -137,6 +137,50 @@ int main(void) {
     ix_cmd_udp_unbind(&c[0], 7);
     CHECK(ix_run_io(q, c, 1, NULL, 0, 0) == 0 && c[0].ret == IX_RET_OK, "unbind with no event room");
 
+    /* TCP misuse: forged and stale handles, double close, sendv on a connection that is not up, bad vectors. */
+    struct ix_cmd t[12];
+    ix_cmd_tcp_listen(&t[0], 80, 16);
+    ix_cmd_tcp_listen(&t[1], 80, 16);
+    ix_cmd_tcp_listen(&t[2], 0, 16);
+    ix_cmd_tcp_connect(&t[3], peer, 1); /* nobody answers ARP: stays in SYN-SENT */
+    ix_cmd_tcp_connect(&t[4], offlink, 2);
+    struct ix_endpoint zero_port = {ix_ipv4(198, 18, 7, 2), 0, 0};
+    ix_cmd_tcp_connect(&t[5], zero_port, 3);
+    CHECK(run(q, t, 6) >= 0, "run_io");
+    CHECK(t[0].ret == IX_RET_OK, "listen: %lld", (long long)t[0].ret);
+    CHECK(t[1].ret == IX_RET_ADDRINUSE, "listen twice: %lld", (long long)t[1].ret);
+    CHECK(t[2].ret == IX_RET_INVAL, "listen on port 0: %lld", (long long)t[2].ret);
+    CHECK(t[3].ret > 0, "connect returns a handle: %lld", (long long)t[3].ret);
+    CHECK(t[4].ret == IX_RET_UNREACH, "connect off-link: %lld", (long long)t[4].ret);
+    CHECK(t[5].ret == IX_RET_INVAL, "connect to port 0: %lld", (long long)t[5].ret);
+    uint64_t h = (uint64_t)t[3].ret;
+    uint64_t forged = h ^ (1ull << 40); /* same slot, another generation */
+    ix_cmd_tcp_sendv(&t[0], h, &iov, 1);          /* not connected yet */
+    ix_cmd_tcp_sendv(&t[1], forged, &iov, 1);
+    ix_cmd_tcp_recv_done(&t[2], h, 10);           /* nothing was lent */
+    ix_cmd_tcp_accept(&t[3], h, 9);               /* not a knocked connection */
+    ix_cmd_tcp_close(&t[4], 12345);               /* never a handle */
+    ix_cmd_tcp_sendv(&t[5], h, NULL, 2);          /* NULL vector */
+    ix_cmd_tcp_sendv(&t[6], h, many, 65);         /* too many iovecs */
+    ix_cmd_tcp_abort(&t[7], h);
+    ix_cmd_tcp_abort(&t[8], h);                   /* stale after abort */
+    ix_cmd_tcp_close(&t[9], h);
+    ix_cmd_tcp_unlisten(&t[10], 80);
+    ix_cmd_tcp_unlisten(&t[11], 80);
+    CHECK(run(q, t, 12) >= 0, "run_io");
+    CHECK(t[0].ret == IX_RET_AGAIN, "sendv before connected: %lld", (long long)t[0].ret);
+    CHECK(t[1].ret == IX_RET_BADH, "forged handle: %lld", (long long)t[1].ret);
+    CHECK(t[2].ret == IX_RET_INVAL, "recv_done of unlent bytes: %lld", (long long)t[2].ret);
+    CHECK(t[3].ret == IX_RET_BADH, "accept of an outgoing connection: %lld", (long long)t[3].ret);
+    CHECK(t[4].ret == IX_RET_BADH, "close of a made-up handle: %lld", (long long)t[4].ret);
+    CHECK(t[5].ret == IX_RET_INVAL, "sendv with NULL vector: %lld", (long long)t[5].ret);
+    CHECK(t[6].ret == IX_RET_INVAL, "sendv with 65 iovecs: %lld", (long long)t[6].ret);
+    CHECK(t[7].ret == IX_RET_OK, "abort: %lld", (long long)t[7].ret);
+    CHECK(t[8].ret == IX_RET_BADH, "abort twice: %lld", (long long)t[8].ret);
+    CHECK(t[9].ret == IX_RET_BADH, "close after abort: %lld", (long long)t[9].ret);
+    CHECK(t[10].ret == IX_RET_OK, "unlisten: %lld", (long long)t[10].ret);
+    CHECK(t[11].ret == IX_RET_BADH, "unlisten twice: %lld", (long long)t[11].ret);
+
     ix_queue_close(q);
     ix_port_close(port);
 

@@ -303,6 +303,9 @@ static inline void ix_cmd_recv_done(struct ix_cmd *c, const void *data) {
 static inline void ix_cmd_tcp_listen(struct ix_cmd *c, uint16_t port, uint32_t backlog) {
     struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_LISTEN; c->port = port; c->backlog = backlog;
 }
+static inline void ix_cmd_tcp_unlisten(struct ix_cmd *c, uint16_t port) {
+    struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_UNLISTEN; c->port = port;
+}
 static inline void ix_cmd_tcp_connect(struct ix_cmd *c, struct ix_endpoint dst, uint64_t cookie) {
     struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_CONNECT; c->dst = dst; c->cookie = cookie;
 }
