@@ -885,3 +885,23 @@ fn push_event(io: &mut Io<'_>, ev: Event) {
         io.stats.inc(Counter::EventsDeferred);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_state_stays_small() {
+        // The paper's 250K-connection test was limited by PCB size (§5.4): keep the per-connection struct small.
+        let size = TcpStack::conn_size();
+        println!("bytes per connection: {size} (+ a flow-table entry and the slot's generation)");
+        assert!(size <= 512, "Conn grew to {size} bytes");
+    }
+
+    #[test]
+    fn handles_carry_slot_and_generation() {
+        let h = Handle::new(7, 3);
+        assert_eq!((h.slot(), h.generation()), (7, 3));
+        assert_ne!(Handle::new(7, 4), h);
+    }
+}
