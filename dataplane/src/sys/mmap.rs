@@ -22,7 +22,10 @@ impl MemoryRegion {
         let len = len.div_ceil(HUGE_PAGE_SIZE).max(1) * HUGE_PAGE_SIZE;
         if try_huge {
             match Self::map(len, libc::MAP_HUGETLB | libc::MAP_POPULATE) {
-                Ok(region) => return Ok(region),
+                Ok(region) => {
+                    log::info!("mbuf pool: {} KiB on 2 MiB huge pages", len / 1024);
+                    return Ok(region);
+                }
                 Err(e) => log::info!(
                     "no 2 MiB huge pages for a {} KiB mbuf pool ({e}); using 4 KiB pages (reserve some in \
                      /proc/sys/vm/nr_hugepages)",
