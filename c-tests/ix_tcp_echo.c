@@ -3,6 +3,9 @@
  *
  *   ix_tcp_echo server PORT             echo every byte on every connection until SIGTERM; prints "ready" once
  *                                       listening, totals at exit. One thread per queue (IX_QUEUES).
+ *   ix_tcp_echo noaccept PORT BACKLOG  listen but never accept (the backlog fills; later SYNs are dropped)
+ *   ix_tcp_echo sink PORT               accept, and close each connection at its first data without giving the
+ *                                       data back (closing with unread data; the dataplane frees it at DEAD)
  *   ix_tcp_echo client A.B.C.D PORT BYTES [CONNS]
  *                                       CONNS connections (default 1) each send BYTES of a known pattern to an echo
  *                                       server and check every echoed byte; exit 0 only if all came back exact.
@@ -95,10 +98,14 @@ static void echo_taken(struct echo_conn *c, uint64_t taken) {
     }
 }
 
+enum mode { MODE_ECHO, MODE_NOACCEPT, MODE_SINK };
+
 struct worker {
     ix_port *port;
     uint32_t queue;
     uint16_t tcp_port;
+    uint32_t backlog;
+    enum mode mode;
     unsigned long long conns, bytes, errors;
     pthread_t thread;
 };
@@ -119,7 +126,7 @@ static void *serve(void *arg) {
     struct echo_conn *dirty[MAX_EVENTS];
     unsigned ndirty = 0;
     b.n = 0;
-    ix_cmd_tcp_listen(next_cmd(&b), w->tcp_port, 4096);
+    ix_cmd_tcp_listen(next_cmd(&b), w->tcp_port, w->backlog);
     while (!stop_flag) {
         prev = b; /* the commands of this call: their results come back in `prev` */
         b.n = 0;
@@ -153,6 +160,10 @@ static void *serve(void *arg) {
             struct echo_conn *c = (struct echo_conn *)(uintptr_t)e->cookie;
             switch (e->kind) {
             case IX_EV_TCP_KNOCK: {
+                if (w->mode == MODE_NOACCEPT) { /* let the backlog fill up */
+                    w->conns++;
+                    continue;
+                }
                 struct echo_conn *nc = calloc(1, sizeof *nc);
                 nc->handle = e->handle;
                 ix_cmd_tcp_accept(next_cmd(&b), e->handle, (uint64_t)(uintptr_t)nc);
@@ -165,10 +176,17 @@ static void *serve(void *arg) {
                     w->errors++;
                     break;
                 }
-                c->pending[(c->head + c->count) % c->cap] = (struct ix_iovec){e->data, e->len};
-                c->count++;
                 c->bytes += e->len;
                 w->bytes += e->len;
+                if (w->mode == MODE_SINK) { /* close while holding unread (lent) data: freed at DEAD */
+                    if (!c->closed) {
+                        ix_cmd_tcp_close(next_cmd(&b), c->handle);
+                        c->closed = 1;
+                    }
+                    continue;
+                }
+                c->pending[(c->head + c->count) % c->cap] = (struct ix_iovec){e->data, e->len};
+                c->count++;
                 break;
             case IX_EV_TCP_SENT:
                 /* Acknowledged bytes were echoed from lent buffers: now they may be given back. */
@@ -209,7 +227,7 @@ static void *serve(void *arg) {
     return NULL;
 }
 
-static int run_server(uint16_t tcp_port) {
+static int run_server(uint16_t tcp_port, uint32_t backlog, enum mode mode) {
     ix_port *port = ix_port_open_env();
     if (!port) {
         fprintf(stderr, "ix_tcp_echo: %s\n", ix_last_error());
@@ -221,6 +239,8 @@ static int run_server(uint16_t tcp_port) {
         w[i].port = port;
         w[i].queue = (uint32_t)i;
         w[i].tcp_port = tcp_port;
+        w[i].backlog = backlog;
+        w[i].mode = mode;
         pthread_create(&w[i].thread, NULL, serve, &w[i]);
     }
     while (!stop_flag) {
@@ -355,10 +375,16 @@ static int run_client(const char *dst_s, uint16_t dst_port, uint64_t bytes, unsi
 int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
-    if (argc == 3 && strcmp(argv[1], "server") == 0) return run_server((uint16_t)atoi(argv[2]));
+    if ((argc == 3 || argc == 4) && strcmp(argv[1], "server") == 0)
+        return run_server((uint16_t)atoi(argv[2]), argc == 4 ? (uint32_t)atoi(argv[3]) : 4096, MODE_ECHO);
+    if (argc == 4 && strcmp(argv[1], "noaccept") == 0)
+        return run_server((uint16_t)atoi(argv[2]), (uint32_t)atoi(argv[3]), MODE_NOACCEPT);
+    if (argc == 3 && strcmp(argv[1], "sink") == 0) return run_server((uint16_t)atoi(argv[2]), 4096, MODE_SINK);
     if ((argc == 5 || argc == 6) && strcmp(argv[1], "client") == 0)
         return run_client(argv[2], (uint16_t)atoi(argv[3]), strtoull(argv[4], NULL, 10),
                           argc == 6 ? (unsigned)atoi(argv[5]) : 1);
-    fprintf(stderr, "usage: %s server PORT | client A.B.C.D PORT BYTES [CONNS]\n", argv[0]);
+    fprintf(stderr,
+            "usage: %s server PORT [BACKLOG] | noaccept PORT BACKLOG | sink PORT | client A.B.C.D PORT BYTES [CONNS]\n",
+            argv[0]);
     return 2;
 }

@@ -144,6 +144,82 @@ def tcp_client(args):
     sys.exit(0 if ok else 1)
 
 
+def tcp_rst_midway(args):
+    """Send some data, then reset the connection (SO_LINGER 0) without reading the echo."""
+    if not in_test_range(args.host):
+        sys.exit("refusing a target outside 198.18.0.0/15")
+    s = socket.create_connection((args.host, args.port), timeout=5)
+    s.sendall(os.urandom(args.bytes))
+    time.sleep(0.2)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    print("tcp-rst-midway sent", args.bytes)
+
+
+def tcp_refused(args):
+    """Expect a RST for a SYN to a port nobody listens on."""
+    if not in_test_range(args.host):
+        sys.exit("refusing a target outside 198.18.0.0/15")
+    try:
+        socket.create_connection((args.host, args.port), timeout=3)
+    except ConnectionRefusedError:
+        print("tcp-refused ok")
+        return
+    except OSError as e:
+        sys.exit(f"expected ECONNREFUSED, got {e}")
+    sys.exit("connection was accepted")
+
+
+def tcp_connect_many(args):
+    """Open --count connections at once (non-blocking); report how many complete within --timeout."""
+    import selectors
+    if not in_test_range(args.host):
+        sys.exit("refusing a target outside 198.18.0.0/15")
+    sel = selectors.DefaultSelector()
+    socks = []
+    for _ in range(args.count):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((args.host, args.port))
+        sel.register(s, selectors.EVENT_WRITE)
+        socks.append(s)
+    up = 0
+    end = time.time() + args.timeout
+    while time.time() < end and up < args.count:
+        for key, _ in sel.select(timeout=0.1):
+            s = key.fileobj
+            sel.unregister(s)
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                up += 1
+    print(f"tcp-connect-many established={up} of {args.count}")
+    for s in socks:
+        s.close()
+
+
+def syn_flood(args):
+    """Raw SYNs to DST:PORT from random source ports of our address, at most --count, for at most --seconds."""
+    import random
+    src_mac = bytes.fromhex(open(f"/sys/class/net/{args.iface}/address").read().strip().replace(":", ""))
+    dst_mac = bytes.fromhex(args.dst_mac.replace(":", ""))
+    if not (in_test_range(args.src) and in_test_range(args.dst)):
+        sys.exit("refusing addresses outside 198.18.0.0/15")
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((args.iface, 0))
+    eth = dst_mac + src_mac + struct.pack("!H", 0x0800)
+    sent = 0
+    end = time.time() + args.seconds
+    pseudo_base = socket.inet_aton(args.src) + socket.inet_aton(args.dst)
+    while sent < args.count and time.time() < end:
+        sport = random.randint(20000, 60000)
+        seq = random.getrandbits(32)
+        tcp = struct.pack("!HHIIBBHHH", sport, args.port, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
+        c = csum(pseudo_base + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)
+        tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
+        s.send(eth + ip_header(args.src, args.dst, 6, len(tcp)) + tcp)
+        sent += 1
+    print(f"syn-flood sent={sent}")
+
+
 def tcp_echo_server(args):
     import threading
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -255,6 +331,26 @@ def main():
     ts = sub.add_parser("tcp-echo-server")
     ts.add_argument("port", type=int)
     ts.add_argument("--seconds", type=float, default=120)
+    r = sub.add_parser("tcp-rst-midway")
+    r.add_argument("host")
+    r.add_argument("port", type=int)
+    r.add_argument("--bytes", type=int, default=100000)
+    rf = sub.add_parser("tcp-refused")
+    rf.add_argument("host")
+    rf.add_argument("port", type=int)
+    cm = sub.add_parser("tcp-connect-many")
+    cm.add_argument("host")
+    cm.add_argument("port", type=int)
+    cm.add_argument("--count", type=int, default=100)
+    cm.add_argument("--timeout", type=float, default=5)
+    sf = sub.add_parser("syn-flood")
+    sf.add_argument("iface")
+    sf.add_argument("dst_mac")
+    sf.add_argument("--src", default="198.18.0.2")
+    sf.add_argument("--dst", default="198.18.0.1")
+    sf.add_argument("--port", type=int, default=7)
+    sf.add_argument("--count", type=int, default=20000)
+    sf.add_argument("--seconds", type=float, default=5)
     u = sub.add_parser("udp-send")
     u.add_argument("host")
     u.add_argument("port", type=int)
@@ -269,7 +365,8 @@ def main():
     m.add_argument("--dst", default="198.18.0.1")
     m.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()
-    {"tcp-client": tcp_client, "tcp-echo-server": tcp_echo_server, "udp-client": udp_client, "udp-send": udp_send, "udp-echo-server": udp_echo_server, "malformed": malformed}[a.cmd](a)
+    {"tcp-rst-midway": tcp_rst_midway, "tcp-refused": tcp_refused, "tcp-connect-many": tcp_connect_many,
+     "syn-flood": syn_flood, "tcp-client": tcp_client, "tcp-echo-server": tcp_echo_server, "udp-client": udp_client, "udp-send": udp_send, "udp-echo-server": udp_echo_server, "malformed": malformed}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -176,6 +176,9 @@ impl Dataplane {
         let n = self.nic.stats();
         let s = &mut self.stats;
         s.set(Counter::PoolAvailable, self.pool.available() as u64);
+        let held = self.nic.frames_held();
+        s.set(Counter::NicFramesHeld, held as u64);
+        s.set(Counter::MbufsInStack, (self.pool.capacity() - self.pool.available()).saturating_sub(held) as u64);
         s.set(Counter::MbufsLent, self.lent_count as u64);
         s.set(Counter::NicRxDropped, n.rx_dropped);
         s.set(Counter::NicRxErrors, n.rx_errors);
@@ -227,9 +230,8 @@ impl Dataplane {
             return Ok(false);
         };
         self.stats.inc(Counter::IdleSleeps);
-        if now - self.last_publish >= PUBLISH_INTERVAL {
-            self.publish(now);
-        }
+        // Going to sleep: publish now, so what ixctl shows is never behind an idle dataplane.
+        self.publish(now);
         crate::sys::poll_readable(fd, timeout)
     }
 

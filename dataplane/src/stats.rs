@@ -124,8 +124,10 @@ counters! {
     TcpSynCookiesSent = "tcp_syn_cookies_sent",
     /// Connections established from a valid SYN cookie.
     TcpSynCookiesValid = "tcp_syn_cookies_valid",
-    /// Live connections (gauge).
+    /// Open connections, TIME_WAIT excluded (gauge).
     TcpConnections = "tcp_connections",
+    /// Connections in TIME_WAIT (gauge).
+    TcpTimeWait = "tcp_time_wait",
     /// Malformed TCP segments.
     DropTcpMalformed = "drop_tcp_malformed",
     /// TCP checksum failures.
@@ -152,8 +154,13 @@ counters! {
     PoolCapacity = "pool_capacity",
     /// Free mbufs (gauge).
     PoolAvailable = "pool_available",
-    /// Mbufs lent to the app in `recv` events (gauge).
+    /// Mbufs lent to the app in UDP `recv` events (gauge).
     MbufsLent = "mbufs_lent",
+    /// Mbufs the NIC holds: RX buffers posted, TX in flight (gauge).
+    NicFramesHeld = "nic_frames_held",
+    /// Mbufs held by the stack and the app: everything not free and not the NIC's (gauge). Zero when idle with
+    /// no connection open, or something leaked.
+    MbufsInStack = "mbufs_in_stack",
     /// Kernel-side drops reported by the NIC backend (AF_XDP ring full, TAP overrun).
     NicRxDropped = "nic_rx_dropped",
     /// NIC receive errors (bad descriptors).

@@ -445,6 +445,7 @@ impl Interface {
     pub fn flush(&mut self, io: &mut Io<'_>) {
         self.tcp.flush(&mut self.link, io);
         io.stats.set(Counter::TcpConnections, self.tcp.connections() as u64);
+        io.stats.set(Counter::TcpTimeWait, self.tcp.time_wait() as u64);
     }
 
     /// Frees every frame the stack holds (shutdown).

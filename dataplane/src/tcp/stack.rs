@@ -83,6 +83,7 @@ pub struct TcpStack {
     secret: std::collections::hash_map::RandomState,
     next_port: u16,
     live: u32,
+    time_wait: u32,
     our_mss: u16,
     fired: Vec<(TimerId, TimerTag)>,
 }
@@ -111,15 +112,21 @@ impl TcpStack {
             secret: std::collections::hash_map::RandomState::new(),
             next_port: EPHEMERAL.0,
             live: 0,
+            time_wait: 0,
             // MSS = MTU - IP and TCP headers (RFC 9293 §3.7.1); timestamps come out of it per segment.
             our_mss: (mtu - IP_LEN - 20).min(65535) as u16,
             fired: Vec::with_capacity(256),
         }
     }
 
-    /// Live connections (any state but closed), including TIME_WAIT.
+    /// Open connections: every state but CLOSED and TIME_WAIT.
     pub fn connections(&self) -> u32 {
-        self.live
+        self.live - self.time_wait
+    }
+
+    /// Connections lingering in TIME_WAIT (the app is done with them; they hold no mbufs).
+    pub fn time_wait(&self) -> u32 {
+        self.time_wait
     }
 
     /// One line per live connection, for diagnostics.
@@ -160,6 +167,9 @@ impl TcpStack {
         let Some(s) = self.slots.get_mut(slot as usize) else { return };
         let Some(mut conn) = s.conn.take() else { return };
         s.generation = s.generation.wrapping_add(1).max(1);
+        if conn.state == State::TimeWait {
+            self.time_wait -= 1;
+        }
         conn.release(io.pool);
         for id in conn.timers.iter().flatten() {
             self.timers.cancel(*id);
@@ -466,7 +476,7 @@ impl TcpStack {
             // The app is not accepting: drop the SYN, the client retries (Linux does the same).
             return io.stats.inc(Counter::TcpBacklogDrops);
         }
-        if l.half_open >= l.backlog {
+        if l.half_open + l.waiting >= l.backlog {
             // SYN flood: answer statelessly with a cookie (RFC 4987 §3.6).
             io.stats.inc(Counter::TcpSynCookiesSent);
             let mss = seg.mss.unwrap_or(536).min(self.our_mss);
@@ -590,6 +600,7 @@ impl TcpStack {
             }
         }
         if res.time_wait {
+            self.time_wait += 1;
             self.report_dead(slot, DeadReason::Closed, io);
             if let Some(c) = self.slots[slot as usize].conn.as_mut() {
                 c.released = true;
