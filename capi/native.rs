@@ -39,6 +39,8 @@ pub const IX_CMD_TCP_RECV_DONE: u32 = 16;
 pub const IX_CMD_TCP_CLOSE: u32 = 17;
 /// Command: reset `handle` now; no more events come for it.
 pub const IX_CMD_TCP_ABORT: u32 = 18;
+/// Command: keepalive probes on `handle` on (`len` = 1) or off (`len` = 0).
+pub const IX_CMD_TCP_KEEPALIVE: u32 = 19;
 
 /// Event: a datagram arrived: `data`/`len` (lent, read-only), from `src`, to local `port`.
 pub const IX_EV_UDP_RECV: u32 = 1;
@@ -405,6 +407,7 @@ fn convert(c: &ix_cmd) -> Result<Command<'_>, Ret> {
         IX_CMD_TCP_RECV_DONE => Command::TcpRecvDone { handle: c.handle, len: c.len },
         IX_CMD_TCP_CLOSE => Command::TcpClose { handle: c.handle },
         IX_CMD_TCP_ABORT => Command::TcpAbort { handle: c.handle },
+        IX_CMD_TCP_KEEPALIVE => Command::TcpKeepalive { handle: c.handle, enable: c.len != 0 },
         _ => return Err(Ret::Invalid),
     })
 }

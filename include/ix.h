@@ -53,6 +53,9 @@
 // Command: reset `handle` now; no more events come for it.
 #define IX_CMD_TCP_ABORT 18
 
+// Command: keepalive probes on `handle` on (`len` = 1) or off (`len` = 0).
+#define IX_CMD_TCP_KEEPALIVE 19
+
 // Event: a datagram arrived: `data`/`len` (lent, read-only), from `src`, to local `port`.
 #define IX_EV_UDP_RECV 1
 
@@ -324,6 +327,9 @@ static inline void ix_cmd_tcp_recv_done(struct ix_cmd *c, uint64_t handle, uint6
 }
 static inline void ix_cmd_tcp_close(struct ix_cmd *c, uint64_t handle) {
     struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_CLOSE; c->handle = handle;
+}
+static inline void ix_cmd_tcp_keepalive(struct ix_cmd *c, uint64_t handle, int enable) {
+    struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_KEEPALIVE; c->handle = handle; c->len = enable ? 1 : 0;
 }
 static inline void ix_cmd_tcp_abort(struct ix_cmd *c, uint64_t handle) {
     struct ix_cmd z = {0}; *c = z; c->op = IX_CMD_TCP_ABORT; c->handle = handle;

@@ -170,6 +170,16 @@ impl Port {
         };
         let mut dp = Dataplane::new(nic, pool, &dcfg);
         dp.set_neighbor_table(self.neighbors.clone());
+        if let (PortBackend::Tap(_), true) = (&self.backend, self.cfg.queues > 1) {
+            // TAP: our steering program decides which queue a flow's frames reach, so connect can choose ports
+            // whose replies come back to this queue. (AF_XDP on veth: the peer's TX queue choice is Linux's and
+            // cannot be predicted; with RSS NICs this would be the Toeplitz hash.)
+            let (ours, queues) = (self.cfg.ip.addr, self.cfg.queues);
+            dp.set_tcp_port_filter(Box::new(move |remote, remote_port, local_port| {
+                dataplane::nic::tap::steer_queue_for_flow(remote.0, ours.0, 6, remote_port, local_port, queues)
+                    == queue_id
+            }));
+        }
         if let Some(page) = &self.page {
             dp.set_stats_page(page.clone());
         }

@@ -147,6 +147,14 @@ pub enum Command<'a> {
         /// The connection.
         handle: u64,
     },
+    /// Turns keepalive probes on or off (RFC 1122 §4.2.3.6; what `SO_KEEPALIVE` maps to). A connection whose
+    /// peer stops answering dies with `TimedOut`.
+    TcpKeepalive {
+        /// The connection.
+        handle: u64,
+        /// On or off.
+        enable: bool,
+    },
 }
 
 /// A received buffer lent to the app, read-only, until `RecvDone`.

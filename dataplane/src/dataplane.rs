@@ -235,6 +235,16 @@ impl Dataplane {
         crate::sys::poll_readable(fd, timeout)
     }
 
+    /// Makes `TcpConnect` choose local ports whose replies the NIC steers to this queue (paper §4.4).
+    pub fn set_tcp_port_filter(&mut self, filter: crate::tcp::stack::PortFilter) {
+        self.iface.tcp_port_filter(filter);
+    }
+
+    /// Keepalive timing for every TCP connection of this core (defaults: 2 h, 75 s, 9 probes).
+    pub fn set_tcp_keepalive_timing(&mut self, idle: Duration, interval: Duration, count: u8) {
+        self.iface.tcp_keepalive_timing(idle, interval, count);
+    }
+
     /// One line per live TCP connection, for diagnostics and tests.
     pub fn tcp_describe(&self) -> Vec<String> {
         self.iface.tcp_describe()
@@ -333,5 +343,6 @@ fn execute(iface: &mut Interface, io: &mut Io<'_>, cmd: &Command<'_>) -> CmdResu
         Command::TcpRecvDone { handle, len } => unit(iface.tcp_recv_done(io, handle, len)),
         Command::TcpClose { handle } => unit(iface.tcp_close(io, handle)),
         Command::TcpAbort { handle } => unit(iface.tcp_abort(io, handle)),
+        Command::TcpKeepalive { handle, enable } => unit(iface.tcp_keepalive(io, handle, enable)),
     }
 }

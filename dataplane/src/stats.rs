@@ -118,6 +118,8 @@ counters! {
     TcpRstSent = "tcp_rst_sent",
     /// Retransmission timeouts.
     TcpRetransmitTimeouts = "tcp_retransmit_timeouts",
+    /// Keepalive probes sent.
+    TcpKeepalivesSent = "tcp_keepalives_sent",
     /// SYNs dropped because the app is not accepting (backlog full).
     TcpBacklogDrops = "tcp_backlog_drops",
     /// SYN-ACKs sent with a SYN cookie (SYN backlog full).

@@ -287,3 +287,101 @@ fn syn_to_a_closed_port_is_refused() {
     assert_eq!(server.stats().get(Counter::TcpRstSent), 1);
     assert_eq!(client.stats().get(Counter::TcpConnections), 0);
 }
+
+#[test]
+fn keepalive_keeps_a_live_peer_and_buries_a_dead_one() {
+    let (a, b) = WireLink::pair(FaultConfig::default(), 9);
+    let probe = a.probe();
+    let mut server = node(a, SERVER_IP);
+    let mut client = node(b, CLIENT_IP);
+    server.set_tcp_keepalive_timing(Duration::from_secs(1), Duration::from_millis(500), 3);
+    let (mut sev, mut cev) = (Events::with_capacity(64), Events::with_capacity(64));
+    let mut now = Instant::from_millis(1);
+    run(&mut server, now, &[Command::TcpListen { port: PORT, backlog: 4 }], &mut sev);
+    let dst = Endpoint { addr: SERVER_IP, port: PORT };
+    run(&mut client, now, &[Command::TcpConnect { dst, cookie: 1 }], &mut cev)[0].expect("connect");
+    let mut server_handle = None;
+    let mut dead = None;
+    let mut step = |now: Instant, server: &mut Dataplane, client: Option<&mut Dataplane>, sh: &mut Option<u64>| {
+        probe.advance(now);
+        let mut cmds = Vec::new();
+        if let Some(c) = client {
+            run(c, now, &[], &mut cev);
+        }
+        for e in sev.as_slice() {
+            if let Event::TcpKnock { handle, .. } = *e {
+                *sh = Some(handle);
+                cmds.push(Command::TcpAccept { handle, cookie: 2 });
+                cmds.push(Command::TcpKeepalive { handle, enable: true });
+            }
+            if let Event::TcpDead { reason, .. } = *e {
+                dead = Some(reason);
+            }
+        }
+        let rets = run(server, now, &cmds, &mut sev);
+        assert!(rets.iter().all(|r| r.is_ok()), "{rets:?}");
+    };
+    // Ten idle seconds with a live peer: probes go out, answers come back, the connection stays.
+    for _ in 0..10_000 {
+        now = now + Duration::from_millis(1);
+        step(now, &mut server, Some(&mut client), &mut server_handle);
+    }
+    assert!(server_handle.is_some(), "never connected");
+    let probes = server.stats().get(Counter::TcpKeepalivesSent);
+    assert!(probes >= 5, "only {probes} probes in 10 idle seconds");
+    assert_eq!(server.stats().get(Counter::TcpConnections), 1);
+    // The peer goes silent (its dataplane stops running): three unanswered probes and it is gone.
+    for _ in 0..5_000 {
+        now = now + Duration::from_millis(1);
+        step(now, &mut server, None, &mut server_handle);
+    }
+    assert_eq!(dead, Some(DeadReason::TimedOut));
+    assert_eq!(server.stats().get(Counter::TcpConnections), 0);
+}
+
+#[test]
+fn connect_picks_ports_whose_replies_reach_this_queue() {
+    use dataplane::nic::{Batch, NicQueue};
+    use dataplane::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
+    let (a, mut peer) = WireLink::pair(FaultConfig::default(), 3);
+    let mut client = node(a, CLIENT_IP);
+    client.set_tcp_port_filter(Box::new(|_, _, port| port % 4 == 1));
+    let mut ev = Events::with_capacity(64);
+    let dst = Endpoint { addr: SERVER_IP, port: 80 };
+    let cmds: Vec<Command<'_>> = (0..5).map(|i| Command::TcpConnect { dst, cookie: i }).collect();
+    let rets = run(&mut client, Instant::from_millis(1), &cmds, &mut ev);
+    assert!(rets.iter().all(|r| r.is_ok()));
+    // The SYNs wait for ARP: answer the request as the server, then read their source ports.
+    let mut pool = MbufPool::new(64, false).unwrap();
+    let mut got = Batch::new();
+    peer.receive(&mut pool, &mut got, 64);
+    assert!(!got.is_empty(), "an ARP request went out");
+    let arp = pool.data(&got[0]).to_vec();
+    for m in got.drain(..) {
+        pool.free(m);
+    }
+    // Reply to the ARP request as the server.
+    let mut reply = arp.clone();
+    reply[0..6].copy_from_slice(&arp[6..12]);
+    reply[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+    reply[21] = 2; // ARP reply
+    reply[22..28].copy_from_slice(&[2, 0, 0, 0, 0, 9]);
+    reply[28..32].copy_from_slice(&SERVER_IP.0);
+    reply[32..38].copy_from_slice(&arp[22..28]);
+    reply[38..42].copy_from_slice(&arp[28..32]);
+    let mut b = Batch::new();
+    b.push(pool.alloc_from(&reply).unwrap());
+    peer.transmit(&mut pool, &mut b);
+    run(&mut client, Instant::from_millis(2), &[], &mut ev);
+    peer.receive(&mut pool, &mut got, 64);
+    let ports: Vec<u16> = got
+        .iter()
+        .filter_map(|m| {
+            let f = EthernetFrame::new_checked(pool.data(m)).ok()?;
+            let ip = Ipv4Packet::new_checked(f.payload()).ok()?;
+            Some(TcpPacket::new_checked(ip.payload()).ok()?.src_port())
+        })
+        .collect();
+    assert_eq!(ports.len(), 5, "five SYNs");
+    assert!(ports.iter().all(|p| p % 4 == 1), "ports {ports:?}");
+}

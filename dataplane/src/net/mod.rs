@@ -496,6 +496,26 @@ impl Interface {
         self.tcp.close(&mut self.link, io, Handle(handle))
     }
 
+    /// Makes `connect` pick local ports whose replies reach this queue.
+    pub fn tcp_port_filter(&mut self, filter: crate::tcp::stack::PortFilter) {
+        self.tcp.set_port_filter(filter);
+    }
+
+    /// Our address.
+    pub fn addr(&self) -> Ipv4Address {
+        self.link.addr()
+    }
+
+    /// `TcpKeepalive`.
+    pub fn tcp_keepalive(&mut self, io: &mut Io<'_>, handle: u64, enable: bool) -> Ret {
+        self.tcp.set_keepalive(io, Handle(handle), enable)
+    }
+
+    /// Sets keepalive timing for every connection of this core.
+    pub fn tcp_keepalive_timing(&mut self, idle: Duration, interval: Duration, count: u8) {
+        self.tcp.set_keepalive_timing(idle, interval, count);
+    }
+
     /// `TcpAbort`.
     pub fn tcp_abort(&mut self, io: &mut Io<'_>, handle: u64) -> Ret {
         self.tcp.abort(&mut self.link, io, Handle(handle))

@@ -205,6 +205,8 @@ pub struct Conn {
     pub listener: Option<u16>,
     /// Whether the app asked for keepalives.
     pub keepalive: bool,
+    /// Keepalive probes sent since the peer was last heard from.
+    pub keepalive_probes: u8,
     /// The app was told the connection is up (knock or connected).
     pub up: bool,
 
@@ -332,6 +334,7 @@ impl Conn {
             released: false,
             listener: None,
             keepalive: false,
+            keepalive_probes: 0,
             up: false,
             iss,
             snd_una: iss,
@@ -629,6 +632,7 @@ impl Conn {
     pub fn input(&mut self, seg: &Segment, payload: Option<Mbuf>, cx: &mut Cx<'_>) -> InputResult {
         let mut res = InputResult::default();
         self.last_rx = cx.now;
+        self.keepalive_probes = 0;
         if self.state == State::SynSent {
             self.input_syn_sent(seg, cx, &mut res);
             if let Some(m) = payload {

@@ -14,7 +14,7 @@ use crate::mbuf::Mbuf;
 use crate::net::link::Link;
 use crate::net::{Io, ETH_LEN};
 use crate::stats::Counter;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::timer::{TimerId, TimerWheel};
 use crate::wire::{checksum, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, TcpRepr};
 
@@ -70,7 +70,6 @@ struct TimerTag {
 }
 
 /// The per-core TCP stack.
-#[derive(Debug)]
 pub struct TcpStack {
     cfg: TcpConfig,
     slots: Vec<Slot>,
@@ -86,6 +85,24 @@ pub struct TcpStack {
     time_wait: u32,
     our_mss: u16,
     fired: Vec<(TimerId, TimerTag)>,
+    port_filter: Option<PortFilter>,
+}
+
+/// Says whether a local port would bring a connection's replies to this core's queue (paper §4.4: connect
+/// picks an ephemeral port whose flow hash lands on the caller's queue). Arguments: remote address and port,
+/// local port.
+pub type PortFilter = Box<dyn Fn(crate::wire::Ipv4Address, u16, u16) -> bool + Send>;
+
+impl std::fmt::Debug for TcpStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStack")
+            .field("connections", &self.live)
+            .field("time_wait", &self.time_wait)
+            .field("listeners", &self.listeners.len())
+            .field("timers", &self.timers.len())
+            .field("port_filter", &self.port_filter.is_some())
+            .finish()
+    }
 }
 
 fn kind_index(k: TimerKind) -> usize {
@@ -116,6 +133,7 @@ impl TcpStack {
             // MSS = MTU - IP and TCP headers (RFC 9293 §3.7.1); timestamps come out of it per segment.
             our_mss: (mtu - IP_LEN - 20).min(65535) as u16,
             fired: Vec::with_capacity(256),
+            port_filter: None,
         }
     }
 
@@ -259,15 +277,24 @@ impl TcpStack {
         Ok(self.handle_of(slot))
     }
 
+    /// Sets the filter `connect` uses to pick ports whose replies reach this queue.
+    pub fn set_port_filter(&mut self, filter: PortFilter) {
+        self.port_filter = Some(filter);
+    }
+
     fn pick_port(&mut self, dst: Endpoint) -> Option<u16> {
         let span = (EPHEMERAL.1 - EPHEMERAL.0) as u32 + 1;
         for _ in 0..span {
             let p = self.next_port;
             self.next_port = if p == EPHEMERAL.1 { EPHEMERAL.0 } else { p + 1 };
             let key = FlowKey { remote: dst.addr.to_u32(), remote_port: dst.port, local_port: p };
-            if !self.flows.contains_key(&key) && !self.listeners.contains_key(&p) {
-                return Some(p);
+            if self.flows.contains_key(&key) || self.listeners.contains_key(&p) {
+                continue;
             }
+            if self.port_filter.as_ref().is_some_and(|f| !f(dst.addr, dst.port, p)) {
+                continue;
+            }
+            return Some(p);
         }
         None
     }
@@ -329,6 +356,24 @@ impl TcpStack {
             self.dirty.push(h.slot());
         }
         Ret::Ok
+    }
+
+    /// Turns keepalive probing on or off for a connection (SO_KEEPALIVE).
+    pub fn set_keepalive(&mut self, io: &mut Io<'_>, h: Handle, on: bool) -> Ret {
+        let Some(conn) = self.conn(h) else { return Ret::BadHandle };
+        conn.keepalive = on;
+        let slot = h.slot();
+        if on {
+            self.arm(slot, TimerKind::Keepalive, io.now);
+        } else {
+            self.cancel(slot, TimerKind::Keepalive);
+        }
+        Ret::Ok
+    }
+
+    /// Sets the keepalive timing for every connection: idle time, probe interval, probes.
+    pub fn set_keepalive_timing(&mut self, idle: Duration, interval: Duration, count: u8) {
+        self.cfg.keepalive = (idle, interval, count);
     }
 
     /// `close`: FIN after the data; the handle stays valid until `TcpDead`.
@@ -806,7 +851,30 @@ impl TcpStack {
                 }
                 self.free_slot(slot, io);
             }
-            TimerKind::Keepalive => {}
+            TimerKind::Keepalive => {
+                // RFC 1122 §4.2.3.6: after `idle` without a segment, probe every `interval`; give up after
+                // `count` unanswered probes.
+                let (idle, interval, count) = self.cfg.keepalive;
+                let Some(conn) = self.slots[slot as usize].conn.as_mut() else { return };
+                if !conn.keepalive || conn.state != State::Established {
+                    return;
+                }
+                let quiet = conn.idle(io.now);
+                if quiet < idle {
+                    let at = io.now + Duration::from_micros(idle.total_micros() - quiet.total_micros());
+                    return self.rearm(slot, TimerKind::Keepalive, at);
+                }
+                if conn.keepalive_probes >= count {
+                    self.report_dead(slot, DeadReason::TimedOut, io);
+                    return self.free_slot(slot, io);
+                }
+                conn.keepalive_probes += 1;
+                let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+                conn.send_keepalive(&mut cx);
+                io.stats.inc(Counter::TcpKeepalivesSent);
+                self.emit_pending(slot, link, io);
+                self.rearm(slot, TimerKind::Keepalive, io.now + interval);
+            }
         }
     }
 
