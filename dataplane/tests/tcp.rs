@@ -385,3 +385,58 @@ fn connect_picks_ports_whose_replies_reach_this_queue() {
     assert_eq!(ports.len(), 5, "five SYNs");
     assert!(ports.iter().all(|p| p % 4 == 1), "ports {ports:?}");
 }
+
+#[test]
+fn simultaneous_close_ends_cleanly_on_both_sides() {
+    let (a, b) = WireLink::pair(FaultConfig { delay: Duration::from_millis(1), ..FaultConfig::default() }, 4);
+    let probe = a.probe();
+    let mut server = node(a, SERVER_IP);
+    let mut client = node(b, CLIENT_IP);
+    let (mut sev, mut cev) = (Events::with_capacity(64), Events::with_capacity(64));
+    let mut now = Instant::from_millis(1);
+    run(&mut server, now, &[Command::TcpListen { port: PORT, backlog: 4 }], &mut sev);
+    let dst = Endpoint { addr: SERVER_IP, port: PORT };
+    let ch = run(&mut client, now, &[Command::TcpConnect { dst, cookie: 1 }], &mut cev)[0].expect("connect");
+    let (mut sh, mut up, mut closed) = (None, false, false);
+    let (mut s_dead, mut c_dead) = (None, None);
+    for _ in 0..20_000 {
+        now = now + Duration::from_micros(100);
+        probe.advance(now);
+        let mut ccmds = Vec::new();
+        let mut scmds = Vec::new();
+        if up && sh.is_some() && !closed {
+            // Both close in the same cycle: FINs cross on the wire (RFC 9293 §3.6, case 2).
+            ccmds.push(Command::TcpClose { handle: ch });
+            scmds.push(Command::TcpClose { handle: sh.unwrap() });
+            closed = true;
+        }
+        run(&mut client, now, &ccmds, &mut cev);
+        for e in cev.as_slice() {
+            match *e {
+                Event::TcpConnected { .. } => up = true,
+                Event::TcpDead { reason, .. } => c_dead = Some(reason),
+                _ => {}
+            }
+        }
+        let rets = run(&mut server, now, &scmds, &mut sev);
+        assert!(rets.iter().all(|r| r.is_ok()));
+        for e in sev.as_slice().to_vec() {
+            match e {
+                Event::TcpKnock { handle, .. } => {
+                    sh = Some(handle);
+                    run(&mut server, now, &[Command::TcpAccept { handle, cookie: 2 }], &mut sev);
+                }
+                Event::TcpDead { reason, .. } => s_dead = Some(reason),
+                _ => {}
+            }
+        }
+        if s_dead.is_some() && c_dead.is_some() {
+            break;
+        }
+    }
+    assert_eq!((c_dead, s_dead), (Some(DeadReason::Closed), Some(DeadReason::Closed)));
+    // Both closed actively: both linger in TIME_WAIT, holding no mbufs.
+    assert_eq!(server.stats().get(Counter::TcpTimeWait), 1);
+    assert_eq!(client.stats().get(Counter::TcpTimeWait), 1);
+    assert_eq!(server.stats().get(Counter::MbufsInStack), 0);
+}
