@@ -101,6 +101,10 @@ pub struct Segment {
     pub wscale: Option<u8>,
     /// Timestamps option.
     pub timestamps: Option<(u32, u32)>,
+    /// SACK-permitted option (SYN only).
+    pub sack_permitted: bool,
+    /// SACK blocks (RFC 2018).
+    pub sack: [Option<(u32, u32)>; 3],
     /// Payload length.
     pub len: u32,
 }
@@ -145,6 +149,9 @@ pub struct TcpConfig {
     pub max_syn_retries: u8,
     /// Keepalive: idle time before the first probe, interval, probes.
     pub keepalive: (Duration, Duration, u8),
+    /// Lower bound of the retransmission timeout. A data-center default: IX targets microsecond RTTs, where
+    /// Linux's 200 ms floor turns every lost retransmission into a stall (Vasudevan et al., SIGCOMM 2009).
+    pub rto_min: Duration,
 }
 
 impl Default for TcpConfig {
@@ -158,12 +165,14 @@ impl Default for TcpConfig {
             max_retries: 15,
             max_syn_retries: 6,
             keepalive: (Duration::from_secs(7200), Duration::from_secs(75), 9),
+            rto_min: Duration::from_millis(20),
         }
     }
 }
 
-/// Most out-of-order segments held per connection; more are dropped (the sender retransmits).
-pub const OOO_MAX: usize = 8;
+/// Most out-of-order segments held per connection; more are dropped (the sender retransmits). Kept on the heap
+/// (allocated the first time a connection sees reordering or loss), so idle connections stay small.
+pub const OOO_MAX: usize = 256;
 
 /// What the connection wants sent: a header description; payload (if any) is copied from the send queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +193,10 @@ pub struct Emit {
     pub syn_opts: Option<(u16, Option<u8>)>,
     /// Timestamps to put in the segment.
     pub timestamps: Option<(u32, u32)>,
+    /// SACK-permitted option (SYN, SYN-ACK).
+    pub sack_permitted: bool,
+    /// SACK blocks (pure ACKs only: data segments have no room for them under the MSS).
+    pub sack: [Option<(u32, u32)>; 3],
 }
 
 /// A TCP connection.
@@ -245,7 +258,8 @@ pub struct Conn {
     lent_head_done: u32,
     /// Lent segments whose `Recv` event is still owed (arrived before the app accepted).
     undelivered: u32,
-    ooo: ArrayVec<(u32, Mbuf), OOO_MAX>,
+    /// Out-of-order segments, sorted by sequence number, disjoint.
+    ooo: Vec<(u32, Mbuf)>,
     /// The peer's FIN has been received (and `Eof` is owed or delivered).
     pub fin_received: bool,
     /// `Eof` must be reported.
@@ -254,6 +268,14 @@ pub struct Conn {
     // Options.
     ts_ok: bool,
     ts_recent: u32,
+    /// Both sides offered SACK (RFC 2018).
+    sack_ok: bool,
+    /// Ranges the peer SACKed above `snd_una`, sorted, disjoint.
+    scoreboard: ArrayVec<(u32, u32), 8>,
+    /// Highest sequence retransmitted in the current recovery (RFC 6675 HighRxt).
+    high_rxt: u32,
+    /// Start of the out-of-order segment received last (first SACK block, RFC 2018 §4).
+    last_ooo: Option<u32>,
 
     // Loss recovery and timing.
     rtt: RttEstimator,
@@ -359,12 +381,16 @@ impl Conn {
             lent: VecDeque::new(),
             lent_head_done: 0,
             undelivered: 0,
-            ooo: ArrayVec::new(),
+            ooo: Vec::new(),
             fin_received: false,
             eof_pending: false,
             ts_ok: false,
             ts_recent: 0,
-            rtt: RttEstimator::new(),
+            sack_ok: false,
+            scoreboard: ArrayVec::new(),
+            high_rxt: iss,
+            last_ooo: None,
+            rtt: RttEstimator::with_min_rto(cfg.rto_min),
             cc: Congestion::new_reno(mss as u32),
             dupacks: 0,
             retries: 0,
@@ -387,6 +413,7 @@ impl Conn {
         c.state = State::SynSent;
         c.accepted = true;
         c.ts_ok = true; // offered; confirmed by the SYN-ACK
+        c.sack_ok = true;
         c.send_syn(our_mss, true, cx);
         c
     }
@@ -448,6 +475,7 @@ impl Conn {
         if let Some((tsval, _)) = seg.timestamps {
             self.ts_recent = tsval;
         }
+        self.sack_ok = seg.sack_permitted;
     }
 
     fn send_syn(&mut self, our_mss: u16, active: bool, cx: &mut Cx<'_>) {
@@ -462,6 +490,8 @@ impl Conn {
             len: 0,
             syn_opts: Some((our_mss, wscale)),
             timestamps: ts,
+            sack_permitted: self.sack_ok,
+            sack: [None; 3],
         });
         self.snd_nxt = self.iss.wrapping_add(1);
         self.snd_max = self.snd_nxt;
@@ -842,18 +872,32 @@ impl Conn {
             return false;
         }
         let window = (seg.window as u32) << self.snd_shift;
+        let newly_sacked = self.sack_ok && self.update_scoreboard(seg, ack);
+        if newly_sacked && !self.cc.in_recovery() && ack == self.snd_una && self.sacked_bytes() >= 3 * self.smss() {
+            // RFC 6675 §5 (IsLost): three segments' worth SACKed above snd_una means it is lost, however few
+            // duplicate ACKs carried the news (a busy peer repeats one SACK block on every data segment).
+            if self.cc.on_dup_ack(3, SeqNumber(self.snd_una), SeqNumber(self.snd_max)).retransmit() {
+                self.dupacks = 3;
+                self.high_rxt = self.snd_una;
+                self.retransmit_head(cx);
+            }
+        }
         if seq_gt(ack, self.snd_una) {
             self.on_new_ack(ack, seg, cx);
+            self.prune_scoreboard();
         } else if ack == self.snd_una
-            && seg.len == 0
-            && window == self.snd_wnd
-            && self.snd_nxt != self.snd_una
+            && self.snd_max != self.snd_una
             && !seg.flags.contains(TcpFlags::FIN)
+            && (newly_sacked || (seg.len == 0 && window == self.snd_wnd && !self.sack_ok))
         {
-            // A duplicate ACK (RFC 5681 §2).
+            // A duplicate ACK: RFC 5681 §2, or with SACK RFC 6675 §2 (one that SACKs new data, even if it carries
+            // data itself, which matters when both directions are busy).
             self.dupacks += 1;
             if self.cc.on_dup_ack(self.dupacks, SeqNumber(self.snd_una), SeqNumber(self.snd_max)).retransmit() {
+                self.high_rxt = self.snd_una;
                 self.retransmit_head(cx);
+            } else if self.cc.in_recovery() && self.sack_ok {
+                self.retransmit_next_hole(cx);
             }
         }
         // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
@@ -907,6 +951,9 @@ impl Conn {
             Action::RetransmitHole { restart_timer } => {
                 self.rto_restart = restart_timer;
                 self.retransmit_head(cx);
+                if self.sack_ok {
+                    self.retransmit_next_hole(cx);
+                }
             }
         }
         self.dupacks = 0;
@@ -1006,29 +1053,28 @@ impl Conn {
 
     fn insert_ooo(&mut self, seq: u32, m: Mbuf, pool: &mut MbufPool) -> Option<Mbuf> {
         let end = seq.wrapping_add(m.len() as u32);
-        // Drop it if it overlaps a segment we hold (the sender will fill gaps again; keeps bookkeeping simple).
-        for (s, held) in &self.ooo {
-            let held_end = s.wrapping_add(held.len() as u32);
-            if seq_lt(seq, held_end) && seq_lt(*s, end) {
-                return Some(m);
-            }
+        let key = |s: u32| s.wrapping_sub(self.rcv_nxt);
+        let pos = self.ooo.partition_point(|(s, _)| key(*s) < key(seq));
+        // Drop it if it overlaps a neighbour (the sender fills gaps again; keeps the list disjoint).
+        let overlaps_prev = pos > 0 && {
+            let (s, held) = &self.ooo[pos - 1];
+            seq_lt(seq, s.wrapping_add(held.len() as u32))
+        };
+        let overlaps_next = self.ooo.get(pos).is_some_and(|(s, _)| seq_lt(*s, end));
+        if overlaps_prev || overlaps_next {
+            return Some(m);
         }
-        if self.ooo.is_full() {
+        if self.ooo.len() >= OOO_MAX {
             // Keep the segments closest to the hole: evict the farthest if the new one is nearer.
-            let (far_pos, far_seq) = self
-                .ooo
-                .iter()
-                .enumerate()
-                .max_by_key(|(_, (s, _))| s.wrapping_sub(self.rcv_nxt))
-                .map(|(i, (s, _))| (i, *s))?;
-            if seq_lt(seq, far_seq) {
-                let (_, old) = self.ooo.remove(far_pos);
-                pool.free(old);
-            } else {
+            if pos == self.ooo.len() {
                 return Some(m);
             }
+            if let Some((_, old)) = self.ooo.pop() {
+                pool.free(old);
+            }
         }
-        self.ooo.push((seq, m));
+        self.ooo.insert(pos, (seq, m));
+        self.last_ooo = Some(seq);
         None
     }
 
@@ -1041,6 +1087,136 @@ impl Conn {
     /// Our FIN has gone out at least once (so an ACK beyond it acknowledges it).
     fn fin_sent(&self) -> bool {
         self.fin_queued && seq_gt(self.snd_max, self.fin_seq())
+    }
+
+    /// Records the SACK blocks of an ACK (RFC 2018); returns whether any of them covers data not SACKed before.
+    fn update_scoreboard(&mut self, seg: &Segment, ack: u32) -> bool {
+        let mut newly = false;
+        for &(left, right) in seg.sack.iter().flatten() {
+            // Only blocks inside what we sent and above the cumulative ACK mean anything (D-SACKs do not).
+            if !seq_lt(left, right) || !seq_gt(left, ack) || seq_gt(right, self.snd_max) {
+                continue;
+            }
+            let covered = self.scoreboard.iter().any(|&(l, r)| seq_le(l, left) && seq_ge(r, right));
+            if covered {
+                continue;
+            }
+            newly = true;
+            let (mut l, mut r) = (left, right);
+            // Merge every overlapping or touching range into [l, r).
+            let mut i = 0;
+            while i < self.scoreboard.len() {
+                let (a, b) = self.scoreboard[i];
+                if seq_le(a, r) && seq_le(l, b) {
+                    l = if seq_lt(a, l) { a } else { l };
+                    r = if seq_gt(b, r) { b } else { r };
+                    self.scoreboard.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            let pos = self.scoreboard.iter().position(|&(a, _)| seq_gt(a, l)).unwrap_or(self.scoreboard.len());
+            if self.scoreboard.is_full() {
+                // Keep the lowest ranges: they bound the holes we retransmit first.
+                if pos == self.scoreboard.len() {
+                    continue;
+                }
+                self.scoreboard.pop();
+            }
+            self.scoreboard.insert(pos, (l, r));
+        }
+        newly
+    }
+
+    fn sacked_bytes(&self) -> usize {
+        self.scoreboard.iter().map(|(l, r)| r.wrapping_sub(*l) as usize).sum()
+    }
+
+    fn prune_scoreboard(&mut self) {
+        let una = self.snd_una;
+        self.scoreboard.retain(|(_, r)| seq_gt(*r, una));
+        if let Some(first) = self.scoreboard.first_mut() {
+            if seq_lt(first.0, una) {
+                first.0 = una;
+            }
+        }
+        if seq_lt(self.high_rxt, una) {
+            self.high_rxt = una;
+        }
+    }
+
+    /// In SACK recovery, retransmits the next hole above `high_rxt` that lies below SACKed data (RFC 6675
+    /// NextSeg rule 1, simplified: data below the highest SACK block is presumed lost).
+    fn retransmit_next_hole(&mut self, cx: &mut Cx<'_>) {
+        let mut from = if seq_gt(self.high_rxt, self.snd_una) { self.high_rxt } else { self.snd_una };
+        for &(l, r) in &self.scoreboard {
+            if seq_lt(from, l) {
+                let len = (l.wrapping_sub(from) as usize).min(self.smss());
+                let offset = from.wrapping_sub(self.send_base) as usize;
+                let len = len.min(self.sendq_len.saturating_sub(offset));
+                if len == 0 {
+                    return;
+                }
+                let mut e = self.header(from, TcpFlags::EMPTY, cx.now);
+                e.offset = offset;
+                e.len = len;
+                let _ = cx.out.try_push(e);
+                self.high_rxt = from.wrapping_add(len as u32);
+                self.timed = None;
+                return;
+            }
+            if seq_lt(from, r) {
+                from = r;
+            }
+        }
+    }
+
+    /// SACK blocks for an ACK: the out-of-order data we hold, merged into ranges, the most recently received
+    /// range first (RFC 2018 §4).
+    fn sack_blocks(&self) -> [Option<(u32, u32)>; 3] {
+        let mut out = [None; 3];
+        if !self.sack_ok || self.ooo.is_empty() {
+            return out;
+        }
+        // `ooo` is sorted and disjoint: merge touching segments into ranges on the fly.
+        let mut first: Option<(u32, u32)> = None;
+        let mut others: ArrayVec<(u32, u32), 3> = ArrayVec::new();
+        let mut cur: Option<(u32, u32)> = None;
+        let last = self.last_ooo;
+        let mut flush = |r: (u32, u32), first: &mut Option<(u32, u32)>| {
+            if first.is_none() && last.is_some_and(|s| seq_le(r.0, s) && seq_lt(s, r.1)) {
+                *first = Some(r);
+            } else if !others.is_full() {
+                others.push(r);
+            }
+        };
+        for (s, m) in &self.ooo {
+            let e = s.wrapping_add(m.len() as u32);
+            cur = match cur {
+                Some((l, r)) if *s == r => Some((l, e)),
+                Some(r) => {
+                    flush(r, &mut first);
+                    Some((*s, e))
+                }
+                None => Some((*s, e)),
+            };
+        }
+        if let Some(r) = cur {
+            flush(r, &mut first);
+        }
+        let mut n = 0;
+        for r in first.into_iter().chain(others) {
+            if n < 3 {
+                out[n] = Some(r);
+                n += 1;
+            }
+        }
+        out
+    }
+
+    /// Whether out-of-order data is held (its ACKs must carry SACK blocks, so they go out as pure ACKs).
+    pub fn has_ooo(&self) -> bool {
+        !self.ooo.is_empty()
     }
 
     /// Our FIN must go out from the current `snd_nxt` (first time, or again after a rewind).
@@ -1058,6 +1234,8 @@ impl Conn {
             len: 0,
             syn_opts: None,
             timestamps: self.ts_ok.then(|| (ts_now(now), self.ts_recent)),
+            sack_permitted: false,
+            sack: [None; 3],
         }
     }
 
@@ -1120,7 +1298,8 @@ impl Conn {
     /// may be resending data the other already has, and an ACK numbered below the peer's `rcv_nxt` would be
     /// dropped as old (BSD does the same).
     pub fn send_ack(&mut self, cx: &mut Cx<'_>) {
-        let e = self.header(self.snd_max, TcpFlags::EMPTY, cx.now);
+        let mut e = self.header(self.snd_max, TcpFlags::EMPTY, cx.now);
+        e.sack = self.sack_blocks();
         let _ = cx.out.try_push(e);
         self.ack_now = false;
         self.segs_unacked = 0;
@@ -1134,7 +1313,15 @@ impl Conn {
     /// Retransmits the first unacknowledged segment (fast retransmit, partial ACK).
     fn retransmit_head(&mut self, cx: &mut Cx<'_>) {
         let offset = self.snd_una.wrapping_sub(self.send_base) as usize;
-        let len = self.sendq_len.saturating_sub(offset).min(self.smss());
+        let mut len = self.sendq_len.saturating_sub(offset).min(self.smss());
+        if let Some(&(start, _)) = self.scoreboard.first() {
+            // Only the hole: the peer already has what starts at the first SACK block.
+            len = len.min(start.wrapping_sub(self.snd_una) as usize);
+        }
+        let end = self.snd_una.wrapping_add(len as u32);
+        if seq_gt(end, self.high_rxt) {
+            self.high_rxt = end;
+        }
         let fin = self.fin_sent() && offset + len == self.sendq_len;
         if len == 0 && !fin {
             return;
@@ -1185,6 +1372,8 @@ impl Conn {
                 // Go back to the first unacknowledged byte (RFC 5681 §3.1 after RTO).
                 self.cc.on_timeout(SeqNumber(self.snd_una), SeqNumber(self.snd_max));
                 self.snd_nxt = self.snd_una;
+                self.scoreboard.clear();
+                self.high_rxt = self.snd_una;
                 self.dupacks = 0;
                 self.output(cx);
             }

@@ -453,6 +453,8 @@ impl TcpStack {
                         mss: r.max_seg_size,
                         wscale: r.window_scale,
                         timestamps: r.timestamps,
+                        sack_permitted: r.sack_permitted,
+                        sack: r.sack_ranges,
                         len: r.payload.len() as u32,
                     },
                     packet.header_len() as usize,
@@ -537,6 +539,8 @@ impl TcpStack {
                 len: 0,
                 syn_opts: Some((MSS_TABLE[idx as usize], None)),
                 timestamps: None,
+                sack_permitted: false,
+                sack: [None; 3],
             };
             return self.emit_segment(link, io, key.local_port, remote, &e, None);
         }
@@ -715,7 +719,18 @@ impl TcpStack {
     }
 
     fn emit_rst(&mut self, link: &mut Link, io: &mut Io<'_>, local: u16, remote: Endpoint, seq: u32, ack: Option<u32>) {
-        let e = Emit { seq, flags: TcpFlags::RST, ack, window: 0, offset: 0, len: 0, syn_opts: None, timestamps: None };
+        let e = Emit {
+            seq,
+            flags: TcpFlags::RST,
+            ack,
+            window: 0,
+            offset: 0,
+            len: 0,
+            syn_opts: None,
+            timestamps: None,
+            sack_permitted: false,
+            sack: [None; 3],
+        };
         self.emit_segment(link, io, local, remote, &e, None);
     }
 
@@ -738,8 +753,8 @@ impl TcpStack {
             window_len: e.window,
             max_seg_size: e.syn_opts.map(|(mss, _)| mss),
             window_scale: e.syn_opts.and_then(|(_, ws)| ws),
-            sack_permitted: false,
-            sack_ranges: [None; 3],
+            sack_permitted: e.sack_permitted,
+            sack_ranges: e.sack,
             timestamps: e.timestamps,
             payload: &[],
         };
@@ -895,8 +910,11 @@ impl TcpStack {
             let Some(conn) = self.slots[slot as usize].conn.as_mut() else { continue };
             conn.dirty = false;
             let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+            let owed = conn.ack_now;
             let sent_data = conn.output(&mut cx);
-            if conn.ack_now && !sent_data {
+            // Data segments carry the ACK, but not SACK blocks (no room under the MSS): with out-of-order data
+            // held, the ACK goes out on its own.
+            if owed && (!sent_data || conn.has_ooo()) {
                 conn.send_ack(&mut cx);
             }
             // One `TcpSent` per cycle: bytes acknowledged, or the window reopening for an app that is waiting.
