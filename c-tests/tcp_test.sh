@@ -2,7 +2,8 @@
 # Namespace test of the dataplane's TCP against the Linux stack, with a given NIC backend (afxdp | tap):
 #  1. Linux client -> native-API echo server on the dataplane: BYTES each way, SHA-256 checked
 #  2. dataplane client (native API) -> Linux echo server: BYTES each way, every byte checked
-# With NETEM="loss 5%" (any tc-netem spec) the Linux side's egress is impaired for both transfers.
+# With NETEM="--loss 0.05 --reorder 0.25 ..." (ixnetem's options: this kernel has no sch_netem) the link between
+# the dataplane and Linux is impaired both ways, for both transfers (AF_XDP only).
 # Usage: tcp_test.sh BACKEND BUILD_DIR [BYTES]   (root)
 set -euo pipefail
 backend="$1"
@@ -12,25 +13,29 @@ here="$(cd "$(dirname "$0")" && pwd)"
 ixctl="${IXCTL:-$here/../target/release/ixctl}"
 TH_ID="t${backend:0:1}$$"
 source "$here/../scripts/testhost.sh"
+source "$here/../scripts/impaired_link.sh"
 work="$(mktemp -d)"
 export IX_IP="$TH_DP_IP/24" IX_BACKEND="$backend" IX_STATS_DIR="$work" IX_LOG="${IX_LOG:-info}"
 fail() { echo "FAIL: $*" >&2; for f in "$work"/*.log; do echo "--- $f" >&2; tail -20 "$f" >&2; done; exit 1; }
 
-if [ "$backend" = tap ]; then testhost_ns_only; else testhost_create 1; fi
-trap 'testhost_cleanup; rm -rf "$work"' EXIT
+if [ -n "${NETEM:-}" ]; then
+    # shellcheck disable=SC2086
+    impaired_create $NETEM
+    trap 'impaired_cleanup; testhost_cleanup; rm -rf "$work"' EXIT
+    echo "impaired link: $NETEM"
+elif [ "$backend" = tap ]; then
+    testhost_ns_only
+    trap 'testhost_cleanup; rm -rf "$work"' EXIT
+else
+    testhost_create 1
+    trap 'testhost_cleanup; rm -rf "$work"' EXIT
+fi
 export IX_IFACE="$TH_LOCAL"
 
 attach_peer() {  # after the dataplane created its TAP, move it into the namespace
     if [ "$backend" = tap ]; then
         ip link set "$TH_LOCAL" netns "$TH_NS"
         testhost_peer_setup "$TH_LOCAL"
-    fi
-    peer_if="$TH_PEER"
-    [ "$backend" = tap ] && peer_if="$TH_LOCAL"
-    if [ -n "${NETEM:-}" ]; then
-        # shellcheck disable=SC2086
-        in_ns tc qdisc replace dev "$peer_if" root netem $NETEM
-        echo "netem on the Linux side: $NETEM"
     fi
 }
 
@@ -44,7 +49,6 @@ in_ns timeout 900 python3 "$here/peer.py" tcp-client "$TH_DP_IP" 7 --bytes "$byt
     || fail "Linux client transfer"
 "$ixctl" --dir "$work" stats | grep -E "tcp_|drop_|rx_packets|tx_packets" || true
 kill -TERM "$server"; wait "$server" || fail "server exit status"
-TH_PIDS=()
 grep connections= "$work/server.log"
 
 if [ "$backend" = afxdp ]; then
@@ -56,4 +60,5 @@ if [ "$backend" = afxdp ]; then
         || fail "dataplane client transfer"
     grep -q "client ok" "$work/client.log" || fail "dataplane client"
 fi
+[ -n "${NETEM:-}" ] && impaired_stop
 echo "PASS tcp_test $backend ${NETEM:-clean}"
