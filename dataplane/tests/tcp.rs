@@ -404,10 +404,10 @@ fn simultaneous_close_ends_cleanly_on_both_sides() {
         probe.advance(now);
         let mut ccmds = Vec::new();
         let mut scmds = Vec::new();
-        if up && sh.is_some() && !closed {
+        if let (true, Some(server_handle), false) = (up, sh, closed) {
             // Both close in the same cycle: FINs cross on the wire (RFC 9293 §3.6, case 2).
             ccmds.push(Command::TcpClose { handle: ch });
-            scmds.push(Command::TcpClose { handle: sh.unwrap() });
+            scmds.push(Command::TcpClose { handle: server_handle });
             closed = true;
         }
         run(&mut client, now, &ccmds, &mut cev);

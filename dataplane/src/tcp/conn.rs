@@ -1009,11 +1009,9 @@ impl Conn {
         }
         // Trim what does not fit the window off the back.
         let room = self.rcv_adv.wrapping_sub(seq).max(self.rcv_window().saturating_sub(seq.wrapping_sub(self.rcv_nxt)));
-        if (m.len() as u32) > room {
-            if room == 0 || m.trim(room as usize).is_err() {
-                self.ack_now = true;
-                return Some(m);
-            }
+        if (m.len() as u32) > room && (room == 0 || m.trim(room as usize).is_err()) {
+            self.ack_now = true;
+            return Some(m);
         }
         if seq != self.rcv_nxt {
             // Out of order: keep it (sorted, no overlap with what we hold) and send a duplicate ACK now.
