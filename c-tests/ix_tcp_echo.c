@@ -150,6 +150,12 @@ static void *serve(void *arg) {
                 }
             } else if (c->op == IX_CMD_TCP_SENDV && c->ret >= 0) {
                 echo_taken((struct echo_conn *)(uintptr_t)c->cookie, (uint64_t)c->ret);
+            } else if (c->op == IX_CMD_TCP_ACCEPT && c->ret == IX_RET_BADH) {
+                /* The connection died between its knock and our accept (the peer reset it): not an error. */
+                struct echo_conn *gone = (struct echo_conn *)(uintptr_t)c->cookie;
+                free(gone->pending);
+                free(gone->iov);
+                free(gone);
             } else if (c->ret < 0 && c->op != IX_CMD_TCP_SENDV) {
                 w->errors++;
                 fprintf(stderr, "ix_tcp_echo: op %u failed: %lld\n", c->op, (long long)c->ret);

@@ -292,10 +292,12 @@ pub struct XskConfig {
 
 impl Default for XskConfig {
     fn default() -> Self {
+        // RX ring and fill ring sized to ride out a few milliseconds of the dataplane being descheduled at
+        // several hundred kpps (the 1024-entry RX ring overflowed in the benchmarks on this shared 2-core VM).
         XskConfig {
-            rx_size: 1024,
+            rx_size: 2048,
             tx_size: 1024,
-            fill_size: 2048,
+            fill_size: 4096,
             comp_size: 2048,
             fill_frames: None,
             zero_copy: None,

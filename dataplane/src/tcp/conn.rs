@@ -149,8 +149,9 @@ pub struct TcpConfig {
     pub max_syn_retries: u8,
     /// Keepalive: idle time before the first probe, interval, probes.
     pub keepalive: (Duration, Duration, u8),
-    /// Lower bound of the retransmission timeout. A data-center default: IX targets microsecond RTTs, where
-    /// Linux's 200 ms floor turns every lost retransmission into a stall (Vasudevan et al., SIGCOMM 2009).
+    /// Lower bound of the retransmission timeout. 200 ms, as Linux: a peer may delay its ACK by 40 ms and more
+    /// (Linux's delayed ACK), and a lower floor then retransmits spuriously whenever a client goes quiet after a
+    /// response. With peers that ACK at once, a data center can go far lower (Vasudevan et al., SIGCOMM 2009).
     pub rto_min: Duration,
 }
 
@@ -165,7 +166,7 @@ impl Default for TcpConfig {
             max_retries: 15,
             max_syn_retries: 6,
             keepalive: (Duration::from_secs(7200), Duration::from_secs(75), 9),
-            rto_min: Duration::from_millis(20),
+            rto_min: Duration::from_millis(200),
         }
     }
 }
@@ -481,11 +482,19 @@ impl Conn {
     fn send_syn(&mut self, our_mss: u16, active: bool, cx: &mut Cx<'_>) {
         let wscale = if active || self.rcv_shift > 0 || self.snd_shift > 0 { Some(self.rcv_shift) } else { None };
         let ts = self.ts_ok.then(|| (ts_now(cx.now), if active { 0 } else { self.ts_recent }));
+        // A SYN's window is never scaled (RFC 7323 §2.2); it is what the peer may send first.
+        let window = self.rcv_window().min(65535);
+        if !active {
+            let right = self.rcv_nxt.wrapping_add(window);
+            if seq_gt(right, self.rcv_adv) {
+                self.rcv_adv = right;
+            }
+        }
         let _ = cx.out.try_push(Emit {
             seq: self.iss,
             flags: TcpFlags::SYN,
             ack: (!active).then_some(self.rcv_nxt),
-            window: self.rcv_window().min(65535) as u16,
+            window: window as u16,
             offset: 0,
             len: 0,
             syn_opts: Some((our_mss, wscale)),
@@ -506,6 +515,15 @@ impl Conn {
     fn rcv_window(&self) -> u32 {
         let ooo: u32 = self.ooo.iter().map(|(_, m)| m.len() as u32).sum();
         self.rcv_buf.saturating_sub(self.unread + ooo)
+    }
+
+    /// What the peer may still send beyond `rcv_nxt` per our last advertisement (0 once data filled it).
+    fn advertised(&self) -> u32 {
+        if seq_gt(self.rcv_adv, self.rcv_nxt) {
+            self.rcv_adv.wrapping_sub(self.rcv_nxt)
+        } else {
+            0
+        }
     }
 
     /// The window field for an outgoing segment; advances `rcv_adv` (never backwards).
@@ -592,7 +610,7 @@ impl Conn {
         // Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): announce an opening of at least
         // min(half the buffer, one MSS)... or any opening from zero.
         let after = self.rcv_window();
-        let adv_now = self.rcv_adv.wrapping_sub(self.rcv_nxt);
+        let adv_now = self.advertised();
         if after > adv_now && (before == 0 || after - adv_now >= (self.rcv_buf / 2).min(self.mss as u32)) {
             self.ack_now = true;
         }
@@ -746,7 +764,7 @@ impl Conn {
         let fin = seg.flags.contains(TcpFlags::FIN);
 
         // 1. Sequence acceptability.
-        let wnd = self.rcv_adv.wrapping_sub(self.rcv_nxt).max(self.rcv_window());
+        let wnd = self.advertised().max(self.rcv_window());
         let seg_len = seg.seq_len();
         let end = seg.seq.wrapping_add(seg_len.max(1)).wrapping_sub(1);
         let in_window = |s: u32| seq_le(self.rcv_nxt, s) && seq_lt(s, self.rcv_nxt.wrapping_add(wnd));
@@ -1008,7 +1026,8 @@ impl Conn {
             seq = self.rcv_nxt;
         }
         // Trim what does not fit the window off the back.
-        let room = self.rcv_adv.wrapping_sub(seq).max(self.rcv_window().saturating_sub(seq.wrapping_sub(self.rcv_nxt)));
+        let adv_room = if seq_gt(self.rcv_adv, seq) { self.rcv_adv.wrapping_sub(seq) } else { 0 };
+        let room = adv_room.max(self.rcv_window().saturating_sub(seq.wrapping_sub(self.rcv_nxt)));
         if (m.len() as u32) > room && (room == 0 || m.trim(room as usize).is_err()) {
             self.ack_now = true;
             return Some(m);
@@ -1449,7 +1468,7 @@ impl Conn {
             self.snd_wnd,
             self.cc.cwnd(),
             self.rcv_nxt.wrapping_sub(self.irs),
-            self.rcv_adv.wrapping_sub(self.rcv_nxt),
+            self.advertised(),
             self.unread,
             self.lent.len(),
             self.ooo.len(),
