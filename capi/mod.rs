@@ -5,6 +5,7 @@
 //! Rust method, map the result to the C convention, and never unwind into C (`catch_unwind`).
 #![allow(unsafe_code)]
 
+pub mod event;
 pub mod native;
 
 /// Runs `f`, turning a panic into `on_panic` (a panic must never cross into C).

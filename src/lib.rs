@@ -12,4 +12,5 @@
 
 #[path = "../capi/mod.rs"]
 pub mod capi;
+pub mod event;
 pub mod runtime;

@@ -1,0 +1,216 @@
+//! The readiness backend of a base: the [`Poller`] trait, and [`Epoll`], its implementation for kernel fds.
+//!
+//! This is the seam for the dataplane (DESIGN.md §5). A base calls [`Poller::wait`] exactly once per loop
+//! iteration, without its lock, with the timeout it computed from its timers (zero when callbacks are already
+//! pending). A future dataplane poller wraps [`Epoll`]: in `wait` it runs `run_io` on the queues the base owns,
+//! waits on the kernel epoll with a zero timeout while the dataplane has work (the NIC queue fds sit in the same
+//! epoll set for idle sleeps), and reports readiness of dataplane sockets as [`Ready`] entries for their placeholder
+//! fds; `interest` calls for those fds go to the dataplane's socket table instead of `epoll_ctl`. The base needs no
+//! change for that: its fd map, activation order, edge/level semantics and EV_CLOSED mapping stay as they are.
+
+use std::fmt::Debug;
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
+use std::sync::Mutex;
+
+use super::raw::{EV_CLOSED, EV_READ, EV_WRITE};
+use super::sys;
+use super::time::Usec;
+
+/// What a backend can do (libevent's `enum event_method_feature`).
+pub mod features {
+    /// Edge-triggered events (EV_ET).
+    pub const ET: i32 = 0x01;
+    /// O(1) add, delete and dispatch.
+    pub const O1: i32 = 0x02;
+    /// Any fd, including regular files.
+    pub const FDS: i32 = 0x04;
+    /// EV_CLOSED without reading.
+    pub const EARLY_CLOSE: i32 = 0x08;
+}
+
+/// The conditions registered for one fd: a mask of EV_READ/EV_WRITE/EV_CLOSED plus whether edge-triggered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interest {
+    /// EV_READ | EV_WRITE | EV_CLOSED bits.
+    pub mask: i16,
+    /// EV_ET.
+    pub edge: bool,
+}
+
+/// One readiness report: `what` is EV_READ/EV_WRITE/EV_CLOSED bits (already mapped from the backend's flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ready {
+    /// The fd.
+    pub fd: RawFd,
+    /// EV_READ | EV_WRITE | EV_CLOSED.
+    pub what: i16,
+}
+
+/// A readiness backend. Methods take `&self`: `interest` runs under the base lock (possibly from another thread)
+/// while `wait` runs without it, as epoll allows.
+pub trait Poller: Send + Sync + Debug {
+    /// The method name `event_base_get_method` reports.
+    fn name(&self) -> &'static str;
+    /// `features::*` bits.
+    fn features(&self) -> i32;
+    /// Changes what `fd` is watched for from `old` to `new` (`new.mask == 0`: stop watching). `old.mask == 0`
+    /// means the fd was not registered.
+    fn interest(&self, fd: RawFd, old: Interest, new: Interest) -> io::Result<()>;
+    /// Waits up to `timeout` (None: no limit; zero: poll) and appends readiness to `out`. One call per iteration of
+    /// the base's loop. EINTR is not an error (returns with nothing).
+    fn wait(&self, out: &mut Vec<Ready>, timeout: Option<Usec>) -> io::Result<()>;
+    /// A fresh instance with the same configuration and nothing registered (after fork: `event_reinit`).
+    fn reopen(&self) -> io::Result<Box<dyn Poller>>;
+}
+
+/// Linux kernels before 2.6.24 could wait forever with larger epoll timeouts; libevent caps at 35 minutes too.
+pub const MAX_EPOLL_TIMEOUT_MS: i64 = 35 * 60 * 1000;
+
+const INITIAL_NEVENT: usize = 32;
+const MAX_NEVENT: usize = 4096;
+
+/// epoll on kernel fds, as libevent's epoll backend (without changelist) behaves.
+#[derive(Debug)]
+pub struct Epoll {
+    epfd: OwnedFd,
+    precise: bool,
+    /// The epoll_event buffer; only the thread running the loop uses it (uncontended), grows when filled as
+    /// libevent's does (32 .. 4096).
+    buf: Mutex<Vec<libc::epoll_event>>,
+}
+
+impl Epoll {
+    /// A new epoll instance; `precise`: sub-millisecond timeouts (epoll_pwait2) for EVENT_BASE_FLAG_PRECISE_TIMER.
+    pub fn new(precise: bool) -> io::Result<Epoll> {
+        Ok(Epoll {
+            epfd: sys::epoll_create()?,
+            precise,
+            buf: Mutex::new(vec![libc::epoll_event { events: 0, u64: 0 }; INITIAL_NEVENT]),
+        })
+    }
+}
+
+fn epoll_bits(i: Interest) -> u32 {
+    let mut e = 0u32;
+    if i.mask & EV_READ != 0 {
+        e |= libc::EPOLLIN as u32;
+    }
+    if i.mask & EV_WRITE != 0 {
+        e |= libc::EPOLLOUT as u32;
+    }
+    if i.mask & EV_CLOSED != 0 {
+        e |= libc::EPOLLRDHUP as u32;
+    }
+    if i.edge {
+        e |= libc::EPOLLET as u32;
+    }
+    e
+}
+
+/// libevent's mapping from epoll flags to event conditions.
+fn what_of(flags: u32) -> i16 {
+    let has = |f: i32| flags & f as u32 != 0;
+    if has(libc::EPOLLERR) || (has(libc::EPOLLHUP) && !has(libc::EPOLLRDHUP)) {
+        return EV_READ | EV_WRITE;
+    }
+    let mut w = 0;
+    if has(libc::EPOLLIN) {
+        w |= EV_READ;
+    }
+    if has(libc::EPOLLOUT) {
+        w |= EV_WRITE;
+    }
+    if has(libc::EPOLLRDHUP) {
+        w |= EV_CLOSED;
+    }
+    w
+}
+
+impl Poller for Epoll {
+    fn name(&self) -> &'static str {
+        "libix"
+    }
+
+    fn features(&self) -> i32 {
+        features::ET | features::O1 | features::EARLY_CLOSE
+    }
+
+    fn interest(&self, fd: RawFd, old: Interest, new: Interest) -> io::Result<()> {
+        let bits = epoll_bits(new);
+        let err = |e: &io::Error| e.raw_os_error().unwrap_or(0);
+        if new.mask == 0 {
+            if old.mask == 0 {
+                return Ok(());
+            }
+            return match sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_DEL, fd, epoll_bits(old)) {
+                // The fd was closed (or replaced) before we got to it: nothing left to delete.
+                Err(e) if matches!(err(&e), libc::ENOENT | libc::EBADF | libc::EPERM) => Ok(()),
+                r => r,
+            };
+        }
+        if old.mask != 0 {
+            // MOD, retried as ADD when the fd was closed and reopened meanwhile.
+            match sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_MOD, fd, bits) {
+                Err(e) if err(&e) == libc::ENOENT => sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits),
+                r => r,
+            }
+        } else {
+            // ADD, retried as MOD for the dup2() quirk (a closed fd's epitem lingers while a dup is open).
+            match sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits) {
+                Err(e) if err(&e) == libc::EEXIST => sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_MOD, fd, bits),
+                r => r,
+            }
+        }
+    }
+
+    fn wait(&self, out: &mut Vec<Ready>, timeout: Option<Usec>) -> io::Result<()> {
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        let n = match sys::epoll_wait(&self.epfd, &mut buf, timeout, self.precise, MAX_EPOLL_TIMEOUT_MS) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for e in &buf[..n] {
+            let (flags, data) = (e.events, e.u64);
+            let what = what_of(flags);
+            if what != 0 {
+                out.push(Ready { fd: data as u32 as RawFd, what });
+            }
+        }
+        if n == buf.len() && buf.len() < MAX_NEVENT {
+            let len = buf.len() * 2;
+            buf.resize(len, libc::epoll_event { events: 0, u64: 0 });
+        }
+        Ok(())
+    }
+
+    fn reopen(&self) -> io::Result<Box<dyn Poller>> {
+        Ok(Box::new(Epoll::new(self.precise)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoll_flag_mapping_matches_libevent() {
+        let f = |x: i32| x as u32;
+        assert_eq!(what_of(f(libc::EPOLLERR)), EV_READ | EV_WRITE);
+        assert_eq!(what_of(f(libc::EPOLLHUP)), EV_READ | EV_WRITE);
+        assert_eq!(what_of(f(libc::EPOLLHUP | libc::EPOLLRDHUP | libc::EPOLLIN)), EV_READ | EV_CLOSED);
+        assert_eq!(what_of(f(libc::EPOLLIN | libc::EPOLLOUT)), EV_READ | EV_WRITE);
+        assert_eq!(what_of(f(libc::EPOLLRDHUP)), EV_CLOSED);
+        assert_eq!(what_of(0), 0);
+    }
+
+    #[test]
+    fn interest_bits() {
+        assert_eq!(epoll_bits(Interest { mask: EV_READ, edge: true }), (libc::EPOLLIN | libc::EPOLLET) as u32);
+        assert_eq!(
+            epoll_bits(Interest { mask: EV_WRITE | EV_CLOSED, edge: false }),
+            (libc::EPOLLOUT | libc::EPOLLRDHUP) as u32
+        );
+    }
+}
