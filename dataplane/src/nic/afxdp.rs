@@ -1317,8 +1317,10 @@ mod tests {
     fn config_is_validated_and_sized_to_the_pool() {
         assert!(XskConfig::default().validate().is_ok());
         assert!(XskConfig { rx_size: 1000, ..XskConfig::default() }.validate().is_err());
-        assert!(XskConfig { fill_frames: Some(4096), ..XskConfig::default() }.validate().is_err());
-        assert_eq!(XskConfig::default().fill_target(8192), 2048);
+        // At most the fill ring's size may be posted; by default half the pool, up to the ring.
+        assert!(XskConfig { fill_frames: Some(8192), ..XskConfig::default() }.validate().is_err());
+        assert_eq!(XskConfig::default().fill_target(8192), 4096);
+        assert_eq!(XskConfig::default().fill_target(65536), 4096);
         assert_eq!(XskConfig::default().fill_target(1024), 512);
         assert_eq!(XskConfig::default().fill_target(1), 1);
         assert_eq!(XskConfig { fill_frames: Some(100), ..XskConfig::default() }.fill_target(64), 64);
