@@ -223,6 +223,8 @@ pub struct Conn {
     pub keepalive_probes: u8,
     /// The app was told the connection is up (knock or connected).
     pub up: bool,
+    /// The stack counts this connection among those in TIME_WAIT.
+    pub time_wait_counted: bool,
 
     // Send side (RFC 9293 §3.3.1 names).
     iss: u32,
@@ -359,6 +361,7 @@ impl Conn {
             keepalive: false,
             keepalive_probes: 0,
             up: false,
+            time_wait_counted: false,
             iss,
             snd_una: iss,
             snd_nxt: iss,
@@ -786,7 +789,11 @@ impl Conn {
             return payload;
         }
 
-        // 2. RST (RFC 5961 §3.2): exact match resets; in-window but not exact gets a challenge ACK.
+        // 2. RST (RFC 5961 §3.2): exact match resets; in-window but not exact gets a challenge ACK. In
+        // TIME_WAIT a RST is ignored (RFC 1337: it would cut the quiet time short).
+        if rst && self.state == State::TimeWait {
+            return payload;
+        }
         if rst {
             if seg.seq == self.rcv_nxt {
                 res.dead = Some(DeadReason::Reset);

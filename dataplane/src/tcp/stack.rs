@@ -185,7 +185,7 @@ impl TcpStack {
         let Some(s) = self.slots.get_mut(slot as usize) else { return };
         let Some(mut conn) = s.conn.take() else { return };
         s.generation = s.generation.wrapping_add(1).max(1);
-        if conn.state == State::TimeWait {
+        if conn.time_wait_counted {
             self.time_wait -= 1;
         }
         conn.release(io.pool);
@@ -649,7 +649,12 @@ impl TcpStack {
             }
         }
         if res.time_wait {
-            self.time_wait += 1;
+            if let Some(c) = self.slots[slot as usize].conn.as_mut() {
+                if !c.time_wait_counted {
+                    c.time_wait_counted = true;
+                    self.time_wait += 1;
+                }
+            }
             self.report_dead(slot, DeadReason::Closed, io);
             if let Some(c) = self.slots[slot as usize].conn.as_mut() {
                 c.released = true;
