@@ -155,8 +155,9 @@ fuzz_target!(|data: &[u8]| {
                 rig.handles.drain(..32);
             }
             let mut rets = vec![Ok(0); done.len()];
-            rig.events.reset(256);
-            rig.dp.run_io(rig.now, &done, &mut rets, &mut rig.events);
+            // No event room: this cycle receives nothing, so nothing is lent that the harness would not see.
+            let mut spare = Events::with_capacity(0);
+            rig.dp.run_io(rig.now, &done, &mut rets, &mut spare);
             for (c, r) in done.iter().zip(&rets) {
                 // Giving back what was just lent must work (an accept may race a reset: not checked).
                 if matches!(c, Command::RecvDone { .. } | Command::TcpRecvDone { .. }) {
