@@ -1,4 +1,8 @@
-//! Generates `include/ix.h`, the native C API, from `capi/native.rs` with cbindgen.
+//! Generates `include/ix.h`, the native C API, from `capi/native.rs` with cbindgen, and compiles the few C
+//! sources in `capi/c/` (variadic libevent entry points such as `evbuffer_add_printf`, which stable Rust cannot
+//! define) into a static library that `capi::variadic` exports through naked-jump trampolines.
+use std::path::Path;
+
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     println!("cargo:rerun-if-changed=capi/native.rs");
@@ -11,4 +15,29 @@ fn main() {
         // A parse error must not hide: the header is part of the product.
         Err(e) => panic!("cbindgen could not generate include/ix.h: {e}"),
     }
+    compile_c_shims(Path::new(&dir));
+}
+
+/// Builds every `capi/c/*.c` into `libixc.a`. A C function in a static library linked into a cdylib is not
+/// exported (rustc's version script lists only Rust symbols), so each C entry point gets an internal name
+/// (`ixc_*`) and a Rust trampoline exports the public one.
+fn compile_c_shims(dir: &Path) {
+    let c_dir = dir.join("capi/c");
+    println!("cargo:rerun-if-changed={}", c_dir.display());
+    let mut sources: Vec<_> = std::fs::read_dir(&c_dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    sources.retain(|p| p.extension().is_some_and(|e| e == "c"));
+    sources.sort();
+    if sources.is_empty() {
+        return;
+    }
+    let mut build = cc::Build::new();
+    build.include(dir.join("compat/include")).include(&c_dir).warnings(true).extra_warnings(true);
+    build.flag_if_supported("-Werror").flag_if_supported("-fvisibility=hidden");
+    for source in &sources {
+        println!("cargo:rerun-if-changed={}", source.display());
+        build.file(source);
+    }
+    build.compile("ixc");
 }

@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod native;
+pub mod variadic;
 
 /// Runs `f`, turning a panic into `on_panic` (a panic must never cross into C).
 pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
