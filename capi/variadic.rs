@@ -14,6 +14,9 @@ macro_rules! export_c {
         }
         $(
             #[doc = concat!("`", stringify!($public), "`: jumps to the C body `", stringify!($body), "`.")]
+            #[doc = ""]
+            #[doc = "# Safety"]
+            #[doc = "As the C function it stands for: the caller passes what its C prototype requires."]
             #[unsafe(naked)]
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn $public() {
@@ -30,4 +33,7 @@ macro_rules! export_c {
 export_c! {
     evutil_snprintf => ixc_evutil_snprintf,
     evutil_vsnprintf => ixc_evutil_vsnprintf,
+    fcntl => ixc_fcntl,
+    fcntl64 => ixc_fcntl64,
+    ioctl => ixc_ioctl,
 }

@@ -14,3 +14,4 @@
 pub mod capi;
 pub mod event;
 pub mod runtime;
+pub mod socket;

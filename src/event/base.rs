@@ -856,6 +856,7 @@ impl Base {
             let mut ready = std::mem::take(&mut g.ready);
             ready.clear();
             drop(g);
+            let timeout = dataplane_turn(&*poller, timeout);
             let waited = poller.wait(&mut ready, timeout);
             g = self.lock();
             if let Err(e) = waited {
@@ -1542,4 +1543,18 @@ impl Inner {
         }
         v
     }
+}
+
+/// The dataplane's share of a loop iteration (DESIGN.md §5): when dataplane sockets exist, run a cycle (its
+/// events become readiness on the sockets' placeholder fds), make the wait also wake for NIC frames, and shorten
+/// the wait while the dataplane is busy (adaptive spin) or has a timer due.
+fn dataplane_turn(poller: &dyn Poller, timeout: Option<Usec>) -> Option<Usec> {
+    if !crate::socket::active() {
+        return timeout;
+    }
+    if let Err(e) = poller.watch_dataplane(crate::socket::nic_fds()) {
+        log::warn!("libix: an event loop cannot watch the dataplane's queues: {e}");
+    }
+    let t = timeout.map(|u| std::time::Duration::from_micros(u.0.max(0) as u64));
+    crate::socket::before_wait(t).map(|d| Usec(d.as_micros().min(i64::MAX as u128) as i64))
 }

@@ -62,7 +62,16 @@ pub trait Poller: Send + Sync + Debug {
     fn wait(&self, out: &mut Vec<Ready>, timeout: Option<Usec>) -> io::Result<()>;
     /// A fresh instance with the same configuration and nothing registered (after fork: `event_reinit`).
     fn reopen(&self) -> io::Result<Box<dyn Poller>>;
+    /// Makes `wait` also return when one of `fds` (the dataplane's NIC queues) is readable, without reporting
+    /// them: the loop runs the dataplane cycle itself before each wait. Called before every wait while dataplane
+    /// sockets exist; the fds never change, so registering once is enough.
+    fn watch_dataplane(&self, _fds: &[RawFd]) -> io::Result<()> {
+        Ok(())
+    }
 }
+
+/// The epoll token of NIC queue fds (never an fd number).
+const DATAPLANE_TOKEN: u64 = u64::MAX;
 
 /// Linux kernels before 2.6.24 could wait forever with larger epoll timeouts; libevent caps at 35 minutes too.
 pub const MAX_EPOLL_TIMEOUT_MS: i64 = 35 * 60 * 1000;
@@ -78,6 +87,8 @@ pub struct Epoll {
     /// The epoll_event buffer; only the thread running the loop uses it (uncontended), grows when filled as
     /// libevent's does (32 .. 4096).
     buf: Mutex<Vec<libc::epoll_event>>,
+    /// Whether the dataplane's NIC fds are in the set.
+    watching_dataplane: std::sync::atomic::AtomicBool,
 }
 
 impl Epoll {
@@ -87,6 +98,7 @@ impl Epoll {
             epfd: sys::epoll_create()?,
             precise,
             buf: Mutex::new(vec![libc::epoll_event { events: 0, u64: 0 }; INITIAL_NEVENT]),
+            watching_dataplane: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -173,6 +185,9 @@ impl Poller for Epoll {
         };
         for e in &buf[..n] {
             let (flags, data) = (e.events, e.u64);
+            if data == DATAPLANE_TOKEN {
+                continue;
+            }
             let what = what_of(flags);
             if what != 0 {
                 out.push(Ready { fd: data as u32 as RawFd, what });
@@ -187,6 +202,19 @@ impl Poller for Epoll {
 
     fn reopen(&self) -> io::Result<Box<dyn Poller>> {
         Ok(Box::new(Epoll::new(self.precise)?))
+    }
+
+    fn watch_dataplane(&self, fds: &[RawFd]) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if fds.is_empty() || self.watching_dataplane.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // EPOLLEXCLUSIVE: with several bases (threads) asleep on the same queue, one wakes per packet batch.
+        let bits = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+        for &fd in fds {
+            sys::epoll_ctl_token(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits, DATAPLANE_TOKEN)?;
+        }
+        Ok(())
     }
 }
 

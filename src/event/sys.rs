@@ -55,7 +55,12 @@ pub fn epoll_create() -> io::Result<OwnedFd> {
 
 /// `epoll_ctl(epfd, op, fd, {events, data = fd})`.
 pub fn epoll_ctl(epfd: &OwnedFd, op: c_int, fd: RawFd, events: u32) -> io::Result<()> {
-    let mut ev = libc::epoll_event { events, u64: fd as u32 as u64 };
+    epoll_ctl_token(epfd, op, fd, events, fd as u32 as u64)
+}
+
+/// `epoll_ctl` with an explicit token in the event's data.
+pub fn epoll_ctl_token(epfd: &OwnedFd, op: c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
     // SAFETY: `ev` is a valid epoll_event; epfd is an epoll fd we own.
     cvt(unsafe { libc::epoll_ctl(epfd.as_raw_fd(), op, fd, &mut ev) }).map(|_| ())
 }

@@ -45,7 +45,7 @@ impl AppBuf {
     }
 
     /// Copies `out.len()` bytes starting `offset` bytes into the buffer. `offset + out.len() <= len()`.
-    pub(crate) fn copy_to(&self, offset: usize, out: &mut [u8]) {
+    pub fn copy_to(&self, offset: usize, out: &mut [u8]) {
         assert!(offset.checked_add(out.len()).is_some_and(|end| end <= self.len), "app buffer read out of range");
         if out.is_empty() {
             return;

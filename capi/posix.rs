@@ -1,0 +1,672 @@
+//! Interposed POSIX socket calls (`LD_PRELOAD=libix.so`, or linking `-lix`): calls on dataplane sockets go to
+//! [`crate::socket`]; every other call reaches the kernel exactly as libc would make it, as a raw system call (never
+//! through libc's symbol, which is this very export), with the same return value and errno.
+//!
+//! The test for "is this a dataplane socket" is one atomic load ([`crate::socket::owns`]), so kernel fds pay
+//! almost nothing. `bind` and `connect` on kernel sockets ask the layer whether the address belongs to the
+//! dataplane. `fcntl` and `ioctl` are C-variadic: their C bodies (`capi/c/posix.c`) call `ixc_rs_fcntl` and
+//! `ixc_rs_ioctl` here.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+use std::ffi::{c_int, c_ulong, c_void};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use libc::{iovec, msghdr, nfds_t, pollfd, size_t, sockaddr, socklen_t, ssize_t};
+
+use super::guard;
+use crate::runtime::set_errno;
+use crate::socket::{self, kernel::raw, Accepted, OptValue, Taken};
+
+/// A raw system call, returning what libc's wrapper would (errno set on failure).
+macro_rules! sys {
+    ($nr:expr $(, $a:expr)*) => {{
+        let mut args = [0usize; 6];
+        let given = [$($a as usize),*];
+        args[..given.len()].copy_from_slice(&given);
+        // SAFETY: the arguments are the application's own, passed through unchanged to the call it made.
+        unsafe { raw($nr, args) }
+    }};
+}
+
+fn fail<T: From<i8>>(errno: i32) -> T {
+    set_errno(errno);
+    T::from(-1)
+}
+
+fn fail_ssize(errno: i32) -> ssize_t {
+    set_errno(errno);
+    -1
+}
+
+/// The IPv4 address in `addr`, if it is one.
+///
+/// # Safety
+/// `addr` is null or points to `len` readable bytes.
+unsafe fn v4_of(addr: *const sockaddr, len: socklen_t) -> Option<SocketAddrV4> {
+    if addr.is_null() || (len as usize) < std::mem::size_of::<libc::sockaddr_in>() {
+        return None;
+    }
+    // SAFETY: non-null and at least a sockaddr_in long (caller's contract); read unaligned as apps may pass any
+    // byte buffer.
+    let sin = unsafe { std::ptr::read_unaligned(addr as *const libc::sockaddr_in) };
+    (sin.sin_family == libc::AF_INET as libc::sa_family_t)
+        .then(|| SocketAddrV4::new(Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()), u16::from_be(sin.sin_port)))
+}
+
+/// Writes `a` to the app's `addr`/`len` as accept/getsockname do (truncated to the room given).
+///
+/// # Safety
+/// `addr` and `len` are null or valid for writing as those calls require.
+unsafe fn put_v4(a: SocketAddrV4, addr: *mut sockaddr, len: *mut socklen_t) {
+    if addr.is_null() || len.is_null() {
+        return;
+    }
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+        sin_zero: [0; 8],
+    };
+    let full = std::mem::size_of_val(&sin);
+    // SAFETY: `len` is valid (caller's contract); we copy at most the room it states into `addr`.
+    unsafe {
+        let room = (*len as usize).min(full);
+        std::ptr::copy_nonoverlapping(&sin as *const _ as *const u8, addr as *mut u8, room);
+        *len = full as socklen_t;
+    }
+}
+
+/// The app's iovecs as byte slices.
+///
+/// # Safety
+/// `iov` points to `n` iovecs naming readable memory that stays valid for the call.
+unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Option<Vec<&'a [u8]>> {
+    if n < 0 || (n > 0 && iov.is_null()) {
+        return None;
+    }
+    // SAFETY: caller's contract.
+    let iov = unsafe { std::slice::from_raw_parts(iov, n as usize) };
+    Some(
+        iov.iter()
+            .filter(|v| v.iov_len > 0 && !v.iov_base.is_null())
+            // SAFETY: each iovec names readable memory (caller's contract).
+            .map(|v| unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) })
+            .collect(),
+    )
+}
+
+/// The app's iovecs as writable byte slices.
+///
+/// # Safety
+/// As [`iovecs`], writable.
+unsafe fn iovecs_mut<'a>(iov: *const iovec, n: c_int) -> Option<Vec<&'a mut [u8]>> {
+    if n < 0 || (n > 0 && iov.is_null()) {
+        return None;
+    }
+    // SAFETY: caller's contract.
+    let iov = unsafe { std::slice::from_raw_parts(iov, n as usize) };
+    Some(
+        iov.iter()
+            .filter(|v| v.iov_len > 0 && !v.iov_base.is_null())
+            // SAFETY: each iovec names writable memory (caller's contract); the app passed distinct buffers.
+            .map(|v| unsafe { std::slice::from_raw_parts_mut(v.iov_base as *mut u8, v.iov_len) })
+            .collect(),
+    )
+}
+
+fn recv_result(r: Result<usize, i32>) -> ssize_t {
+    match r {
+        Ok(n) => n as ssize_t,
+        Err(e) => fail_ssize(e),
+    }
+}
+
+fn send_result(r: Result<usize, i32>, flags: c_int) -> ssize_t {
+    match r {
+        Ok(n) => n as ssize_t,
+        Err(socket::EPIPE_SIGNAL) => {
+            if flags & libc::MSG_NOSIGNAL == 0 {
+                // SAFETY: raising a signal in our own process, as the kernel would for this write.
+                unsafe { libc::raise(libc::SIGPIPE) };
+            }
+            fail_ssize(libc::EPIPE)
+        }
+        Err(e) => fail_ssize(e),
+    }
+}
+
+fn slice_mut<'a>(buf: *mut c_void, n: size_t) -> Option<&'a mut [u8]> {
+    if n == 0 {
+        return Some(&mut []);
+    }
+    if buf.is_null() {
+        return None;
+    }
+    // SAFETY: read(2)'s contract: `buf` names `n` writable bytes.
+    Some(unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, n) })
+}
+
+fn slice<'a>(buf: *const c_void, n: size_t) -> Option<&'a [u8]> {
+    if n == 0 {
+        return Some(&[]);
+    }
+    if buf.is_null() {
+        return None;
+    }
+    // SAFETY: write(2)'s contract: `buf` names `n` readable bytes.
+    Some(unsafe { std::slice::from_raw_parts(buf as *const u8, n) })
+}
+
+/// `bind(2)`.
+///
+/// # Safety
+/// As bind(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: bind's contract.
+    if let Some(a) = unsafe { v4_of(addr, len) } {
+        if let Taken::Yes(r) = guard(Taken::No, || socket::bind(fd, a)) {
+            return match r {
+                Ok(()) => 0,
+                Err(e) => fail(e),
+            };
+        }
+    }
+    sys!(libc::SYS_bind, fd, addr, len) as c_int
+}
+
+/// `listen(2)`.
+///
+/// # Safety
+/// As listen(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
+    if socket::owns(fd) {
+        return match guard(Err(libc::EIO), || socket::listen(fd, backlog)) {
+            Ok(()) => 0,
+            Err(e) => fail(e),
+        };
+    }
+    sys!(libc::SYS_listen, fd, backlog) as c_int
+}
+
+/// `accept4(2)`.
+///
+/// # Safety
+/// As accept4(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    if socket::owns(fd) {
+        match guard(Err(libc::EIO), || socket::accept(fd, flags)) {
+            Ok(Accepted::Dataplane(newfd, peer)) => {
+                // SAFETY: accept's contract for addr/len.
+                unsafe { put_v4(peer, addr, len) };
+                return newfd;
+            }
+            Ok(Accepted::Kernel(k)) => return sys!(libc::SYS_accept4, k, addr, len, flags) as c_int,
+            Err(e) => return fail(e),
+        }
+    }
+    sys!(libc::SYS_accept4, fd, addr, len, flags) as c_int
+}
+
+/// `accept(2)`.
+///
+/// # Safety
+/// As accept(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: same contract.
+    unsafe { accept4(fd, addr, len, 0) }
+}
+
+/// `connect(2)`.
+///
+/// # Safety
+/// As connect(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: connect's contract.
+    if let Some(a) = unsafe { v4_of(addr, len) } {
+        if let Taken::Yes(r) = guard(Taken::No, || socket::connect(fd, a)) {
+            return match r {
+                Ok(()) => 0,
+                Err(e) => fail(e),
+            };
+        }
+    } else if socket::owns(fd) {
+        return fail(libc::EAFNOSUPPORT);
+    }
+    sys!(libc::SYS_connect, fd, addr, len) as c_int
+}
+
+/// `read(2)`.
+///
+/// # Safety
+/// As read(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
+    if socket::owns(fd) {
+        let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
+        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], false, false)));
+    }
+    sys!(libc::SYS_read, fd, buf, n) as ssize_t
+}
+
+/// `__read_chk` (fortified read).
+///
+/// # Safety
+/// As read(2), with `buflen` the buffer's size.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, buflen: size_t) -> ssize_t {
+    if n > buflen {
+        // SAFETY: what glibc does on a fortify violation.
+        unsafe { libc::abort() };
+    }
+    // SAFETY: same contract.
+    unsafe { read(fd, buf, n) }
+}
+
+/// `readv(2)`.
+///
+/// # Safety
+/// As readv(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    if socket::owns(fd) {
+        // SAFETY: readv's contract.
+        let Some(mut bufs) = (unsafe { iovecs_mut(iov, n) }) else { return fail_ssize(libc::EINVAL) };
+        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, false, false)));
+    }
+    sys!(libc::SYS_readv, fd, iov, n) as ssize_t
+}
+
+/// `recvfrom(2)`.
+///
+/// # Safety
+/// As recvfrom(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> ssize_t {
+    if socket::owns(fd) {
+        let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
+        let (peek, dontwait) = (flags & libc::MSG_PEEK != 0, flags & libc::MSG_DONTWAIT != 0);
+        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], peek, dontwait));
+        if r.is_ok() && !addr.is_null() {
+            if let Ok(peer) = socket::name(fd, false) {
+                // SAFETY: recvfrom's contract for addr/len.
+                unsafe { put_v4(peer, addr, len) };
+            }
+        }
+        return recv_result(r);
+    }
+    sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t
+}
+
+/// `recv(2)`.
+///
+/// # Safety
+/// As recv(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t {
+    // SAFETY: same contract.
+    unsafe { recvfrom(fd, buf, n, flags, std::ptr::null_mut(), std::ptr::null_mut()) }
+}
+
+/// `recvmsg(2)`.
+///
+/// # Safety
+/// As recvmsg(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    if socket::owns(fd) {
+        if msg.is_null() {
+            return fail_ssize(libc::EFAULT);
+        }
+        // SAFETY: recvmsg's contract: `msg` is a valid msghdr.
+        let m = unsafe { &mut *msg };
+        // SAFETY: its iovecs name writable memory.
+        let Some(mut bufs) = (unsafe { iovecs_mut(m.msg_iov, m.msg_iovlen as c_int) }) else {
+            return fail_ssize(libc::EINVAL);
+        };
+        let (peek, dontwait) = (flags & libc::MSG_PEEK != 0, flags & libc::MSG_DONTWAIT != 0);
+        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, peek, dontwait));
+        if r.is_ok() {
+            m.msg_controllen = 0;
+            m.msg_flags = 0;
+            if !m.msg_name.is_null() {
+                match socket::name(fd, false) {
+                    // SAFETY: msg_name/msg_namelen as recvmsg requires.
+                    Ok(peer) => unsafe { put_v4(peer, m.msg_name as *mut sockaddr, &mut m.msg_namelen) },
+                    Err(_) => m.msg_namelen = 0,
+                }
+            }
+        }
+        return recv_result(r);
+    }
+    sys!(libc::SYS_recvmsg, fd, msg, flags) as ssize_t
+}
+
+/// `write(2)`.
+///
+/// # Safety
+/// As write(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
+    if socket::owns(fd) {
+        let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
+        return send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], false)), 0);
+    }
+    sys!(libc::SYS_write, fd, buf, n) as ssize_t
+}
+
+/// `writev(2)`.
+///
+/// # Safety
+/// As writev(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    if socket::owns(fd) {
+        // SAFETY: writev's contract.
+        let Some(bufs) = (unsafe { iovecs(iov, n) }) else { return fail_ssize(libc::EINVAL) };
+        return send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, false)), 0);
+    }
+    sys!(libc::SYS_writev, fd, iov, n) as ssize_t
+}
+
+/// `sendto(2)` (the address is ignored on a connected dataplane socket, as Linux does for TCP).
+///
+/// # Safety
+/// As sendto(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> ssize_t {
+    if socket::owns(fd) {
+        let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
+        let dontwait = flags & libc::MSG_DONTWAIT != 0;
+        return send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], dontwait)), flags);
+    }
+    sys!(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t
+}
+
+/// `send(2)`.
+///
+/// # Safety
+/// As send(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t {
+    // SAFETY: same contract.
+    unsafe { sendto(fd, buf, n, flags, std::ptr::null(), 0) }
+}
+
+/// `sendmsg(2)`.
+///
+/// # Safety
+/// As sendmsg(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    if socket::owns(fd) {
+        if msg.is_null() {
+            return fail_ssize(libc::EFAULT);
+        }
+        // SAFETY: sendmsg's contract: `msg` is a valid msghdr whose iovecs name readable memory.
+        let bufs = unsafe {
+            let m = &*msg;
+            iovecs(m.msg_iov, m.msg_iovlen as c_int)
+        };
+        let Some(bufs) = bufs else { return fail_ssize(libc::EINVAL) };
+        let dontwait = flags & libc::MSG_DONTWAIT != 0;
+        return send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, dontwait)), flags);
+    }
+    sys!(libc::SYS_sendmsg, fd, msg, flags) as ssize_t
+}
+
+/// `close(2)`.
+///
+/// # Safety
+/// As close(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    if socket::owns(fd) {
+        return match guard(Err(libc::EIO), || socket::close(fd)) {
+            Ok(()) => 0,
+            Err(e) => fail(e),
+        };
+    }
+    sys!(libc::SYS_close, fd) as c_int
+}
+
+/// `shutdown(2)`.
+///
+/// # Safety
+/// As shutdown(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
+    if socket::owns(fd) {
+        return match guard(Err(libc::EIO), || socket::shutdown(fd, how)) {
+            Ok(()) => 0,
+            Err(e) => fail(e),
+        };
+    }
+    sys!(libc::SYS_shutdown, fd, how) as c_int
+}
+
+/// `getsockname(2)`.
+///
+/// # Safety
+/// As getsockname(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    if socket::owns(fd) {
+        return match guard(Err(libc::EIO), || socket::name(fd, true)) {
+            // SAFETY: getsockname's contract.
+            Ok(a) => unsafe {
+                put_v4(a, addr, len);
+                0
+            },
+            Err(e) => fail(e),
+        };
+    }
+    sys!(libc::SYS_getsockname, fd, addr, len) as c_int
+}
+
+/// `getpeername(2)`.
+///
+/// # Safety
+/// As getpeername(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    if socket::owns(fd) {
+        return match guard(Err(libc::EIO), || socket::name(fd, false)) {
+            // SAFETY: getpeername's contract.
+            Ok(a) => unsafe {
+                put_v4(a, addr, len);
+                0
+            },
+            Err(e) => fail(e),
+        };
+    }
+    sys!(libc::SYS_getpeername, fd, addr, len) as c_int
+}
+
+/// `getsockopt(2)`.
+///
+/// # Safety
+/// As getsockopt(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
+    if socket::owns(fd) {
+        if value.is_null() || len.is_null() {
+            return fail(libc::EFAULT);
+        }
+        let (bytes, size): ([u8; 8], usize) = match guard(Err(libc::EIO), || socket::getsockopt(fd, level, name)) {
+            Ok(OptValue::Int(v)) => {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(&v.to_ne_bytes());
+                (b, 4)
+            }
+            Ok(OptValue::Linger(l)) => {
+                let mut b = [0u8; 8];
+                b[..4].copy_from_slice(&l.l_onoff.to_ne_bytes());
+                b[4..].copy_from_slice(&l.l_linger.to_ne_bytes());
+                (b, 8)
+            }
+            Err(e) => return fail(e),
+        };
+        // SAFETY: getsockopt's contract: `value` has `*len` writable bytes.
+        unsafe {
+            let n = (*len as usize).min(size);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), value as *mut u8, n);
+            *len = n as socklen_t;
+        }
+        return 0;
+    }
+    sys!(libc::SYS_getsockopt, fd, level, name, value, len) as c_int
+}
+
+/// `setsockopt(2)`.
+///
+/// # Safety
+/// As setsockopt(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    if socket::owns(fd) {
+        let Some(v) = slice(value, len as usize) else { return fail(libc::EFAULT) };
+        return match guard(Err(libc::EIO), || socket::setsockopt(fd, level, name, v)) {
+            Ok(()) => 0,
+            Err(e) => fail(e),
+        };
+    }
+    sys!(libc::SYS_setsockopt, fd, level, name, value, len) as c_int
+}
+
+/// The body of the interposed `fcntl`/`fcntl64` (the C-variadic entry in `capi/c/posix.c` reads the argument).
+///
+/// # Safety
+/// As fcntl(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ixc_rs_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    if socket::owns(fd) {
+        return match guard(Err(libc::EIO), || socket::fcntl(fd, cmd, arg as usize)) {
+            Ok(v) => v,
+            Err(e) => fail(e),
+        };
+    }
+    sys!(libc::SYS_fcntl, fd, cmd, arg) as c_int
+}
+
+/// The body of the interposed `ioctl`.
+///
+/// # Safety
+/// As ioctl(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ixc_rs_ioctl(fd: c_int, request: c_ulong, arg: c_ulong) -> c_int {
+    if socket::owns(fd) {
+        if arg == 0 {
+            return fail(libc::EFAULT);
+        }
+        let p = arg as *mut c_int;
+        if request != libc::FIONBIO && request != libc::FIONREAD {
+            return fail(libc::ENOTTY);
+        }
+        // SAFETY: for FIONBIO/FIONREAD the app passes a valid int*.
+        let mut v = unsafe { p.read_unaligned() };
+        return match guard(Err(libc::EIO), || socket::ioctl(fd, request, &mut v)) {
+            // SAFETY: as above.
+            Ok(()) => unsafe {
+                p.write_unaligned(v);
+                0
+            },
+            Err(e) => fail(e),
+        };
+    }
+    sys!(libc::SYS_ioctl, fd, request, arg) as c_int
+}
+
+/// `poll(2)`: dataplane fds report their socket's readiness; while waiting, the dataplane keeps cycling and the
+/// NIC fds wake the wait.
+///
+/// # Safety
+/// As poll(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
+    if !socket::active() || socket::inside() || fds.is_null() || n == 0 {
+        return sys!(libc::SYS_poll, fds, n, timeout) as c_int;
+    }
+    // SAFETY: poll's contract: `fds` names `n` pollfds.
+    let user = unsafe { std::slice::from_raw_parts_mut(fds, n as usize) };
+    guard(fail(libc::EIO), || poll_with_dataplane(user, timeout))
+}
+
+fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int) -> c_int {
+    let deadline = (timeout >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
+    let nic = socket::nic_fds();
+    // A placeholder reads as writable whenever it is not readable-only, so the kernel is asked only about input
+    // on dataplane fds; their answer comes from the layer, re-checked after every cycle.
+    let mut all: Vec<pollfd> =
+        user.iter().map(|u| if socket::owns(u.fd) { pollfd { events: libc::POLLIN, ..*u } } else { *u }).collect();
+    all.extend(nic.iter().map(|&fd| pollfd { fd, events: libc::POLLIN, revents: 0 }));
+    loop {
+        socket::drive();
+        let mut wait = socket::before_wait(None).map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(std::time::Instant::now()).as_millis() as i32;
+            wait = if wait < 0 { left } else { wait.min(left) };
+        }
+        for p in all.iter_mut() {
+            p.revents = 0;
+        }
+        let r = sys!(libc::SYS_poll, all.as_mut_ptr(), all.len(), wait) as c_int;
+        if r < 0 {
+            return r;
+        }
+        let mut ready = 0;
+        for (u, p) in user.iter_mut().zip(&all) {
+            u.revents = if socket::owns(u.fd) { socket::poll_revents(u.fd, u.events) } else { p.revents };
+            if u.revents != 0 {
+                ready += 1;
+            }
+        }
+        if ready > 0 || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return ready;
+        }
+    }
+}
+
+/// `__poll_chk` (fortified poll).
+///
+/// # Safety
+/// As poll(2), with `fdslen` the array's size in bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn __poll_chk(fds: *mut pollfd, n: nfds_t, timeout: c_int, fdslen: size_t) -> c_int {
+    if (fdslen / std::mem::size_of::<pollfd>()) < n as usize {
+        // SAFETY: what glibc does on a fortify violation.
+        unsafe { libc::abort() };
+    }
+    // SAFETY: same contract.
+    unsafe { poll(fds, n, timeout) }
+}

@@ -1,0 +1,132 @@
+//! The kernel calls of the socket layer, as raw system calls: the layer's own exports interpose the libc names
+//! (`read`, `close`, `accept4`, ...), so going through libc here would recurse into them.
+#![allow(unsafe_code)]
+
+use std::ffi::c_long;
+use std::net::SocketAddrV4;
+use std::os::fd::RawFd;
+
+/// A failed call's errno.
+pub type Errno = i32;
+
+fn check(r: c_long) -> Result<c_long, Errno> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+    } else {
+        Ok(r)
+    }
+}
+
+/// `syscall(2)` with up to six integer arguments.
+///
+/// # Safety
+/// The arguments must be valid for `nr` (pointers to memory of the right size and lifetime).
+pub unsafe fn raw(nr: c_long, a: [usize; 6]) -> c_long {
+    // SAFETY: the caller vouches for the arguments.
+    unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) }
+}
+
+fn call(nr: c_long, a: [usize; 6]) -> Result<c_long, Errno> {
+    // SAFETY: only used below with integer arguments or pointers to live locals of the right size.
+    check(unsafe { raw(nr, a) })
+}
+
+/// A new non-blocking, close-on-exec eventfd (the placeholder of a dataplane socket).
+pub fn eventfd() -> Result<RawFd, Errno> {
+    call(libc::SYS_eventfd2, [0, (libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) as usize, 0, 0, 0, 0]).map(|r| r as RawFd)
+}
+
+/// Sets an eventfd's counter to `value` (0: not readable; `u64::MAX - 1`: readable and not writable).
+pub fn eventfd_set(fd: RawFd, value: u64) {
+    let mut sink = 0u64;
+    // Draining reads the counter to zero; EAGAIN when it already is.
+    let _ = call(libc::SYS_read, [fd as usize, &mut sink as *mut u64 as usize, 8, 0, 0, 0]);
+    if value != 0 {
+        let _ = call(libc::SYS_write, [fd as usize, &value as *const u64 as usize, 8, 0, 0, 0]);
+    }
+}
+
+/// `dup3(old, new, flags)`.
+pub fn dup3(old: RawFd, new: RawFd, cloexec: bool) -> Result<(), Errno> {
+    let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+    call(libc::SYS_dup3, [old as usize, new as usize, flags as usize, 0, 0, 0]).map(drop)
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, 0)`.
+pub fn dup_cloexec(fd: RawFd) -> Result<RawFd, Errno> {
+    call(libc::SYS_fcntl, [fd as usize, libc::F_DUPFD_CLOEXEC as usize, 0, 0, 0, 0]).map(|r| r as RawFd)
+}
+
+/// `fcntl(fd, cmd, arg)`.
+pub fn fcntl(fd: RawFd, cmd: i32, arg: usize) -> Result<i32, Errno> {
+    call(libc::SYS_fcntl, [fd as usize, cmd as usize, arg, 0, 0, 0]).map(|r| r as i32)
+}
+
+/// `close(fd)`.
+pub fn close(fd: RawFd) {
+    let _ = call(libc::SYS_close, [fd as usize, 0, 0, 0, 0, 0]);
+}
+
+/// An integer socket option.
+pub fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> Result<i32, Errno> {
+    let mut v: i32 = 0;
+    let mut len: libc::socklen_t = 4;
+    call(
+        libc::SYS_getsockopt,
+        [fd as usize, level as usize, name as usize, &mut v as *mut i32 as usize, &mut len as *mut _ as usize, 0],
+    )?;
+    Ok(v)
+}
+
+/// An integer socket option.
+pub fn setsockopt_int(fd: RawFd, level: i32, name: i32, v: i32) -> Result<(), Errno> {
+    call(libc::SYS_setsockopt, [fd as usize, level as usize, name as usize, &v as *const i32 as usize, 4, 0]).map(drop)
+}
+
+fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(addr.ip().octets()) },
+        sin_zero: [0; 8],
+    }
+}
+
+/// `bind(fd, addr)` for IPv4.
+pub fn bind_v4(fd: RawFd, addr: SocketAddrV4) -> Result<(), Errno> {
+    let sa = sockaddr_in(addr);
+    call(libc::SYS_bind, [fd as usize, &sa as *const _ as usize, std::mem::size_of_val(&sa), 0, 0, 0]).map(drop)
+}
+
+/// `listen(fd, backlog)`.
+pub fn listen(fd: RawFd, backlog: i32) -> Result<(), Errno> {
+    call(libc::SYS_listen, [fd as usize, backlog as usize, 0, 0, 0, 0]).map(drop)
+}
+
+/// The local IPv4 address of a kernel socket.
+pub fn getsockname_v4(fd: RawFd) -> Result<SocketAddrV4, Errno> {
+    let mut sa: libc::sockaddr_in = sockaddr_in(SocketAddrV4::new(0.into(), 0));
+    let mut len = std::mem::size_of_val(&sa) as libc::socklen_t;
+    call(libc::SYS_getsockname, [fd as usize, &mut sa as *mut _ as usize, &mut len as *mut _ as usize, 0, 0, 0])?;
+    Ok(SocketAddrV4::new(sa.sin_addr.s_addr.to_ne_bytes().into(), u16::from_be(sa.sin_port)))
+}
+
+/// A new epoll instance (close-on-exec).
+pub fn epoll_create() -> Result<RawFd, Errno> {
+    call(libc::SYS_epoll_create1, [libc::EPOLL_CLOEXEC as usize, 0, 0, 0, 0, 0]).map(|r| r as RawFd)
+}
+
+/// Adds `fd` to `epfd` for `events`.
+pub fn epoll_add(epfd: RawFd, fd: RawFd, events: u32) -> Result<(), Errno> {
+    let mut ev = libc::epoll_event { events, u64: fd as u64 };
+    call(
+        libc::SYS_epoll_ctl,
+        [epfd as usize, libc::EPOLL_CTL_ADD as usize, fd as usize, &mut ev as *mut _ as usize, 0, 0],
+    )
+    .map(drop)
+}
+
+/// `poll(fds, timeout_ms)`.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> Result<usize, Errno> {
+    call(libc::SYS_poll, [fds.as_mut_ptr() as usize, fds.len(), timeout_ms as usize, 0, 0, 0]).map(|r| r as usize)
+}
