@@ -13,5 +13,6 @@
 #[path = "../capi/mod.rs"]
 pub mod capi;
 pub mod event;
+pub mod preload;
 pub mod runtime;
 pub mod socket;
