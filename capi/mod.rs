@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 pub mod event;
+pub mod listener;
 pub mod native;
 pub mod variadic;
 
