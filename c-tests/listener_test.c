@@ -542,13 +542,21 @@ static void *client_thread(void *arg)
 	return NULL;
 }
 
+/* libevent_core exports this internal getter (evthread-internal.h); its test suite wraps the lock callbacks. */
+struct evthread_lock_callbacks *evthread_get_lock_callbacks(void);
+
 static void test_threadsafe(void)
 {
 	struct threaded t;
 	pthread_t th;
 	memset(&t, 0, sizeof(t));
 	pthread_mutex_init(&t.mu, NULL);
+	CHECK(evthread_get_lock_callbacks()->lock == NULL);
 	CHECK_INT(evthread_use_pthreads(), ==, 0);
+	struct evthread_lock_callbacks *lock_cbs = evthread_get_lock_callbacks();
+	CHECK_INT(lock_cbs->lock_api_version, ==, EVTHREAD_LOCK_API_VERSION);
+	CHECK(lock_cbs->supported_locktypes & EVTHREAD_LOCKTYPE_RECURSIVE);
+	CHECK(lock_cbs->alloc != NULL && lock_cbs->free != NULL && lock_cbs->lock != NULL && lock_cbs->unlock != NULL);
 	t.base = event_base_new();
 	t.listener = bind_loopback(t.base, threaded_accept_cb, &t, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_THREADSAFE);
 	CHECK(t.listener != NULL);

@@ -8,6 +8,7 @@
 pub mod event;
 pub mod listener;
 pub mod native;
+pub mod thread_internal;
 pub mod variadic;
 
 /// Runs `f`, turning a panic into `on_panic` (a panic must never cross into C).
