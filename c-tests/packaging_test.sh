@@ -24,6 +24,10 @@ fail() {
 }
 step() { echo "packaging: $*"; }
 
+for tool in cmake gcc pkg-config readelf; do
+    command -v "$tool" >/dev/null || fail "$tool is needed (scripts/setup.sh installs it)"
+done
+
 version="$(sed -n 's/^version = "\([0-9.]*\)"$/\1/p' "$src_dir/Cargo.toml" | head -1)"
 major="${version%%.*}"
 [ -n "$version" ] || fail "no version in Cargo.toml"
