@@ -571,6 +571,74 @@ static void test_threadsafe(void)
 	event_base_free(t.base);
 }
 
+/* A listener without THREADSAFE disabled from another thread while its accept callback runs: the disabling
+ * thread's event_del waits for the callback to return (a threaded base's rule), and the listener must not hold
+ * anything the callback's return path needs (libevent takes no listener lock without the flag). */
+struct cross {
+	struct evconnlistener *listener;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	int in_callback;
+	int disabling;
+	int calls;
+};
+
+static void cross_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len, void *arg)
+{
+	struct cross *x = arg;
+	(void)l;
+	(void)sa;
+	(void)len;
+	close(fd);
+	pthread_mutex_lock(&x->mu);
+	x->calls++;
+	x->in_callback = 1;
+	pthread_cond_broadcast(&x->cond);
+	while (!x->disabling)
+		pthread_cond_wait(&x->cond, &x->mu);
+	pthread_mutex_unlock(&x->mu);
+	usleep(20000); /* let the other thread get into evconnlistener_disable */
+}
+
+static void *disabling_thread(void *arg)
+{
+	struct cross *x = arg;
+	pthread_mutex_lock(&x->mu);
+	while (!x->in_callback)
+		pthread_cond_wait(&x->cond, &x->mu);
+	x->disabling = 1;
+	pthread_cond_broadcast(&x->cond);
+	pthread_mutex_unlock(&x->mu);
+	CHECK_INT(evconnlistener_disable(x->listener), ==, 0);
+	return NULL;
+}
+
+static void test_disable_from_other_thread(void)
+{
+	struct cross x;
+	pthread_t th;
+	memset(&x, 0, sizeof(x));
+	pthread_mutex_init(&x.mu, NULL);
+	pthread_cond_init(&x.cond, NULL);
+	CHECK_INT(evthread_use_pthreads(), ==, 0);
+	struct event_base *base = event_base_new();
+	x.listener = bind_loopback(base, cross_accept_cb, &x, LEV_OPT_CLOSE_ON_FREE);
+	CHECK(x.listener != NULL);
+	if (!x.listener)
+		return;
+	int c1 = connect_to(evconnlistener_get_fd(x.listener));
+	int c2 = connect_to(evconnlistener_get_fd(x.listener));
+	pthread_create(&th, NULL, disabling_thread, &x);
+	/* Returns once the listener is disabled (no events left); a deadlock would end in ctest's timeout. */
+	CHECK_INT(event_base_dispatch(base), ==, 1);
+	pthread_join(th, NULL);
+	CHECK_INT(x.calls, ==, 1);
+	close(c1);
+	close(c2);
+	evconnlistener_free(x.listener);
+	event_base_free(base);
+}
+
 /* ---------------------------------------------------------------------------------------------------------- */
 
 typedef void (*test_fn)(void);
@@ -613,6 +681,7 @@ int main(void)
 	run("error_cb", test_error_cb);
 	run_child("error_logged_and_emfile", test_error_logged_and_emfile);
 	run_child("threadsafe", test_threadsafe);
+	run_child("disable_from_other_thread", test_disable_from_other_thread);
 	printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
 	return failures ? 1 : 0;
 }

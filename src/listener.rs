@@ -16,10 +16,10 @@
 //! where a socket layer will route dataplane sockets with virtual fds; and [`Host`], the engine event and the
 //! application's callbacks.
 //!
-//! Locking: every listener has a mutex (libevent locks only `LEV_OPT_THREADSAFE` listeners, and only once thread
-//! callbacks are set; an uncontended lock costs little and keeps the Rust side sound whatever the application
-//! does). As in libevent it is held across the engine's add/delete of the listener's event and never across an
-//! application callback.
+//! Locking: a `LEV_OPT_THREADSAFE` listener has libevent's listener lock, held for a whole operation (the engine's
+//! add/delete of its event included) and never across an application callback. Every listener also keeps its
+//! fields under a short-held mutex, so that the Rust side stays sound whatever the application does; without the
+//! flag nothing is held across engine calls, as libevent holds nothing then.
 
 use std::ffi::c_int;
 use std::io;
@@ -173,6 +173,9 @@ pub struct Listener<H: Host> {
     host: H,
     fd: RawFd,
     flags: u32,
+    /// `LEV_OPT_THREADSAFE` only: held for a whole operation, engine calls included (libevent's listener lock).
+    op_lock: Option<Mutex<()>>,
+    /// The fields, each access short (never across an engine call or a callback).
     state: Mutex<State<H>>,
 }
 
@@ -222,6 +225,9 @@ pub fn bind_socket<S: Sockets>(sockets: &S, flags: u32, backlog: c_int, addr: Op
     Ok(fd)
 }
 
+/// The operation lock of a `LEV_OPT_THREADSAFE` listener while held (nothing for other listeners).
+type OpGuard<'a> = Option<MutexGuard<'a, ()>>;
+
 impl<H: Host> Listener<H> {
     /// A listener on `fd`, listening per [`listen_as_libevent`] (the error is returned, `fd` left open). Not yet
     /// watched: place it at its final address, point its event at it, then call [`Listener::start`].
@@ -235,7 +241,11 @@ impl<H: Host> Listener<H> {
     ) -> io::Result<Self> {
         listen_as_libevent(host.sockets(), fd, backlog)?;
         let state = State { accept: cb, error: None, arg, enabled: false, refs: 1 };
-        Ok(Listener { host, fd, flags, state: Mutex::new(state) })
+        // Only THREADSAFE listeners hold a lock across engine calls, as in libevent: there, a listener disabled
+        // from another thread while its accept callback runs waits for the callback (event_del's rule), which
+        // waits for that lock; without the flag libevent takes no lock, so neither do we.
+        let op_lock = (flags & opt::THREADSAFE != 0).then(|| Mutex::new(()));
+        Ok(Listener { host, fd, flags, op_lock, state: Mutex::new(state) })
     }
 
     /// Enables the listener unless it was created with `LEV_OPT_DISABLED`.
@@ -246,8 +256,12 @@ impl<H: Host> Listener<H> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<H>> {
-        // A panic caught at the C boundary must not make the listener unusable.
+    fn op(&self) -> OpGuard<'_> {
+        // A panic caught at the C boundary must not make the listener unusable (poisoning is ignored).
+        self.op_lock.as_ref().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State<H>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -268,7 +282,7 @@ impl<H: Host> Listener<H> {
 
     /// Whether the listener is enabled (it is watched when it also has an accept callback).
     pub fn is_enabled(&self) -> bool {
-        self.lock().enabled
+        self.state().enabled
     }
 
     fn accept_flags(&self) -> AcceptFlags {
@@ -280,9 +294,13 @@ impl<H: Host> Listener<H> {
 
     /// `evconnlistener_enable`: watched from now on if there is an accept callback.
     pub fn enable(&self) -> Result<(), EventFailed> {
-        let mut st = self.lock();
-        st.enabled = true;
-        if st.accept.is_some() {
+        let _op = self.op();
+        let has_cb = {
+            let mut st = self.state();
+            st.enabled = true;
+            st.accept.is_some()
+        };
+        if has_cb {
             self.host.watch()
         } else {
             Ok(())
@@ -291,40 +309,53 @@ impl<H: Host> Listener<H> {
 
     /// `evconnlistener_disable`.
     pub fn disable(&self) -> Result<(), EventFailed> {
-        let mut st = self.lock();
-        st.enabled = false;
+        let _op = self.op();
+        self.state().enabled = false;
         self.host.unwatch()
     }
 
     /// `evconnlistener_set_cb`: a new accept callback and argument; an enabled listener that had no callback
     /// starts being watched.
     pub fn set_accept_cb(&self, cb: Option<H::AcceptCb>, arg: H::Arg) {
-        let mut st = self.lock();
-        let start = st.enabled && st.accept.is_none();
-        st.accept = cb;
-        st.arg = arg;
-        if start && cb.is_some() {
+        let _op = self.op();
+        let start = {
+            let mut st = self.state();
+            let start = st.enabled && st.accept.is_none() && cb.is_some();
+            st.accept = cb;
+            st.arg = arg;
+            start
+        };
+        if start {
             let _ = self.host.watch();
         }
     }
 
     /// `evconnlistener_set_error_cb`.
     pub fn set_error_cb(&self, cb: Option<H::ErrorCb>) {
-        self.lock().error = cb;
+        let _op = self.op();
+        self.state().error = cb;
     }
 
     /// `evconnlistener_free`: forgets the callbacks and drops the application's reference. A callback running
     /// keeps the listener alive until it returns.
     pub fn free(&self) -> Release {
-        let mut st = self.lock();
-        st.accept = None;
-        st.error = None;
-        self.unref(st)
+        let op = self.op();
+        {
+            let mut st = self.state();
+            st.accept = None;
+            st.error = None;
+        }
+        self.unref(op)
     }
 
-    fn unref(&self, mut st: MutexGuard<'_, State<H>>) -> Release {
-        st.refs -= 1;
-        if st.refs > 0 {
+    /// Drops a reference (the operation lock held); the last one destroys the listener.
+    fn unref(&self, op: OpGuard<'_>) -> Release {
+        let last = {
+            let mut st = self.state();
+            st.refs -= 1;
+            st.refs == 0
+        };
+        if !last {
             return Release::Kept;
         }
         let _ = self.host.unwatch();
@@ -332,7 +363,7 @@ impl<H: Host> Listener<H> {
             self.host.sockets().close(self.fd);
         }
         self.host.retire_event();
-        drop(st);
+        drop(op);
         Release::Destroyed
     }
 
@@ -340,7 +371,7 @@ impl<H: Host> Listener<H> {
     /// callback, or an error stops it.
     pub fn on_readable(&self) -> Release {
         let sockets = self.host.sockets();
-        let mut st = self.lock();
+        let mut op = self.op();
         let error = loop {
             let (fd, peer) = match sockets.accept(self.fd, self.accept_flags()) {
                 Ok(accepted) => accepted,
@@ -351,38 +382,51 @@ impl<H: Host> Listener<H> {
                 sockets.close(fd);
                 continue;
             }
-            let Some(cb) = st.accept else {
-                // Freed (callbacks cleared) by another thread since the event fired.
-                sockets.close(fd);
-                return Release::Kept;
+            let (cb, arg) = {
+                let mut st = self.state();
+                let Some(cb) = st.accept else {
+                    // No callback (cleared while the event stayed pending, or freed by another thread since the
+                    // event fired): libevent closes the connection and stops.
+                    drop(st);
+                    sockets.close(fd);
+                    return Release::Kept;
+                };
+                st.refs += 1;
+                (cb, st.arg)
             };
-            st.refs += 1;
-            let arg = st.arg;
-            drop(st);
+            drop(op);
             self.host.accepted(self, cb, fd, &peer, arg);
-            st = self.lock();
-            if st.refs == 1 {
+            op = self.op();
+            let (last, enabled) = {
+                let st = self.state();
+                (st.refs == 1, st.enabled)
+            };
+            if last {
                 // The application freed the listener in its callback: ours is the last reference.
-                return self.unref(st);
+                return self.unref(op);
             }
-            st.refs -= 1;
-            if !st.enabled {
+            self.state().refs -= 1;
+            if !enabled {
                 return Release::Kept;
             }
         };
         if accept_retriable(&error) {
             return Release::Kept;
         }
-        match st.error {
-            Some(cb) => {
+        let handler = {
+            let mut st = self.state();
+            st.error.map(|cb| {
                 st.refs += 1;
-                let arg = st.arg;
-                drop(st);
+                (cb, st.arg)
+            })
+        };
+        drop(op);
+        match handler {
+            Some((cb, arg)) => {
                 self.host.failed(self, cb, &error, arg);
-                self.unref(self.lock())
+                self.unref(self.op())
             }
             None => {
-                drop(st);
                 self.host.unhandled_error(self.fd, &error);
                 Release::Kept
             }
@@ -534,17 +578,22 @@ mod tests {
 
     #[test]
     fn callback_disabling_stops_the_loop() {
-        let l = listener(0, Some(Then::Disable), vec![Ok((20, peer())), Ok((21, peer()))]);
-        assert_eq!(l.on_readable(), Release::Kept);
-        assert_eq!(events(&l), ["add", "cb(20,7)", "del"]);
+        // THREADSAFE too: its lock is not held while the callback runs (re-locking it there would deadlock).
+        for flags in [0, opt::THREADSAFE] {
+            let l = listener(flags, Some(Then::Disable), vec![Ok((20, peer())), Ok((21, peer()))]);
+            assert_eq!(l.on_readable(), Release::Kept);
+            assert_eq!(events(&l), ["add", "cb(20,7)", "del"]);
+        }
     }
 
     #[test]
     fn free_inside_callback_destroys_after_it_returns() {
-        let l = listener(opt::CLOSE_ON_FREE, Some(Then::Free), vec![Ok((20, peer())), Ok((21, peer()))]);
-        assert_eq!(l.on_readable(), Release::Destroyed);
-        assert_eq!(events(&l), ["add", "cb(20,7)", "del", "retire"]);
-        assert_eq!(l.host.sockets.log.borrow().last().map(String::as_str), Some("close(3)"));
+        for flags in [opt::CLOSE_ON_FREE, opt::CLOSE_ON_FREE | opt::THREADSAFE] {
+            let l = listener(flags, Some(Then::Free), vec![Ok((20, peer())), Ok((21, peer()))]);
+            assert_eq!(l.on_readable(), Release::Destroyed);
+            assert_eq!(events(&l), ["add", "cb(20,7)", "del", "retire"]);
+            assert_eq!(l.host.sockets.log.borrow().last().map(String::as_str), Some("close(3)"));
+        }
     }
 
     #[test]
@@ -574,7 +623,7 @@ mod tests {
         let l = listener(0, Some(Then::Nothing), vec![Err(io::Error::from_raw_os_error(libc::EMFILE))]);
         let _ = l.on_readable();
         assert_eq!(events(&l), ["add", "warn(3,24)"]);
-        let l = listener(0, Some(Then::Nothing), vec![Err(io::Error::from_raw_os_error(libc::EMFILE))]);
+        let l = listener(opt::THREADSAFE, Some(Then::Nothing), vec![Err(io::Error::from_raw_os_error(libc::EMFILE))]);
         l.set_error_cb(Some(Then::Free));
         assert_eq!(l.on_readable(), Release::Destroyed);
         assert_eq!(events(&l), ["add", "errcb(24)", "del", "retire"]);
