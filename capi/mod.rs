@@ -6,8 +6,10 @@
 #![allow(unsafe_code)]
 
 pub mod event;
+pub mod listener;
 pub mod native;
 pub mod posix;
+pub mod thread_internal;
 pub mod variadic;
 
 /// Runs `f`, turning a panic into `on_panic` (a panic must never cross into C).

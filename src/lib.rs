@@ -2,6 +2,7 @@
 //!
 //! - [`runtime`]: opening the dataplane from configuration (ports, queues), the idle policy around `run_io`,
 //!   logging and per-thread error reporting.
+//! - [`event`]: the libevent 2.1 event core (`event_base` loops); [`listener`]: evconnlistener on it.
 //! - `capi` (directory `capi/`): the exported C ABI, a thin shell over the above; `capi/native.rs` is IX's
 //!   native API from which `include/ix.h` is generated.
 //!
@@ -13,6 +14,7 @@
 #[path = "../capi/mod.rs"]
 pub mod capi;
 pub mod event;
+pub mod listener;
 pub mod preload;
 pub mod runtime;
 pub mod socket;
