@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod native;
+pub mod util;
 pub mod variadic;
 
 /// Runs `f`, turning a panic into `on_panic` (a panic must never cross into C).

@@ -14,6 +14,9 @@ macro_rules! export_c {
         }
         $(
             #[doc = concat!("`", stringify!($public), "`: jumps to the C body `", stringify!($body), "`.")]
+            ///
+            /// # Safety
+            /// The arguments libevent documents for this function (format strings matching their arguments).
             #[unsafe(naked)]
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn $public() {
@@ -30,4 +33,13 @@ macro_rules! export_c {
 export_c! {
     evutil_snprintf => ixc_evutil_snprintf,
     evutil_vsnprintf => ixc_evutil_vsnprintf,
+    event_err => ixc_event_err,
+    event_warn => ixc_event_warn,
+    event_sock_err => ixc_event_sock_err,
+    event_sock_warn => ixc_event_sock_warn,
+    event_errx => ixc_event_errx,
+    event_warnx => ixc_event_warnx,
+    event_msgx => ixc_event_msgx,
+    event_debugx_ => ixc_event_debugx_,
+    event_logv_ => ixc_event_logv_,
 }

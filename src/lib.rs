@@ -13,4 +13,5 @@
 #[path = "../capi/mod.rs"]
 pub mod capi;
 pub mod event;
+pub mod evutil;
 pub mod runtime;
