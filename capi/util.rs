@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::event::base::Severity;
 use crate::event::sys::{errno, set_errno};
-use crate::evutil::{addr, rand, text, time};
+use crate::evutil::{addr, getaddrinfo, rand, text, time};
 
 use super::event::{errx, log_msg, mm_calloc, mm_free, mm_malloc};
 use super::guard;
@@ -998,6 +998,270 @@ pub unsafe extern "C" fn evutil_addrinfo_append_(
             (*last).ai_next = append;
         }
         first
+    })
+}
+
+/// `evutil_getaddrinfo_common_`: the resolver-free part of getaddrinfo ([`getaddrinfo::common`]). Completes
+/// `*hints` (socket type/protocol), returns 0 with a libevent-allocated `*res` for NULL or literal hosts,
+/// `EVUTIL_EAI_NEED_RESOLVE` with the port in `*portnum` when DNS is needed, or an EVUTIL_EAI_* error.
+///
+/// # Safety
+/// `nodename`/`servname` NULL or C strings; `hints` a writable addrinfo; `res`, `portnum` writable.
+#[no_mangle]
+pub unsafe extern "C" fn evutil_getaddrinfo_common_(
+    nodename: *const c_char,
+    servname: *const c_char,
+    hints: *mut evutil_addrinfo,
+    res: *mut *mut evutil_addrinfo,
+    portnum: *mut c_int,
+) -> c_int {
+    guard(libc::EAI_MEMORY, || {
+        if hints.is_null() || res.is_null() || portnum.is_null() {
+            return libc::EAI_SYSTEM;
+        }
+        // SAFETY: `hints` is a writable addrinfo (the caller's promise).
+        let h = unsafe { &mut *hints };
+        let mut wanted = getaddrinfo::Hints {
+            flags: h.ai_flags,
+            family: h.ai_family,
+            socktype: h.ai_socktype,
+            protocol: h.ai_protocol,
+        };
+        // SAFETY: NULL or C strings.
+        let (node, serv) = unsafe {
+            ((!nodename.is_null()).then(|| c_bytes(nodename)), (!servname.is_null()).then(|| c_bytes(servname)))
+        };
+        let decided = getaddrinfo::common(node, serv, &mut wanted, service_port, interface_index);
+        h.ai_socktype = wanted.socktype;
+        h.ai_protocol = wanted.protocol;
+        match decided {
+            Err(code) => code,
+            Ok(getaddrinfo::Common::NeedResolve(port)) => {
+                // SAFETY: writable.
+                unsafe { portnum.write(c_int::from(port)) };
+                getaddrinfo::EAI_NEED_RESOLVE
+            }
+            Ok(getaddrinfo::Common::Addrs(addrs)) => {
+                let mut list: *mut evutil_addrinfo = null_mut();
+                for a in addrs {
+                    // SAFETY: `h` is a valid hints struct; the sockaddr bytes are a complete sockaddr_in(6).
+                    let ai = unsafe { addrinfo_for(&a, h) };
+                    if ai.is_null() {
+                        // SAFETY: `list` is ours (NULL or a libevent-allocated list).
+                        unsafe { evutil_freeaddrinfo(list) };
+                        return libc::EAI_MEMORY;
+                    }
+                    // SAFETY: both are lists we own.
+                    list = unsafe { evutil_addrinfo_append_(list, ai) };
+                }
+                // SAFETY: writable.
+                unsafe { res.write(list) };
+                0
+            }
+        }
+    })
+}
+
+/// Builds libevent-allocated addrinfo(s) for `addr` with `hints`' socket type and protocol.
+///
+/// # Safety
+/// `hints` a valid addrinfo.
+unsafe fn addrinfo_for(addr: &std::net::SocketAddr, hints: &evutil_addrinfo) -> *mut evutil_addrinfo {
+    // SAFETY: plain data.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        std::net::SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a sockaddr_in.
+            let sin = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+            size_of::<libc::sockaddr_in>()
+        }
+        std::net::SocketAddr::V6(a) => {
+            // SAFETY: as above, for a sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_scope_id = a.scope_id();
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    // SAFETY: `storage` holds `len` bytes of socket address; `hints` is valid.
+    unsafe { evutil_new_addrinfo_((&mut storage as *mut libc::sockaddr_storage).cast(), len as libc::socklen_t, hints) }
+}
+
+/// A service name's port for a protocol (getservbyname, with libevent's protocol names).
+fn service_port(name: &[u8], protocol: c_int) -> Option<u16> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let proto: *const c_char = match protocol {
+        0 => null(),
+        libc::IPPROTO_TCP => c"tcp".as_ptr(),
+        libc::IPPROTO_UDP => c"udp".as_ptr(),
+        libc::IPPROTO_SCTP => c"sctp".as_ptr(),
+        other => {
+            // SAFETY: getprotobynumber returns NULL or a static entry (libevent calls it the same way).
+            let ent = unsafe { libc::getprotobynumber(other) };
+            if ent.is_null() {
+                null()
+            } else {
+                // SAFETY: a non-NULL entry is readable.
+                unsafe { (*ent).p_name.cast_const() }
+            }
+        }
+    };
+    // SAFETY: C strings (or NULL for any protocol); the entry is static and read at once.
+    let ent = unsafe { libc::getservbyname(name.as_ptr(), proto) };
+    // SAFETY: a non-NULL entry is readable; s_port is in network order in an int.
+    (!ent.is_null()).then(|| u16::from_be(unsafe { (*ent).s_port } as u16))
+}
+
+/// Whether this host has a non-local IPv4 and a non-local IPv6 address (libevent's interface check for
+/// AI_ADDRCONFIG), computed once per process as libevent does.
+fn host_families() -> (bool, bool) {
+    static FAMILIES: std::sync::OnceLock<(bool, bool)> = std::sync::OnceLock::new();
+    *FAMILIES.get_or_init(|| {
+        let mut list: *mut libc::ifaddrs = null_mut();
+        // SAFETY: `list` is a writable pointer; on success we free what getifaddrs allocated.
+        if unsafe { libc::getifaddrs(&mut list) } < 0 {
+            warn_with_errno("Unable to call getifaddrs()");
+            return (false, false);
+        }
+        let (mut v4, mut v6) = (false, false);
+        let mut p = list;
+        while !p.is_null() {
+            // SAFETY: walking getifaddrs' valid list.
+            let (sa, next) = unsafe { ((*p).ifa_addr, (*p).ifa_next) };
+            if !sa.is_null() {
+                // SAFETY: the kernel's addresses are complete for their family.
+                match unsafe { read_sockaddr(sa) } {
+                    IpSockaddr::V4(sin) => v4 |= !addr::v4_is_local(sin.sin_addr.s_addr.to_ne_bytes()),
+                    IpSockaddr::V6(sin6) => v6 |= !addr::v6_is_local(sin6.sin6_addr.s6_addr),
+                    IpSockaddr::Other(_) => {}
+                }
+            }
+            p = next;
+        }
+        // SAFETY: the list from getifaddrs, freed once.
+        unsafe { libc::freeifaddrs(list) };
+        (v4, v6)
+    })
+}
+
+/// `evutil_adjust_hints_for_addrconfig_`: with EVUTIL_AI_ADDRCONFIG and AF_UNSPEC, narrows `hints->ai_family` to
+/// the one family this host has non-local addresses of.
+///
+/// # Safety
+/// `hints` a writable addrinfo.
+#[no_mangle]
+pub unsafe extern "C" fn evutil_adjust_hints_for_addrconfig_(hints: *mut evutil_addrinfo) {
+    guard((), || {
+        if hints.is_null() {
+            return;
+        }
+        // SAFETY: writable (the caller's promise).
+        let h = unsafe { &mut *hints };
+        let wanted = getaddrinfo::Hints { flags: h.ai_flags, family: h.ai_family, ..Default::default() };
+        if wanted.flags & libc::AI_ADDRCONFIG == 0 || wanted.family != libc::AF_UNSPEC {
+            return;
+        }
+        let (v4, v6) = host_families();
+        h.ai_family = getaddrinfo::family_for_addrconfig(&wanted, v4, v6);
+    })
+}
+
+/// evdns' asynchronous getaddrinfo, as libevent_extra registers it (`evutil_set_evdns_getaddrinfo_fn_`).
+type EvdnsGetaddrinfoFn = unsafe extern "C" fn(
+    *mut c_void,
+    *const c_char,
+    *const c_char,
+    *const evutil_addrinfo,
+    GetaddrinfoCb,
+    *mut c_void,
+) -> *mut c_void;
+/// evdns' cancel function for the above.
+type EvdnsCancelFn = unsafe extern "C" fn(*mut c_void);
+/// The completion callback of an asynchronous getaddrinfo.
+type GetaddrinfoCb = unsafe extern "C" fn(c_int, *mut evutil_addrinfo, *mut c_void);
+
+static EVDNS_GETADDRINFO: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
+static EVDNS_GETADDRINFO_CANCEL: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
+
+/// `evutil_set_evdns_getaddrinfo_fn_`: registers evdns' resolver (the first registration stays).
+///
+/// # Safety
+/// `f` NULL or an `evdns_getaddrinfo_fn`.
+#[no_mangle]
+pub unsafe extern "C" fn evutil_set_evdns_getaddrinfo_fn_(f: Option<EvdnsGetaddrinfoFn>) {
+    if let Some(f) = f {
+        let _ = EVDNS_GETADDRINFO.compare_exchange(null_mut(), f as *mut c_void, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// `evutil_set_evdns_getaddrinfo_cancel_fn_`: registers evdns' cancel function (the first registration stays).
+///
+/// # Safety
+/// `f` NULL or an `evdns_getaddrinfo_cancel_fn`.
+#[no_mangle]
+pub unsafe extern "C" fn evutil_set_evdns_getaddrinfo_cancel_fn_(f: Option<EvdnsCancelFn>) {
+    if let Some(f) = f {
+        let _ = EVDNS_GETADDRINFO_CANCEL.compare_exchange(
+            null_mut(),
+            f as *mut c_void,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+}
+
+/// `evutil_getaddrinfo_async_`: through evdns when a DNS base is given and evdns registered itself; otherwise a
+/// blocking `evutil_getaddrinfo` whose result goes to `cb` at once (and NULL is returned).
+///
+/// # Safety
+/// As `evutil_getaddrinfo`; `cb` a valid callback; `dns_base` NULL or an evdns base.
+#[no_mangle]
+pub unsafe extern "C" fn evutil_getaddrinfo_async_(
+    dns_base: *mut c_void,
+    nodename: *const c_char,
+    servname: *const c_char,
+    hints_in: *const evutil_addrinfo,
+    cb: Option<GetaddrinfoCb>,
+    arg: *mut c_void,
+) -> *mut c_void {
+    guard(null_mut(), || {
+        let Some(cb) = cb else { return null_mut() };
+        let evdns = EVDNS_GETADDRINFO.load(Ordering::Acquire);
+        if !dns_base.is_null() && !evdns.is_null() {
+            // SAFETY: stored from an `evdns_getaddrinfo_fn` by evutil_set_evdns_getaddrinfo_fn_.
+            let evdns: EvdnsGetaddrinfoFn = unsafe { std::mem::transmute(evdns) };
+            // SAFETY: the caller's arguments, passed on as libevent does.
+            return unsafe { evdns(dns_base, nodename, servname, hints_in, cb, arg) };
+        }
+        let mut ai: *mut evutil_addrinfo = null_mut();
+        // SAFETY: the caller's arguments; `ai` is writable.
+        let err = unsafe { evutil_getaddrinfo(nodename, servname, hints_in, &mut ai) };
+        // SAFETY: the application's callback, which takes ownership of `ai`.
+        unsafe { cb(err, ai, arg) };
+        null_mut()
+    })
+}
+
+/// `evutil_getaddrinfo_cancel_async_`: cancels through evdns (if it registered).
+///
+/// # Safety
+/// `data` NULL or a request from `evutil_getaddrinfo_async_`.
+#[no_mangle]
+pub unsafe extern "C" fn evutil_getaddrinfo_cancel_async_(data: *mut c_void) {
+    guard((), || {
+        let cancel = EVDNS_GETADDRINFO_CANCEL.load(Ordering::Acquire);
+        if data.is_null() || cancel.is_null() {
+            return;
+        }
+        // SAFETY: stored from an `evdns_getaddrinfo_cancel_fn`.
+        let cancel: EvdnsCancelFn = unsafe { std::mem::transmute(cancel) };
+        // SAFETY: evdns' own request.
+        unsafe { cancel(data) };
     })
 }
 

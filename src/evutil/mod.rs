@@ -8,10 +8,12 @@
 //!   address predicates.
 //! - [`text`]: ASCII character classes, case-insensitive comparison, C-style number scanning, RFC 1123 dates,
 //!   `snprintf`-style copying into a caller's buffer.
+//! - [`getaddrinfo`]: the resolver-free part of `evutil_getaddrinfo` (ports, NULL hosts, literal addresses).
 //! - [`rand`]: the weak linear-congruential generator libevent uses for non-security randomness.
 //! - [`time`]: the monotonic-clock choice and the ratchet that keeps a wall-clock fallback from going backwards.
 
 pub mod addr;
+pub mod getaddrinfo;
 pub mod rand;
 pub mod text;
 pub mod time;

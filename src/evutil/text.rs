@@ -125,6 +125,18 @@ pub fn scan_uint(s: &[u8]) -> Option<(u32, usize)> {
     (r.len > 0).then_some((r.value as u32, r.len))
 }
 
+/// `strtol(s, &end, 10)` cast to `int`, as libevent's `parse_numeric_servname` does: the value (truncated to 32
+/// bits like the cast) and the bytes consumed (0 if there were no digits).
+pub fn scan_int(s: &[u8]) -> (i32, usize) {
+    let lead = s.iter().take_while(|&&c| is_space(c)).count();
+    let signed = matches!(s.get(lead), Some(b'-' | b'+'));
+    let digits = s[(lead + usize::from(signed)).min(s.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return (0, 0);
+    }
+    (atoi(s), lead + usize::from(signed) + digits)
+}
+
 /// `atoi`: glibc's `(int) strtol(s, NULL, 10)`; garbage after the digits is ignored, no digits give 0.
 pub fn atoi(s: &[u8]) -> i32 {
     let mut i = s.iter().take_while(|&&c| is_space(c)).count();
