@@ -56,8 +56,15 @@ static void deliver(int severity, const char *errstr, int fatal, int exit_code, 
 		if (len < sizeof(buf) - 3)
 			ixc_evutil_snprintf(buf + len, sizeof(buf) - len, ": %s", errstr);
 	}
-	if (log_sink)
+	if (log_sink) {
 		log_sink(severity, buf, fatal, exit_code);
+	} else {
+		/* Only before libix's constructor has run (another library's constructor logging): libevent's default
+		 * output, without the application's callback, which cannot have been set yet either. */
+		static const char *const names[] = {"debug", "msg", "warn", "err"};
+		if (severity != IXC_LOG_DEBUG)
+			fprintf(stderr, "[%s] %s\n", severity >= 0 && severity <= 3 ? names[severity] : "???", buf);
+	}
 	if (fatal)
 		exit(exit_code); /* the sink ends the process; this is never reached */
 }
