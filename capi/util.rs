@@ -195,14 +195,9 @@ pub unsafe extern "C" fn evutil_socketpair(
     protocol: c_int,
     fd: *mut evutil_socket_t,
 ) -> c_int {
-    guard(-1, || {
-        if fd.is_null() {
-            set_errno(libc::EINVAL);
-            return -1;
-        }
-        // SAFETY: `fd` has room for two ints (the caller's promise).
-        unsafe { libc::socketpair(family, ty, protocol, fd) }
-    })
+    // SAFETY: `fd` has room for two ints (the caller's promise); a NULL `fd` is the kernel's to refuse (EFAULT, as
+    // with libevent, which passes it straight through).
+    guard(-1, || unsafe { libc::socketpair(family, ty, protocol, fd) })
 }
 
 /// `evutil_ersatz_socketpair_`: libevent's socketpair built from TCP over 127.0.0.1 (AF_INET or AF_UNIX asked,
