@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -61,6 +62,20 @@ struct evutil_monotonic_timer_layout {
 };
 int evutil_configure_monotonic_time_(struct evutil_monotonic_timer *timer, int flags);
 int evutil_gettime_monotonic_(struct evutil_monotonic_timer *timer, struct timeval *tv);
+int evutil_ersatz_socketpair_(int family, int type, int protocol, evutil_socket_t fd[2]);
+evutil_socket_t evutil_socket_(int domain, int type, int protocol);
+evutil_socket_t evutil_accept4_(evutil_socket_t sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+evutil_socket_t evutil_eventfd_(unsigned initval, int flags);
+int evutil_open_closeonexec_(const char *pathname, int flags, unsigned mode);
+int evutil_read_file_(const char *filename, char **content_out, size_t *len_out, int is_binary);
+void evutil_memclear_(void *mem, size_t len);
+const char *evutil_getenv_(const char *varname);
+struct evutil_addrinfo *evutil_new_addrinfo_(struct sockaddr *sa, socklen_t socklen,
+    const struct evutil_addrinfo *hints);
+struct evutil_addrinfo *evutil_addrinfo_append_(struct evutil_addrinfo *first, struct evutil_addrinfo *append);
+void *evutil_getaddrinfo_async_(void *dns_base, const char *nodename, const char *servname,
+    const struct evutil_addrinfo *hints_in, void (*cb)(int, struct evutil_addrinfo *, void *), void *arg);
+void event_mm_free_(void *p);
 #define EVUTIL_EAI_NEED_RESOLVE -90002
 
 static int failures;
@@ -518,6 +533,96 @@ static void test_sockets(void)
 		close(c);
 }
 
+static int async_err = 99;
+static struct evutil_addrinfo *async_ai;
+
+static void async_cb(int err, struct evutil_addrinfo *ai, void *arg)
+{
+	async_err = err;
+	async_ai = ai;
+	*(int *)arg += 1;
+}
+
+static void test_internals(void)
+{
+	evutil_socket_t fds[2] = {-1, -1};
+	struct sockaddr_in sin;
+	struct evutil_addrinfo hints, *ai, *tail;
+	char path[] = "/tmp/evutil_test.XXXXXX", *content = NULL;
+	size_t len = 0;
+	unsigned char secret[8] = {1, 2, 3, 4, 5, 6, 7, 8}, zero[8] = {0};
+	int fd, calls = 0;
+	current_test = "internals";
+	/* The TCP-over-loopback socketpair: fd[0] the connector, fd[1] the accepted end. */
+	CHECK_INT(evutil_ersatz_socketpair_(AF_INET, SOCK_STREAM, 0, fds), ==, 0);
+	CHECK_INT(write(fds[0], "ab", 2), ==, 2);
+	char buf[4] = {0};
+	CHECK_INT(read(fds[1], buf, sizeof(buf)), ==, 2);
+	CHECK_STR(buf, "ab");
+	close(fds[0]);
+	close(fds[1]);
+	CHECK_INT(evutil_ersatz_socketpair_(AF_INET6, SOCK_STREAM, 0, fds), ==, -1);
+	CHECK_INT(errno, ==, EAFNOSUPPORT);
+	CHECK_INT(evutil_ersatz_socketpair_(AF_INET, SOCK_STREAM, 1, fds), ==, -1);
+	CHECK_INT(errno, ==, EAFNOSUPPORT);
+
+	fd = evutil_socket_(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	CHECK(fd >= 0 && (fcntl(fd, F_GETFL) & O_NONBLOCK) && (fcntl(fd, F_GETFD) & FD_CLOEXEC));
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(0x7f000001);
+	CHECK_INT(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), ==, 0);
+	CHECK_INT(listen(fd, 1), ==, 0);
+	CHECK_INT(evutil_accept4_(fd, NULL, NULL, SOCK_NONBLOCK), ==, -1);
+	CHECK_INT(errno, ==, EAGAIN);
+	close(fd);
+	fd = evutil_eventfd_(3, EFD_NONBLOCK);
+	CHECK(fd >= 0);
+	uint64_t v = 0;
+	CHECK_INT(read(fd, &v, sizeof(v)), ==, 8);
+	CHECK_INT(v, ==, 3);
+	close(fd);
+
+	fd = mkstemp(path);
+	CHECK_INT(write(fd, "hello\0x", 7), ==, 7);
+	close(fd);
+	CHECK_INT(evutil_read_file_(path, &content, &len, 0), ==, 0);
+	CHECK_INT(len, ==, 7);
+	CHECK(content && !memcmp(content, "hello\0x", 8)); /* NUL-terminated too */
+	event_mm_free_(content);
+	fd = evutil_open_closeonexec_(path, O_RDONLY, 0);
+	CHECK(fd >= 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC));
+	close(fd);
+	unlink(path);
+	CHECK_INT(evutil_read_file_(path, &content, &len, 0), ==, -1);
+	CHECK(content == NULL && len == 0);
+
+	evutil_memclear_(secret, sizeof(secret));
+	CHECK(!memcmp(secret, zero, sizeof(secret)));
+	setenv("EVUTIL_TEST_VAR", "yes", 1);
+	CHECK_STR(evutil_getenv_("EVUTIL_TEST_VAR"), "yes");
+
+	/* Two libevent-allocated lists appended and freed with evutil_freeaddrinfo. */
+	memset(&hints, 0, sizeof(hints));
+	ai = evutil_new_addrinfo_((struct sockaddr *)&sin, sizeof(sin), &hints);
+	CHECK(ai && ai->ai_next && ai->ai_socktype == SOCK_STREAM && ai->ai_next->ai_protocol == IPPROTO_UDP);
+	hints.ai_socktype = SOCK_STREAM;
+	tail = evutil_new_addrinfo_((struct sockaddr *)&sin, sizeof(sin), &hints);
+	CHECK(tail && !tail->ai_next && tail->ai_addrlen == sizeof(sin) && tail->ai_family == AF_INET);
+	CHECK(evutil_addrinfo_append_(ai, tail) == ai && ai->ai_next->ai_next == tail);
+	CHECK(evutil_addrinfo_append_(NULL, tail) == tail);
+	evutil_freeaddrinfo(ai);
+
+	/* Without an evdns base the "async" lookup is the blocking one, answered before it returns. */
+	hints.ai_flags = EVUTIL_AI_NUMERICHOST;
+	CHECK(evutil_getaddrinfo_async_(NULL, "127.0.0.1", "80", &hints, async_cb, &calls) == NULL);
+	CHECK_INT(calls, ==, 1);
+	CHECK_INT(async_err, ==, 0);
+	CHECK(async_ai && async_ai->ai_family == AF_INET);
+	if (async_ai)
+		evutil_freeaddrinfo(async_ai);
+}
+
 static int last_severity = -1;
 static char last_msg[2048];
 
@@ -587,6 +692,7 @@ int main(void)
 	test_rand();
 	test_monotonic();
 	test_sockets();
+	test_internals();
 	test_logging();
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);
