@@ -50,11 +50,11 @@ class Report:
         self.max_printed = max_printed
         self._lock = threading.Lock()
 
-    def fail(self, message):
+    def fail(self, message, always_print=False):
         with self._lock:
             self.checks += 1
             self.failures += 1
-            if self.failures <= self.max_printed:
+            if self.failures <= self.max_printed or always_print:
                 print(f"FAIL: {message}", flush=True)
             elif self.failures == self.max_printed + 1:
                 print("FAIL: (further failures not printed)", flush=True)
@@ -1386,8 +1386,11 @@ def mode_load(args, report):
                 verify_errors += 1
                 report.fail(f"load final check conn {conn.index}: {type(exc).__name__}: {exc}")
         conn.sock.close()
-    shared = setup_client.retrieve("get", workload.shared_keys)
-    report.equal({k: (v.flags, v.value) for k, v in shared.items()}, workload.shared, "load shared keys at end")
+    try:
+        shared = setup_client.retrieve("get", workload.shared_keys)
+        report.equal({k: (v.flags, v.value) for k, v in shared.items()}, workload.shared, "load shared keys at end")
+    except (OSError, ProtocolError, ValueError) as exc:
+        report.fail(f"load final check of shared keys: {type(exc).__name__}: {exc}")
     setup_client.close()
     print(f"load: conns={args.conns} threads={threads} seconds={seconds:.1f} requests={completed} "
           f"rate={format_rate(completed, seconds)} req/s errors={errors} final_check_errors={verify_errors}",
@@ -1453,7 +1456,7 @@ def main(argv=None):
     try:
         extra = MODES[args.mode](args, report)
     except (OSError, ProtocolError, ValueError, KeyError) as exc:
-        report.fail(f"{args.mode}: cannot continue: {type(exc).__name__}: {exc}")
+        report.fail(f"{args.mode}: cannot continue: {type(exc).__name__}: {exc}", always_print=True)
         print(summary_line(args.mode, report, started, args.seed), flush=True)
         return 2
     print(summary_line(args.mode, report, started, args.seed, extra), flush=True)

@@ -10,6 +10,7 @@ pub mod listener;
 pub mod native;
 pub mod posix;
 pub mod thread_internal;
+pub mod util;
 pub mod variadic;
 
 /// Runs `f`, turning a panic into `on_panic` (a panic must never cross into C).

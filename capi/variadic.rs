@@ -36,4 +36,13 @@ export_c! {
     fcntl => ixc_fcntl,
     fcntl64 => ixc_fcntl64,
     ioctl => ixc_ioctl,
+    event_err => ixc_event_err,
+    event_warn => ixc_event_warn,
+    event_sock_err => ixc_event_sock_err,
+    event_sock_warn => ixc_event_sock_warn,
+    event_errx => ixc_event_errx,
+    event_warnx => ixc_event_warnx,
+    event_msgx => ixc_event_msgx,
+    event_debugx_ => ixc_event_debugx_,
+    event_logv_ => ixc_event_logv_,
 }

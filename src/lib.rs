@@ -14,6 +14,7 @@
 #[path = "../capi/mod.rs"]
 pub mod capi;
 pub mod event;
+pub mod evutil;
 pub mod listener;
 pub mod preload;
 pub mod runtime;
