@@ -13,8 +13,8 @@ TCP stack (stock memcached under LD_PRELOAD) behaves exactly like memcached.
 
 Common options: --timeout (per socket operation), --seed (printed in the summary so a
 failure can be replayed), --prefix (key prefix; random per run so runs never collide),
---time-limit (hard bound on any mode). Exit status 0 on success, 1 on check failures,
-2 when the server cannot be used at all. The last line is always
+--time-limit (hard bound on bulk and load). Exit status 0 on success, 1 on check failures,
+2 when the server cannot be used at all, 3 on an internal client error. The last line is always
 `mc_client MODE: ok ...` or `mc_client MODE: FAILED ...`.
 
 Note: protocol mode asserts exact deltas of the global counters curr_items, cmd_get and
@@ -35,6 +35,7 @@ from typing import NamedTuple, Optional
 MAX_FAILURES_PRINTED = 20
 MAX_LINE = 64 * 1024  # a reply line longer than this is a protocol error
 RECV_SIZE = 256 * 1024
+MAX_STATS_LINES = 10000
 MIB = 1024 * 1024
 U64 = 1 << 64
 
@@ -180,10 +181,10 @@ class TextClient:
         self.send(self.storage_request(cmd, key, value, flags, exptime, cas_unique, noreply))
         return None if noreply else self.read_line().decode(errors="replace")
 
-    def read_values(self):
+    def read_values(self, max_items):
         """Parse VALUE ... blocks up to END; returns {key: Item} in reply order."""
         items = {}
-        while True:
+        for _ in range(max_items + 1):
             line = self.read_line()
             if line == b"END":
                 return items
@@ -199,12 +200,14 @@ class TextClient:
             if key in items:
                 raise ProtocolError(f"key {key} returned twice")
             items[key] = Item(flags, block[:-2], cas)
+        raise ProtocolError(f"more than {max_items} values for {max_items} keys")
 
     def retrieve(self, cmd, keys, exptime=None):
         """get/gets (exptime None) or gat/gats; returns {key: Item}."""
-        words = [cmd] + ([str(exptime)] if exptime is not None else []) + list(keys)
+        keys = list(keys)
+        words = [cmd] + ([str(exptime)] if exptime is not None else []) + keys
         self.send(" ".join(words).encode() + b"\r\n")
-        return self.read_values()
+        return self.read_values(len(keys))
 
     def get(self, key):
         return self.retrieve("get", [key]).get(key)
@@ -215,7 +218,7 @@ class TextClient:
     def stats(self, group=""):
         self.send((f"stats {group}" if group else "stats").encode().strip() + b"\r\n")
         result = {}
-        while True:
+        for _ in range(MAX_STATS_LINES):
             line = self.read_line().decode(errors="replace")
             if line == "END":
                 return result
@@ -223,6 +226,7 @@ class TextClient:
             if fields[0] != "STAT" or len(fields) != 3:
                 raise ProtocolError(f"unexpected stats line {short(line)}")
             result[fields[1]] = fields[2]
+        raise ProtocolError(f"stats reply longer than {MAX_STATS_LINES} lines")
 
 
 # --------------------------------------------------------------------------- binary protocol
@@ -348,7 +352,7 @@ class BinaryClient:
         opaque = self.new_opaque()
         self.send(self.packet(OP_STAT, group.encode(), opaque=opaque))
         result = {}
-        for _ in range(100000):
+        for _ in range(MAX_STATS_LINES):
             response = self.read_response()
             if response.opcode != OP_STAT or response.opaque != opaque or response.status != ST_OK:
                 raise ProtocolError(f"STAT response opcode 0x{response.opcode:02x} "
@@ -1459,6 +1463,10 @@ def main(argv=None):
         report.fail(f"{args.mode}: cannot continue: {type(exc).__name__}: {exc}", always_print=True)
         print(summary_line(args.mode, report, started, args.seed), flush=True)
         return 2
+    except Exception as exc:  # a client bug must still end with the summary line
+        report.fail(f"{args.mode}: internal error: {type(exc).__name__}: {exc}", always_print=True)
+        print(summary_line(args.mode, report, started, args.seed), flush=True)
+        return 3
     print(summary_line(args.mode, report, started, args.seed, extra), flush=True)
     return 0 if report.failures == 0 else 1
 

@@ -204,9 +204,10 @@ impl Dataplane {
         (data.as_ptr() == buf.ptr && data.len() == buf.len as usize).then_some(data)
     }
 
-    /// Whether the next cycle has work without waiting: frames left to transmit.
+    /// Whether the next cycle has work without waiting: frames left to transmit, or TCP output a full TX batch
+    /// held back.
     pub fn has_pending_tx(&self) -> bool {
-        !self.tx.is_empty()
+        !self.tx.is_empty() || self.iface.tcp_tx_starved()
     }
 
     /// When the stack's timers next need a cycle.

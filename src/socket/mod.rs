@@ -441,7 +441,11 @@ impl Inner {
     /// turned into socket state and readiness. Returns whether anything happened.
     fn cycle(&mut self) -> bool {
         let mut busy = false;
-        let dirty = std::mem::take(&mut self.dirty);
+        // One sendv per flow per cycle: a flow marked twice must not name the same unhanded bytes twice (the
+        // second command would send them again).
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable_by_key(|id| id.0);
+        dirty.dedup();
         let connects = std::mem::take(&mut self.connects);
         for q in 0..self.queues.len() {
             let mut cmds: Vec<Cmd> = std::mem::take(&mut self.pending[q]).into_iter().map(Cmd::Plain).collect();

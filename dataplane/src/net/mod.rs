@@ -433,6 +433,11 @@ impl Interface {
         self.tcp.poll_timers(&mut self.link, io);
     }
 
+    /// Whether TCP has output the last cycle's TX batch could not take (the next cycle should come soon).
+    pub fn tcp_tx_starved(&self) -> bool {
+        self.tcp.tx_starved()
+    }
+
     /// When the stack next needs `poll_timers`.
     pub fn poll_at(&self) -> Option<Instant> {
         match (self.link.poll_at(), self.tcp.poll_at()) {

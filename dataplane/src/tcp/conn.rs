@@ -300,6 +300,8 @@ pub struct Conn {
     pub acked_to_report: u64,
     /// The connection is on the stack's per-cycle work list.
     pub dirty: bool,
+    /// Output stopped on a full TX batch with data still allowed by the window.
+    pub tx_starved: bool,
     /// New data was acknowledged: restart the retransmission timer (RFC 6298 §5.3).
     pub rto_restart: bool,
     /// The app's last `sendv` did not fit: it waits for a `TcpSent` saying the window opened.
@@ -311,6 +313,9 @@ pub struct Conn {
 pub struct Cx<'a> {
     /// The cycle's time.
     pub now: Instant,
+    /// Frames the cycle's TX batch can still take: output stops there (and resumes next cycle) rather than
+    /// emitting segments that would be dropped and wait for a retransmission timeout.
+    pub tx_room: usize,
     /// The core's pool (to free mbufs).
     pub pool: &'a mut MbufPool,
     /// Segments to emit, in order.
@@ -405,6 +410,7 @@ impl Conn {
             segs_unacked: 0,
             acked_to_report: 0,
             dirty: false,
+            tx_starved: false,
             rto_restart: false,
             app_blocked: false,
         }
@@ -1275,9 +1281,6 @@ impl Conn {
         let mut sent = false;
         let wnd = self.snd_wnd.min(self.cc.cwnd()) as usize;
         loop {
-            if cx.out.is_full() {
-                break;
-            }
             let offset = self.snd_nxt.wrapping_sub(self.send_base) as usize;
             let unsent = self.sendq_len.saturating_sub(offset);
             let flight = self.in_flight_bytes();
@@ -1288,6 +1291,10 @@ impl Conn {
                 break;
             }
             if len == 0 && fin_now && offset > self.sendq_len {
+                break;
+            }
+            if cx.out.is_full() || cx.out.len() >= cx.tx_room {
+                self.tx_starved = true;
                 break;
             }
             let mut flags = TcpFlags::EMPTY;

@@ -78,6 +78,8 @@ pub struct TcpStack {
     listeners: HashMap<u16, Listener>,
     timers: TimerWheel<TimerTag>,
     dirty: Vec<u32>,
+    /// Connections whose output stopped because the cycle's TX batch was full: flushed again next cycle.
+    tx_starved: Vec<u32>,
     out: ArrayVec<Emit, 64>,
     secret: std::collections::hash_map::RandomState,
     next_port: u16,
@@ -125,6 +127,7 @@ impl TcpStack {
             listeners: HashMap::new(),
             timers: TimerWheel::with_capacity(TIMER_CAPACITY),
             dirty: Vec::with_capacity(1024),
+            tx_starved: Vec::new(),
             out: ArrayVec::new(),
             secret: std::collections::hash_map::RandomState::new(),
             next_port: EPHEMERAL.0,
@@ -266,7 +269,8 @@ impl TcpStack {
         let Some(local_port) = self.pick_port(dst) else { return Err(Ret::Again) };
         let key = FlowKey { remote: dst.addr.to_u32(), remote_port: dst.port, local_port };
         let iss = self.isn(&key, io.now);
-        let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+        let mut cx =
+            Cx { now: io.now, tx_room: io.tx.remaining_capacity(), pool: io.pool, out: &mut self.out, cfg: &self.cfg };
         let mut conn = Conn::connect(local_port, dst, iss, self.our_mss, &mut cx);
         conn.cookie = cookie;
         let slot = self.alloc_slot(conn);
@@ -545,7 +549,8 @@ impl TcpStack {
             return self.emit_segment(link, io, key.local_port, remote, &e, None);
         }
         let iss = self.isn(&key, io.now);
-        let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+        let mut cx =
+            Cx { now: io.now, tx_room: io.tx.remaining_capacity(), pool: io.pool, out: &mut self.out, cfg: &self.cfg };
         let mut conn = Conn::accept_syn(key.local_port, remote, iss, self.our_mss, seg, &mut cx);
         conn.listener = Some(key.local_port);
         let slot = self.alloc_slot(conn);
@@ -581,7 +586,8 @@ impl TcpStack {
             return io.stats.inc(Counter::TcpBacklogDrops);
         }
         l.waiting += 1;
-        let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+        let mut cx =
+            Cx { now: io.now, tx_room: io.tx.remaining_capacity(), pool: io.pool, out: &mut self.out, cfg: &self.cfg };
         let mut conn = Conn::from_cookie(key.local_port, remote, seg, mss, &mut cx);
         conn.listener = Some(key.local_port);
         conn.up = true;
@@ -602,7 +608,8 @@ impl TcpStack {
             return;
         };
         let was_syn_received = conn.state == State::SynReceived;
-        let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+        let mut cx =
+            Cx { now: io.now, tx_room: io.tx.remaining_capacity(), pool: io.pool, out: &mut self.out, cfg: &self.cfg };
         let res = conn.input(seg, payload, &mut cx);
         self.after_input(slot, res, was_syn_received, link, io);
     }
@@ -700,7 +707,8 @@ impl TcpStack {
 
     fn run_output(&mut self, slot: u32, link: &mut Link, io: &mut Io<'_>) {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else { return };
-        let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+        let mut cx =
+            Cx { now: io.now, tx_room: io.tx.remaining_capacity(), pool: io.pool, out: &mut self.out, cfg: &self.cfg };
         conn.output(&mut cx);
         self.emit_pending(slot, link, io);
         self.mark_dirty(slot);
@@ -842,7 +850,13 @@ impl TcpStack {
         match kind {
             TimerKind::Retransmit => {
                 let Some(conn) = self.slots[slot as usize].conn.as_mut() else { return };
-                let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+                let mut cx = Cx {
+                    now: io.now,
+                    tx_room: io.tx.remaining_capacity(),
+                    pool: io.pool,
+                    out: &mut self.out,
+                    cfg: &self.cfg,
+                };
                 io.stats.inc(Counter::TcpRetransmitTimeouts);
                 match conn.on_retransmit_timeout(&mut cx) {
                     Some(reason) => {
@@ -859,7 +873,13 @@ impl TcpStack {
             TimerKind::DelayedAck => {
                 let Some(conn) = self.slots[slot as usize].conn.as_mut() else { return };
                 if conn.ack_delayed() || conn.ack_now {
-                    let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+                    let mut cx = Cx {
+                        now: io.now,
+                        tx_room: io.tx.remaining_capacity(),
+                        pool: io.pool,
+                        out: &mut self.out,
+                        cfg: &self.cfg,
+                    };
                     conn.send_ack(&mut cx);
                     self.emit_pending(slot, link, io);
                 }
@@ -889,13 +909,24 @@ impl TcpStack {
                     return self.free_slot(slot, io);
                 }
                 conn.keepalive_probes += 1;
-                let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+                let mut cx = Cx {
+                    now: io.now,
+                    tx_room: io.tx.remaining_capacity(),
+                    pool: io.pool,
+                    out: &mut self.out,
+                    cfg: &self.cfg,
+                };
                 conn.send_keepalive(&mut cx);
                 io.stats.inc(Counter::TcpKeepalivesSent);
                 self.emit_pending(slot, link, io);
                 self.rearm(slot, TimerKind::Keepalive, io.now + interval);
             }
         }
+    }
+
+    /// Whether some connection has data the last cycle's full TX batch held back (the next cycle sends it).
+    pub fn tx_starved(&self) -> bool {
+        !self.tx_starved.is_empty()
     }
 
     /// When the next timer is due.
@@ -908,13 +939,22 @@ impl TcpStack {
     /// End of cycle: for each connection touched, send what it owes (data the window now allows, else one
     /// ACK), report one `Sent`, and set its timers.
     pub fn flush(&mut self, link: &mut Link, io: &mut Io<'_>) {
+        for slot in std::mem::take(&mut self.tx_starved) {
+            self.mark_dirty(slot);
+        }
         let mut dirty = std::mem::take(&mut self.dirty);
         for &slot in &dirty {
             let h = self.handle_of(slot);
             let cfg = self.cfg;
             let Some(conn) = self.slots[slot as usize].conn.as_mut() else { continue };
             conn.dirty = false;
-            let mut cx = Cx { now: io.now, pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+            let mut cx = Cx {
+                now: io.now,
+                tx_room: io.tx.remaining_capacity(),
+                pool: io.pool,
+                out: &mut self.out,
+                cfg: &self.cfg,
+            };
             let owed = conn.ack_now;
             let sent_data = conn.output(&mut cx);
             // Data segments carry the ACK, but not SACK blocks (no room under the MSS): with out-of-order data
@@ -940,6 +980,11 @@ impl TcpStack {
             let state = conn.state;
             let probe = conn.has_unsent() && !in_flight;
             self.emit_pending(slot, link, io);
+            if let Some(c) = self.slots[slot as usize].conn.as_mut() {
+                if std::mem::take(&mut c.tx_starved) {
+                    self.tx_starved.push(slot);
+                }
+            }
             if state == State::TimeWait || state == State::Closed {
                 continue;
             }
