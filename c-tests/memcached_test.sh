@@ -32,7 +32,7 @@ fail() {
 case "$mode" in
     stock) memcached=(/usr/bin/memcached) ;;
     built)
-        memcached=("$(bash "$repo/memcached-patch/build.sh" --plain "$build/memcached-src" "$build/libix-prefix" | tail -1)")
+        memcached=("$(bash "$repo/memcached-patch/build.sh" --plain "$build/memcached" "$bin/libix.so" | tail -1)")
         [ -x "${memcached[0]}" ] || fail "memcached was not built"
         ;;
     *) echo "usage: memcached_test.sh stock|built THREADS BUILD_DIR" >&2; exit 2 ;;
@@ -45,9 +45,9 @@ if [ "$mode" = stock ]; then
     "$bin/ixrun" --iface "$TH_LOCAL" --ip "$TH_DP_IP/24" --stats-dir "$work" --log info -- \
         "${memcached[@]}" "${args[@]}" >"$work/memcached.log" 2>&1 &
 else
-    # Linked against libix.so: no preload, the same IX_* configuration.
+    # Linked against libix.so (its rpath finds it): no preload, the same IX_* configuration.
     IX_IFACE="$TH_LOCAL" IX_IP="$TH_DP_IP/24" IX_BACKEND=afxdp IX_STATS_DIR="$work" IX_LOG=info \
-        LD_LIBRARY_PATH="$build/libix-prefix/lib" "${memcached[@]}" "${args[@]}" >"$work/memcached.log" 2>&1 &
+        "${memcached[@]}" "${args[@]}" >"$work/memcached.log" 2>&1 &
 fi
 MC=$!
 TH_PIDS+=("$MC")
