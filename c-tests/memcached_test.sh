@@ -59,7 +59,6 @@ for ((i = 0; i < 100; i++)); do
 done
 grep -q "dataplane sockets on $TH_LOCAL" "$work/memcached.log" || fail "memcached is not on the dataplane"
 echo "memcached ($mode, -t $threads) on the dataplane $TH_DP_IP:$port and the kernel 127.0.0.1:$port"
-fds_idle="$(ls /proc/$MC/fd | wc -l)"
 
 counters() {
     "$bin/ixctl" --dir "$work" stats --json | python3 -c '
@@ -78,6 +77,9 @@ curr_idle="$(kern stats-check | sed -n 's/^curr_connections=//p')"
 
 # 1. Every command on both protocols, values 0 B .. 1 MiB (alone: it asserts server-wide stats deltas).
 dp protocol || fail "protocol over the dataplane"
+# The fd baseline, now that every worker has served a connection (each event loop opens its readiness sink's
+# eventfd on its first dataplane socket).
+fds_idle="$(ls /proc/$MC/fd | wc -l)"
 # 2. 100,000 keys over the dataplane while a kernel client works the same instance.
 kern --prefix "kern$$" bulk --keys 20000 >"$work/kernel-bulk.log" 2>&1 &
 kernel_bulk=$!

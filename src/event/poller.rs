@@ -63,8 +63,8 @@ pub trait Poller: Send + Sync + Debug {
     /// A fresh instance with the same configuration and nothing registered (after fork: `event_reinit`).
     fn reopen(&self) -> io::Result<Box<dyn Poller>>;
     /// Makes `wait` also return when one of `fds` (the dataplane's NIC queues) is readable, without reporting
-    /// them: the loop runs the dataplane cycle itself before each wait. Called before every wait while dataplane
-    /// sockets exist; the fds never change, so registering once is enough.
+    /// them, whenever no other loop is polling the dataplane: the loop runs the dataplane cycle itself before each
+    /// wait. Called before every wait while dataplane sockets exist.
     fn watch_dataplane(&self, _fds: &[RawFd]) -> io::Result<()> {
         Ok(())
     }
@@ -72,6 +72,8 @@ pub trait Poller: Send + Sync + Debug {
 
 /// The epoll token of NIC queue fds (never an fd number).
 const DATAPLANE_TOKEN: u64 = u64::MAX;
+/// The epoll token of the dataplane readiness sink's wake-up eventfd.
+const SINK_TOKEN: u64 = u64::MAX - 1;
 
 /// Linux kernels before 2.6.24 could wait forever with larger epoll timeouts; libevent caps at 35 minutes too.
 pub const MAX_EPOLL_TIMEOUT_MS: i64 = 35 * 60 * 1000;
@@ -87,8 +89,13 @@ pub struct Epoll {
     /// The epoll_event buffer; only the thread running the loop uses it (uncontended), grows when filled as
     /// libevent's does (32 .. 4096).
     buf: Mutex<Vec<libc::epoll_event>>,
-    /// Whether the dataplane's NIC fds are in the set.
+    /// Whether this loop takes part in driving the dataplane (dataplane sockets exist in the process).
     watching_dataplane: std::sync::atomic::AtomicBool,
+    /// Whether the NIC queue fds are in the set now.
+    nic_armed: std::sync::atomic::AtomicBool,
+    /// Where the socket layer posts the readiness of the dataplane sockets this loop watches (created on the
+    /// first one, its wake-up eventfd then joins the set).
+    sink: std::sync::OnceLock<std::sync::Arc<crate::socket::ReadySink>>,
 }
 
 impl Epoll {
@@ -99,7 +106,40 @@ impl Epoll {
             precise,
             buf: Mutex::new(vec![libc::epoll_event { events: 0, u64: 0 }; INITIAL_NEVENT]),
             watching_dataplane: std::sync::atomic::AtomicBool::new(false),
+            nic_armed: std::sync::atomic::AtomicBool::new(false),
+            sink: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Before a blocking wait: the NIC queue fds belong in this loop's set only while no other loop is polling
+    /// the dataplane (a loop busy with its sockets keeps cycling; waking the sleeping ones on every frame would only
+    /// steal its core). EPOLLEXCLUSIVE: of several sleeping loops, one wakes per batch.
+    fn arm_nic(&self, want: bool) -> io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.nic_armed.load(Ordering::Relaxed) == want {
+            return Ok(());
+        }
+        for &fd in crate::socket::nic_fds() {
+            if want {
+                let bits = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+                sys::epoll_ctl_token(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits, DATAPLANE_TOKEN)?;
+            } else {
+                sys::epoll_ctl_token(&self.epfd, libc::EPOLL_CTL_DEL, fd, 0, DATAPLANE_TOKEN)?;
+            }
+        }
+        self.nic_armed.store(want, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// This loop's readiness sink, created (and its wake-up fd added to the set) on first use.
+    fn sink(&self) -> io::Result<&std::sync::Arc<crate::socket::ReadySink>> {
+        if let Some(s) = self.sink.get() {
+            return Ok(s);
+        }
+        let sink = std::sync::Arc::new(crate::socket::ReadySink::new()?);
+        sys::epoll_ctl_token(&self.epfd, libc::EPOLL_CTL_ADD, sink.wake_fd(), libc::EPOLLIN as u32, SINK_TOKEN)?;
+        // Only the thread holding the base lock registers interest, so no other sink can have been set.
+        Ok(self.sink.get_or_init(|| sink))
     }
 }
 
@@ -149,6 +189,14 @@ impl Poller for Epoll {
     }
 
     fn interest(&self, fd: RawFd, old: Interest, new: Interest) -> io::Result<()> {
+        if crate::socket::owns(fd) {
+            // A dataplane socket: its readiness comes from the socket layer through the sink. Only an INADDR_ANY
+            // listener also needs the kernel's report (its fd is an epoll over the kernel socket).
+            let sink = self.sink()?;
+            if !crate::socket::watch(fd, sink, new.mask, new.edge) {
+                return Ok(());
+            }
+        }
         let bits = epoll_bits(new);
         let err = |e: &io::Error| e.raw_os_error().unwrap_or(0);
         if new.mask == 0 {
@@ -178,14 +226,31 @@ impl Poller for Epoll {
 
     fn wait(&self, out: &mut Vec<Ready>, timeout: Option<Usec>) -> io::Result<()> {
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        let n = match sys::epoll_wait(&self.epfd, &mut buf, timeout, self.precise, MAX_EPOLL_TIMEOUT_MS) {
-            Ok(n) => n,
+        let sink = self.sink.get();
+        let mut timeout = timeout;
+        if sink.is_some_and(|s| s.prepare_sleep()) {
+            timeout = Some(Usec::ZERO);
+        }
+        if timeout != Some(Usec::ZERO) && self.watching_dataplane.load(std::sync::atomic::Ordering::Relaxed) {
+            self.arm_nic(crate::socket::spinners() == 0)?;
+        }
+        let waited = sys::epoll_wait(&self.epfd, &mut buf, timeout, self.precise, MAX_EPOLL_TIMEOUT_MS);
+        let n = match &waited {
+            Ok(n) => *n,
+            Err(_) => 0,
+        };
+        let woken = buf[..n].iter().any(|e| e.u64 == SINK_TOKEN);
+        if let Some(s) = sink {
+            s.collect(woken, &mut |fd, what| out.push(Ready { fd, what }));
+        }
+        match waited {
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
-        };
+        }
         for e in &buf[..n] {
             let (flags, data) = (e.events, e.u64);
-            if data == DATAPLANE_TOKEN {
+            if data == DATAPLANE_TOKEN || data == SINK_TOKEN {
                 continue;
             }
             let what = what_of(flags);
@@ -205,14 +270,8 @@ impl Poller for Epoll {
     }
 
     fn watch_dataplane(&self, fds: &[RawFd]) -> io::Result<()> {
-        use std::sync::atomic::Ordering;
-        if fds.is_empty() || self.watching_dataplane.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        // EPOLLEXCLUSIVE: with several bases (threads) asleep on the same queue, one wakes per packet batch.
-        let bits = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
-        for &fd in fds {
-            sys::epoll_ctl_token(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits, DATAPLANE_TOKEN)?;
+        if !fds.is_empty() {
+            self.watching_dataplane.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }

@@ -21,12 +21,13 @@ mod lent;
 mod sendbuf;
 
 pub mod fdmap;
+pub mod sink;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use dataplane::api::{AppBuf, Command, DeadReason, Endpoint, Event, Ret};
@@ -37,6 +38,7 @@ use crate::runtime::Port;
 use kernel::Errno;
 use lent::Lent;
 use sendbuf::SendBuf;
+pub use sink::{spinners, ReadySink};
 
 pub use kernel::Errno as SocketErrno;
 
@@ -53,10 +55,11 @@ const READABLE_ONLY: u64 = u64::MAX - 1;
 static LAYER: OnceLock<Option<Layer>> = OnceLock::new();
 /// Set once the dataplane is open: the cheap test every event loop makes.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
-/// Monotonic microseconds until which bases should keep polling rather than sleep.
-static SPIN_UNTIL_US: AtomicU64 = AtomicU64::new(0);
 /// Monotonic microseconds of the dataplane's next timer, or `u64::MAX`.
 static NEXT_TIMER_US: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The next cycle has work without waiting for a frame or a timer: staged writes or commands, frames a full TX
+/// ring left over, output a full TX batch held back. No event loop may sleep while it is set.
+static WORK_PENDING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Set while this thread runs layer code: interposed calls made by the layer itself (opening the NIC binds
@@ -179,6 +182,21 @@ enum Kind {
     Conn(Conn),
 }
 
+/// An event loop watching a socket: readiness goes to its sink instead of the placeholder eventfd.
+#[derive(Debug)]
+struct Watch {
+    sink: Arc<ReadySink>,
+    /// EV_READ / EV_WRITE / EV_CLOSED the loop asked for.
+    mask: i16,
+    edge: bool,
+    /// What the sink holds now (-1: nothing posted yet).
+    posted: i16,
+}
+
+const EV_READ: i16 = 0x02;
+const EV_WRITE: i16 = 0x04;
+const EV_CLOSED: i16 = 0x80;
+
 #[derive(Debug)]
 struct Socket {
     /// The app's fd number; `None` for accepted connections not yet taken by `accept`, and for connections the
@@ -194,6 +212,7 @@ struct Socket {
     sndbuf: usize,
     options: HashMap<(i32, i32), i32>,
     linger: Option<libc::linger>,
+    watch: Option<Watch>,
     kind: Kind,
 }
 
@@ -339,10 +358,29 @@ impl Inner {
         Ok((id, s))
     }
 
-    /// Recomputes a socket's readiness and posts it on its eventfd.
+    /// Recomputes a socket's readiness and posts it: to the watching event loop's sink (no system call), or
+    /// else on its placeholder eventfd (for poll/epoll by the app itself).
     fn post(&mut self, id: SockId) {
         let Some(s) = self.get(id) else { return };
         let (readable, writable) = s.readiness();
+        if let (Some(w), Some(fd)) = (s.watch.as_mut(), s.fd) {
+            let closed = matches!(&s.kind, Kind::Conn(c) if c.eof || matches!(c.state, ConnState::Dead));
+            let mut what = 0;
+            if readable && w.mask & EV_READ != 0 {
+                what |= EV_READ;
+            }
+            if writable && w.mask & EV_WRITE != 0 {
+                what |= EV_WRITE;
+            }
+            if closed && w.mask & EV_CLOSED != 0 {
+                what |= EV_CLOSED;
+            }
+            if what != w.posted || (w.edge && what != 0) {
+                w.sink.set(fd, what, w.edge);
+                w.posted = what;
+            }
+            return;
+        }
         let value = match (readable, writable) {
             (true, true) => 1,
             (true, false) => READABLE_ONLY,
@@ -357,6 +395,16 @@ impl Inner {
 
     fn push(&mut self, queue: usize, p: Pending) {
         self.pending[queue].push(p);
+        WORK_PENDING.store(true, Ordering::Release);
+    }
+
+    /// Publishes whether the next cycle has work regardless of frames and timers.
+    fn note_pending(&self, pending_tx: bool) {
+        let pending = pending_tx
+            || !self.dirty.is_empty()
+            || !self.connects.is_empty()
+            || self.pending.iter().any(|p| !p.is_empty());
+        WORK_PENDING.store(pending, Ordering::Release);
     }
 }
 
@@ -372,6 +420,7 @@ impl Socket {
             sndbuf: DEFAULT_SNDBUF,
             options: HashMap::new(),
             linger: None,
+            watch: None,
             kind,
         }
     }
@@ -502,6 +551,8 @@ impl Inner {
             }
             busy |= self.queues[q].0.dataplane().has_pending_tx();
         }
+        let pending_tx = self.queues.iter_mut().any(|q| q.0.dataplane().has_pending_tx());
+        self.note_pending(pending_tx);
         let now = now_us();
         self.next_poll = self.queues.iter_mut().filter_map(|q| q.0.dataplane().poll_at()).min();
         NEXT_TIMER_US.store(self.next_poll.map_or(u64::MAX, |t| t.total_micros().max(now)), Ordering::Relaxed);
@@ -690,6 +741,11 @@ impl Inner {
 // ---------------------------------------------------------------------------------------------------------------
 // Driving from event loops
 
+/// How long an event loop keeps polling after its dataplane sockets last had work (`IX_SPIN_US`).
+pub fn spin() -> Duration {
+    LAYER.get().and_then(Option::as_ref).map_or(DEFAULT_SPIN, |l| l.spin)
+}
+
 /// Whether dataplane sockets are in use in this process.
 #[inline]
 pub fn active() -> bool {
@@ -709,25 +765,21 @@ pub fn drive() -> bool {
     let Some(Some(l)) = LAYER.get() else { return false };
     let _inside = InsideGuard::enter();
     let Ok(mut g) = l.inner.try_lock() else { return true };
-    let busy = g.cycle();
-    drop(g);
-    if busy {
-        SPIN_UNTIL_US.store(now_us() + l.spin.as_micros() as u64, Ordering::Relaxed);
-    }
-    busy
+    g.cycle()
 }
 
-/// Called by an event_base before it waits for readiness: runs a cycle and shortens `timeout` so that the loop
-/// keeps polling while the dataplane is busy (adaptive spin) and wakes for the dataplane's timers.
+/// Called by an event_base before it waits for readiness: runs a cycle (its events become readiness in the
+/// loops' sinks) and shortens `timeout` so that the loop wakes for the dataplane's timers. Whether the loop keeps
+/// polling instead of sleeping (the adaptive spin) is its sink's call: it spins while its own sockets are busy.
 pub fn before_wait(timeout: Option<Duration>) -> Option<Duration> {
     if !active() {
         return timeout;
     }
     drive();
-    let now = now_us();
-    if now < SPIN_UNTIL_US.load(Ordering::Relaxed) {
+    if WORK_PENDING.load(Ordering::Acquire) {
         return Some(Duration::ZERO);
     }
+    let now = now_us();
     let next = NEXT_TIMER_US.load(Ordering::Relaxed);
     if next == u64::MAX {
         return timeout;
@@ -980,6 +1032,7 @@ pub fn connect(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
     g.by_fd.insert(fd, id);
     fdmap::mark(fd);
     g.connects.push((0, id, Endpoint { addr: Ipv4Address(addr.ip().octets()), port: addr.port() }));
+    WORK_PENDING.store(true, Ordering::Release);
     g.post(id);
     drop(g);
     drive();
@@ -1123,6 +1176,7 @@ pub fn send(fd: RawFd, bufs: &[&[u8]], dontwait: bool) -> Result<usize, Errno> {
                         }
                     }
                     g.dirty.push(id);
+                    WORK_PENDING.store(true, Ordering::Release);
                     g.post(id);
                     return Ok(n);
                 }
@@ -1155,6 +1209,7 @@ pub fn shutdown(fd: RawFd, how: i32) -> Result<(), Errno> {
     if how == libc::SHUT_WR || how == libc::SHUT_RDWR {
         c.shut_wr = true;
         g.dirty.push(id);
+        WORK_PENDING.store(true, Ordering::Release);
     }
     if !(0..=2).contains(&how) {
         return Err(libc::EINVAL);
@@ -1178,6 +1233,9 @@ pub fn close(fd: RawFd) -> Result<(), Errno> {
         return Ok(());
     };
     s.fd = None;
+    if let Some(w) = s.watch.take() {
+        w.sink.remove(fd);
+    }
     let notify = s.notify;
     let abort_linger = s.linger.is_some_and(|lg| lg.l_onoff != 0 && lg.l_linger == 0);
     let mut remove_now = true;
@@ -1212,6 +1270,7 @@ pub fn close(fd: RawFd) -> Result<(), Errno> {
                         g.push(q, Pending::RecvDone { handle: h, len: done });
                     }
                     g.dirty.push(id);
+                    WORK_PENDING.store(true, Ordering::Release);
                     remove_now = false;
                 }
             }
@@ -1406,4 +1465,33 @@ pub fn poll_revents(fd: RawFd, events: i16) -> i16 {
         }
     }
     rev
+}
+
+/// An event loop starts (`mask != 0`) or stops watching dataplane socket `fd` for EV_READ/EV_WRITE/EV_CLOSED:
+/// its readiness then goes to `sink`. Returns whether the loop must also watch `fd` in its epoll set (an
+/// INADDR_ANY listener, whose kernel half the kernel reports).
+pub fn watch(fd: RawFd, sink: &Arc<ReadySink>, mask: i16, edge: bool) -> bool {
+    let Some(l) = LAYER.get().and_then(Option::as_ref) else { return true };
+    let _inside = InsideGuard::enter();
+    let mut g = l.lock();
+    let Ok((id, s)) = g.by_fd(fd) else { return true };
+    let dual = matches!(s.kind, Kind::Listener(Listener { kernel: Some(_), .. }));
+    if mask == 0 {
+        if let Some(w) = s.watch.take() {
+            w.sink.remove(fd);
+        }
+        // Back to the placeholder: bring it up to date.
+        s.posted = None;
+    } else {
+        if s.watch.is_none() {
+            // The placeholder stops mirroring while a loop watches (it would only cost system calls, and inside
+            // a dual listener's epoll it would report the dataplane half twice): leave it quiet.
+            kernel::eventfd_set(s.notify, 0);
+            s.posted = Some(0);
+        }
+        let posted = s.watch.as_ref().filter(|w| Arc::ptr_eq(&w.sink, sink)).map_or(-1, |w| w.posted);
+        s.watch = Some(Watch { sink: sink.clone(), mask, edge, posted });
+    }
+    g.post(id);
+    dual
 }
