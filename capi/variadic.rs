@@ -14,6 +14,9 @@ macro_rules! export_c {
         }
         $(
             #[doc = concat!("`", stringify!($public), "`: jumps to the C body `", stringify!($body), "`.")]
+            #[doc = ""]
+            #[doc = "# Safety"]
+            #[doc = "The C function's contract (libevent's documentation of the public name)."]
             #[unsafe(naked)]
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn $public() {

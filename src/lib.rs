@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod buffer;
 #[path = "../capi/mod.rs"]
 pub mod capi;
 pub mod event;

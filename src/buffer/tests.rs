@@ -1,0 +1,243 @@
+//! The chain against a plain `Vec<u8>` model over random operation sequences, plus libevent's exact choices
+//! (sizes, iovecs, positions) that programs can see.
+
+use super::search::EolStyle;
+use super::segment::{Backing, Kind, Segment};
+use super::*;
+use proptest::prelude::*;
+use std::sync::Arc;
+
+struct Bytes(Vec<u8>);
+impl Backing for Bytes {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn contents(b: &Buffer) -> Vec<u8> {
+    let mut out = vec![0; b.len()];
+    assert_eq!(b.copy_out_from(0, &mut out), Ok(b.len()));
+    out
+}
+
+/// Writes `data` into the reserved region starting at `p`, found by address among the segments' space (what C
+/// does through the iovec, done safely).
+fn write_reserved(b: &mut Buffer, p: *mut u8, data: &[u8]) {
+    let seg = b.segs.iter_mut().find(|s| std::ptr::eq(s.space_ptr(), p)).expect("a reserved region");
+    seg.space_mut()[..data.len()].copy_from_slice(data);
+}
+
+/// The chain invariant and the cached length.
+fn check(b: &Buffer) {
+    let total: usize = b.segments().map(Segment::len).sum();
+    assert_eq!(total, b.len());
+    let segs: Vec<_> = b.segments().collect();
+    if let Some(last) = segs.iter().rposition(|s| !s.is_empty()) {
+        assert!(segs[..last].iter().all(|s| !s.is_empty()), "empty segment before data: {segs:?}");
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(Vec<u8>),
+    Prepend(Vec<u8>),
+    Drain(usize),
+    Remove(usize),
+    Reference(Vec<u8>),
+    Pullup(usize),
+    Reserve { n: usize, nvecs: usize, fill: usize },
+    MoveOut(usize),
+    MoveAllRoundTrip,
+    PrependBuffer(Vec<u8>),
+    ShareWith,
+    Expand(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let bytes = || proptest::collection::vec(any::<u8>(), 0..3000);
+    prop_oneof![
+        bytes().prop_map(Op::Add),
+        bytes().prop_map(Op::Prepend),
+        (0usize..5000).prop_map(Op::Drain),
+        (0usize..5000).prop_map(Op::Remove),
+        bytes().prop_map(Op::Reference),
+        (0usize..6000).prop_map(Op::Pullup),
+        (0usize..5000, 1usize..5, 0usize..6000).prop_map(|(n, nvecs, fill)| Op::Reserve { n, nvecs, fill }),
+        (0usize..5000).prop_map(Op::MoveOut),
+        Just(Op::MoveAllRoundTrip),
+        bytes().prop_map(Op::PrependBuffer),
+        Just(Op::ShareWith),
+        (0usize..5000).prop_map(Op::Expand),
+    ]
+}
+
+fn apply(b: &mut Buffer, model: &mut Vec<u8>, op: Op) {
+    match op {
+        Op::Add(d) => {
+            b.add(&d).expect("add");
+            model.extend_from_slice(&d);
+        }
+        Op::Prepend(d) => {
+            b.prepend(&d).expect("prepend");
+            model.splice(0..0, d);
+        }
+        Op::Drain(n) => {
+            let k = b.drain(n).expect("drain");
+            assert_eq!(k, n.min(model.len()));
+            model.drain(..k);
+        }
+        Op::Remove(n) => {
+            let mut out = vec![0; n];
+            let k = b.remove(&mut out).expect("remove");
+            assert_eq!(&out[..k], &model[..k]);
+            model.drain(..k);
+        }
+        Op::Reference(d) => {
+            b.add_segment(Segment::borrowed(Arc::new(Bytes(d.clone())), Kind::Reference)).expect("reference");
+            model.extend_from_slice(&d);
+        }
+        Op::Pullup(n) => {
+            let p = b.pullup(Some(n)).expect("pullup");
+            assert_eq!(p.is_some(), n > 0 && n <= model.len());
+            if p.is_some() {
+                assert!(b.contiguous_space() >= n);
+            }
+        }
+        Op::Reserve { n, nvecs, fill } => {
+            let vecs = b.reserve(n, nvecs).expect("reserve");
+            assert!(vecs.len() <= nvecs);
+            assert!(vecs.iter().map(|v| v.1).sum::<usize>() >= n, "reserve gave less than asked");
+            let mut left = fill;
+            let mut commit = Vec::new();
+            for &(p, len) in &vecs {
+                let k = len.min(left);
+                let data: Vec<u8> = (0..k).map(|i| (i % 251) as u8).collect();
+                write_reserved(b, p, &data);
+                model.extend_from_slice(&data);
+                commit.push((p as *const u8, k));
+                left -= k;
+            }
+            assert_eq!(b.commit(&commit), Ok(fill - left));
+        }
+        Op::MoveOut(n) => {
+            let mut other = Buffer::new();
+            other.add(b"xy").expect("add");
+            let k = other.move_from(b, n).expect("move");
+            assert_eq!(k, n.min(model.len()));
+            assert_eq!(&contents(&other)[2..], &model[..k]);
+            model.drain(..k);
+            check(&other);
+        }
+        Op::MoveAllRoundTrip => {
+            let mut other = Buffer::new();
+            other.append_buffer(b).expect("move all");
+            assert!(b.is_empty());
+            b.append_buffer(&mut other).expect("move back");
+        }
+        Op::PrependBuffer(d) => {
+            let mut front = Buffer::new();
+            front.add(&d).expect("add");
+            b.prepend_buffer(&mut front).expect("prepend buffer");
+            assert!(front.is_empty());
+            model.splice(0..0, d);
+        }
+        Op::ShareWith => {
+            let mut view = Buffer::new();
+            view.append_reference(b).expect("reference buffer");
+            assert_eq!(contents(&view), *model);
+        }
+        Op::Expand(n) => {
+            b.expand(n).expect("expand");
+            let idx = b.segments().position(|s| s.space() >= n);
+            assert!(idx.is_some(), "expand left no segment with {n} bytes of space");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn chain_behaves_like_a_vec(ops in proptest::collection::vec(op(), 1..40)) {
+        let mut b = Buffer::new();
+        let mut model = Vec::new();
+        for op in ops {
+            apply(&mut b, &mut model, op);
+            check(&b);
+            prop_assert_eq!(contents(&b), model.clone());
+        }
+    }
+
+    #[test]
+    fn search_matches_a_naive_scan(hay in proptest::collection::vec(0u8..4, 0..200), needle in proptest::collection::vec(0u8..4, 1..4), start in 0usize..200, cut in 1usize..50) {
+        let mut b = Buffer::new();
+        for chunk in hay.chunks(cut) {
+            b.add_segment(Segment::borrowed(Arc::new(Bytes(chunk.to_vec())), Kind::Reference)).expect("add");
+        }
+        let expect = (start < hay.len()).then(|| (start..hay.len()).find(|&i| hay[i..].starts_with(&needle))).flatten();
+        prop_assert_eq!(b.search_range(&needle, start, None), expect);
+    }
+}
+
+#[test]
+fn add_grows_chains_as_libevent_does() {
+    let mut b = Buffer::new();
+    b.add(b"a").expect("add");
+    assert_eq!(b.segments().next().map(Segment::capacity), Some(976));
+    b.add(&[0; 976]).expect("add");
+    let caps: Vec<_> = b.segments().map(Segment::capacity).collect();
+    assert_eq!(caps, vec![976, 2000], "the next chain doubles the last");
+}
+
+#[test]
+fn reserve_one_vec_hands_the_whole_space() {
+    let mut b = Buffer::new();
+    let v = b.reserve(10, 1).expect("reserve");
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].1, 976);
+    assert_eq!(b.commit(&[(v[0].0 as *const u8, 977)]), Err(Error::Invalid), "past the space");
+    assert_eq!(b.commit(&[(v[0].0 as *const u8, 5)]), Ok(5));
+    assert_eq!(b.len(), 5);
+}
+
+#[test]
+fn eol_styles() {
+    let mut b = Buffer::new();
+    b.add(b"a\r\r\nb\nc\0d\r\n").expect("add");
+    assert_eq!(b.search_eol(0, EolStyle::Any), Some((1, 3)));
+    assert_eq!(b.search_eol(0, EolStyle::Crlf), Some((2, 2)));
+    assert_eq!(b.search_eol(0, EolStyle::CrlfStrict), Some((2, 2)));
+    assert_eq!(b.search_eol(0, EolStyle::Lf), Some((3, 1)));
+    assert_eq!(b.search_eol(0, EolStyle::Nul), Some((7, 1)));
+    assert_eq!(b.search_eol(3, EolStyle::Crlf), Some((3, 1)), "an LF at the start is not backed up over");
+    assert_eq!(b.search_eol(11, EolStyle::Lf), None);
+}
+
+#[test]
+fn frozen_ends_refuse() {
+    let mut b = Buffer::new();
+    b.add(b"abc").expect("add");
+    b.freeze(true, true);
+    assert_eq!(b.drain(1), Err(Error::Frozen));
+    assert_eq!(b.prepend(b"x"), Err(Error::Frozen));
+    assert!(b.add(b"d").is_ok());
+    b.freeze(false, true);
+    assert_eq!(b.add(b"e"), Err(Error::Frozen));
+    b.freeze(true, false);
+    assert_eq!(b.drain(1), Ok(1));
+}
+
+#[test]
+fn peek_counts_regions_beyond_the_room_given() {
+    let mut b = Buffer::new();
+    for chunk in [b"ab".as_slice(), b"cd", b"ef"] {
+        b.add_segment(Segment::borrowed(Arc::new(Bytes(chunk.to_vec())), Kind::Reference)).expect("add");
+    }
+    let (n, v) = b.peek(None, None, 0);
+    assert_eq!((n, v.len()), (3, 0));
+    let (n, v) = b.peek(None, Some(3), 1);
+    assert_eq!((n, v.len()), (2, 1));
+    let (n, v) = b.peek(Some(3), None, 8);
+    assert_eq!(n, 2);
+    assert_eq!(v[0].1, 1);
+}
