@@ -33,4 +33,6 @@ macro_rules! export_c {
 export_c! {
     evutil_snprintf => ixc_evutil_snprintf,
     evutil_vsnprintf => ixc_evutil_vsnprintf,
+    evbuffer_add_printf => ixc_evbuffer_add_printf,
+    evbuffer_add_vprintf => ixc_evbuffer_add_vprintf,
 }

@@ -528,6 +528,12 @@ impl Buffer {
         self.expand_single(n).map(|_| ())
     }
 
+    /// Ensures `n` bytes of space in at most `nvecs` segments at the end without moving data (what
+    /// `evbuffer_add_iovec` prepares with).
+    pub fn expand_vectored(&mut self, n: usize, nvecs: usize) -> Result<(), Error> {
+        self.expand_fast(n, nvecs)
+    }
+
     /// Ensures `n` bytes of space in the last `nvecs` segments without moving data (`evbuffer_expand_fast_`).
     fn expand_fast(&mut self, n: usize, nvecs: usize) -> Result<(), Error> {
         let last_mutable = self.segs.back().is_some_and(Segment::is_mutable);
