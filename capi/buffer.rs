@@ -1109,7 +1109,8 @@ pub unsafe extern "C" fn evbuffer_read(buf: *mut evbuffer, fd: c_int, howmuch: c
     })
 }
 
-/// `evbuffer_write_atmost`: one writev of up to `howmuch` bytes (negative: all); drains what was written.
+/// `evbuffer_write_atmost`: one writev of up to `howmuch` bytes (negative: all); drains what was written. -1
+/// (errno untouched) when there is nothing to write, as in libevent.
 ///
 /// # Safety
 /// `buf` live.
@@ -1127,7 +1128,8 @@ pub unsafe extern "C" fn evbuffer_write_atmost(buf: *mut evbuffer, fd: c_int, ho
             return -1;
         }
         if regions.is_empty() {
-            return 0;
+            // libevent: with nothing to write it never calls writev and returns its initial -1.
+            return -1;
         }
         let iov: Vec<libc::iovec> =
             regions.iter().map(|&(p, l)| libc::iovec { iov_base: p.cast_mut().cast(), iov_len: l }).collect();
