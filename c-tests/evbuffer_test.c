@@ -635,14 +635,14 @@ static void test_callbacks(void)
 	CHECK_INT(r1.calls + r2.calls, ==, 0);
 	/* The compat callback gets old and new lengths; setcb replaces every callback. */
 	evbuffer_add_cb(b, record_cb, &r1);
-	evbuffer_setcb(b, compat_cb, NULL);
+	CHECK_INT(evbuffer_setcb(b, compat_cb, NULL), ==, 0);
 	r1.calls = 0;
 	evbuffer_add(b, "yz", 2);
 	CHECK_INT(r1.calls, ==, 0);
 	CHECK_INT(compat_calls, ==, 1);
 	CHECK_INT(compat_old, ==, 3);
 	CHECK_INT(compat_new, ==, 5);
-	evbuffer_setcb(b, NULL, NULL);
+	CHECK_INT(evbuffer_setcb(b, NULL, NULL), ==, 0);
 	evbuffer_add(b, "w", 1);
 	CHECK_INT(compat_calls, ==, 1);
 	/* A callback may change its own buffer. */
@@ -658,6 +658,29 @@ static void test_callbacks(void)
 /* libevent's EVBUFFER_CB_NODEFER (evbuffer-internal.h, which bufferevents use): not in the public headers, but
  * evbuffer_cb_set_flags accepts it, so programs can set it. */
 #define CB_NODEFER 2
+
+static void *failing_malloc(size_t n)
+{
+	(void)n;
+	errno = ENOMEM;
+	return NULL;
+}
+
+/* Callback entries come from the event allocator: when it fails, registering fails. */
+static void test_callback_allocation_failure(void)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct cb_record r = {0};
+	evbuffer_add_cb(b, record_cb, &r);
+	event_set_mem_functions(failing_malloc, realloc, free);
+	CHECK(evbuffer_add_cb(b, record_cb, &r) == NULL);
+	/* setcb drops the old callbacks, then fails to add the new one. */
+	CHECK_INT(evbuffer_setcb(b, compat_cb, NULL), ==, -1);
+	event_set_mem_functions(malloc, realloc, free);
+	evbuffer_add(b, "a", 1);
+	CHECK_INT(r.calls, ==, 0);
+	evbuffer_free(b);
+}
 
 static void test_deferred_callbacks(void)
 {
@@ -776,6 +799,7 @@ int main(void)
 	run("files", test_files);
 	run("fd_io", test_fd_io);
 	run("callbacks", test_callbacks);
+	run("callback_allocation_failure", test_callback_allocation_failure);
 	run("deferred_callbacks", test_deferred_callbacks);
 	run("printf_and_iovec", test_printf_and_iovec);
 	run("flags", test_flags);

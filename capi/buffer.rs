@@ -1320,7 +1320,19 @@ pub unsafe extern "C" fn evbuffer_add_file(buf: *mut evbuffer, fd: c_int, offset
 // Callbacks
 // ---------------------------------------------------------------------------------------------------------------
 
-/// `evbuffer_add_cb`: registers `cb` (run before those registered earlier).
+/// libevent allocates each callback entry with the event allocator (`event_set_mem_functions`), so a program whose
+/// allocator fails sees registration fail. libix keeps entries in Rust memory; this asks the application's allocator
+/// for the same size first so that failure is the same.
+fn entry_allocation_allowed() -> bool {
+    let p = mm_malloc(std::mem::size_of::<evbuffer_cb_entry>().max(32));
+    if p.is_null() {
+        return false;
+    }
+    super::event::mm_free(p);
+    true
+}
+
+/// `evbuffer_add_cb`: registers `cb` (run before those registered earlier); NULL if allocation fails.
 ///
 /// # Safety
 /// `buf` live.
@@ -1332,6 +1344,9 @@ pub unsafe extern "C" fn evbuffer_add_cb(
 ) -> *mut evbuffer_cb_entry {
     guard(null_mut(), || {
         let Some(cb) = cb else { return null_mut() };
+        if !entry_allocation_allowed() {
+            return null_mut();
+        }
         op(buf, null_mut(), false, |st| st.cbs.add(Cb::Func(cb, cbarg)).cast_mut())
     })
 }
@@ -1383,17 +1398,24 @@ pub unsafe extern "C" fn evbuffer_cb_clear_flags(buf: *mut evbuffer, ent: *mut e
     guard(-1, || op(buf, -1, false, |st| if st.cbs.change_flags(ent, flags, false) { 0 } else { -1 }))
 }
 
-/// `evbuffer_setcb` (compat): replaces every callback with `cb` (none for NULL).
+/// `evbuffer_setcb` (compat): replaces every callback with `cb` (none for NULL); -1 if allocation fails (the old
+/// callbacks are gone then too, as in libevent).
 ///
 /// # Safety
 /// `buf` live.
 #[no_mangle]
-pub unsafe extern "C" fn evbuffer_setcb(buf: *mut evbuffer, cb: Option<CbObsolete>, cbarg: *mut c_void) {
-    guard((), || {
-        op(buf, (), false, |st| {
+pub unsafe extern "C" fn evbuffer_setcb(buf: *mut evbuffer, cb: Option<CbObsolete>, cbarg: *mut c_void) -> c_int {
+    guard(-1, || {
+        let allowed = cb.is_none() || entry_allocation_allowed();
+        op(buf, -1, false, |st| {
             st.cbs.clear();
-            if let Some(cb) = cb {
-                st.cbs.add(Cb::Obsolete(cb, cbarg));
+            match cb {
+                Some(_) if !allowed => -1,
+                Some(cb) => {
+                    st.cbs.add(Cb::Obsolete(cb, cbarg));
+                    0
+                }
+                None => 0,
             }
         })
     })
