@@ -617,6 +617,24 @@ static void test_callbacks(void)
 	CHECK_INT(r1.last.orig_size, ==, 4);
 	CHECK_INT(r1.last.n_added, ==, 3);
 	CHECK_INT(ro.order, <, r1.order); /* the source is told first */
+	/* remove_buffer: a part tells the destination first; everything is add_buffer, which tells the source first. */
+	{
+		struct evbuffer *src = evbuffer_new(), *dst = evbuffer_new();
+		struct cb_record rs = {0}, rd = {0};
+		evbuffer_add(src, "abcdef", 6);
+		evbuffer_add_cb(src, record_cb, &rs);
+		evbuffer_add_cb(dst, record_cb, &rd);
+		CHECK_INT(evbuffer_remove_buffer(src, dst, 2), ==, 2);
+		CHECK_INT(rd.order, <, rs.order);
+		CHECK_INT(rs.last.n_deleted, ==, 2);
+		CHECK_INT(rd.last.n_added, ==, 2);
+		CHECK_INT(evbuffer_remove_buffer(src, dst, 100), ==, 4);
+		CHECK_INT(rs.order, <, rd.order);
+		CHECK_INT(rs.last.orig_size, ==, 4);
+		CHECK_INT(rd.last.orig_size, ==, 2);
+		evbuffer_free(src);
+		evbuffer_free(dst);
+	}
 	/* readln tells twice: the line removed, then the end of line drained. */
 	evbuffer_drain(b, 100);
 	evbuffer_add(b, "ab\r\ncd", 6);

@@ -823,7 +823,14 @@ pub unsafe extern "C" fn evbuffer_remove_buffer(src: *mut evbuffer, dst: *mut ev
         if ptr::eq(s, d) || datlen == 0 {
             return 0;
         }
-        op2(s, d, |s, d| d.buf.move_from(&mut s.buf, datlen).map_or(-1, |n| n as c_int), d, s)
+        // Taking everything is libevent's add_buffer (source told first); a part tells the destination first.
+        let _locks = lock_two(s, d);
+        let everything = with_state(s, |st| datlen >= st.buf.len());
+        let r = with_two(s, d, |s, d| d.buf.move_from(&mut s.buf, datlen).map_or(-1, |n| n as c_int));
+        let (first, second) = if everything { (s, d) } else { (d, s) };
+        invoke_callbacks(first);
+        invoke_callbacks(second);
+        r
     })
 }
 
