@@ -1,6 +1,7 @@
-//! The one place raw memory becomes a [`Backing`]: bytes lent by the application (`evbuffer_add_reference`) or
-//! by another owner (file segments, later dataplane mbufs), with the lender's release hook run exactly once, when
-//! the last segment referring to them is gone.
+//! The one place the buffer code touches raw memory: bytes lent by the application (`evbuffer_add_reference`) or
+//! by another owner (later dataplane mbufs) become a [`Backing`], with the lender's release hook run exactly once,
+//! when the last segment referring to them is gone; and segment memory is allocated zeroed by the allocator
+//! ([`zeroed`]), so large chains cost no page touches until used (as libevent's uninitialised malloc).
 #![allow(unsafe_code)]
 
 use super::Backing;
@@ -46,35 +47,19 @@ impl Drop for External {
     }
 }
 
-/// Bytes held in a vector (file contents read into memory), released by `on_release` when dropped.
-pub struct Owned {
-    bytes: Vec<u8>,
-    on_release: std::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>,
-}
-
-impl Owned {
-    /// Holds `bytes`.
-    pub fn new(bytes: Vec<u8>) -> Owned {
-        Owned { bytes, on_release: std::sync::Mutex::new(Vec::new()) }
+/// `n` zero bytes from the allocator's zeroed path (calloc: fresh pages are not written), or None if the
+/// allocation fails (libevent returns -1 then; a Rust `vec!` would abort).
+pub fn zeroed(n: usize) -> Option<Box<[u8]>> {
+    if n == 0 {
+        return Some(Box::default());
     }
-
-    /// Adds a hook run when the last reference is dropped (`evbuffer_file_segment_add_cleanup_cb`).
-    pub fn on_release(&self, hook: Box<dyn FnOnce() + Send>) {
-        self.on_release.lock().unwrap_or_else(|p| p.into_inner()).push(hook);
+    let layout = std::alloc::Layout::array::<u8>(n).ok()?;
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    if p.is_null() {
+        return None;
     }
-}
-
-impl Backing for Owned {
-    fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl Drop for Owned {
-    fn drop(&mut self) {
-        let hooks = std::mem::take(self.on_release.get_mut().unwrap_or_else(|p| p.into_inner()));
-        for hook in hooks {
-            hook();
-        }
-    }
+    // SAFETY: `p` holds `n` initialised (zero) bytes allocated by the global allocator with the layout of a
+    // `[u8; n]`, which is what Box<[u8]> frees with.
+    Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) })
 }

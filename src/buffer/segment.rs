@@ -81,10 +81,8 @@ impl Segment {
     /// the allocation fails.
     pub fn with_room(size: usize) -> Option<Segment> {
         let cap = chain_capacity(size)?;
-        let mut v = Vec::new();
-        v.try_reserve_exact(cap).ok()?;
-        v.resize(cap, 0);
-        Some(Segment { memory: Memory::Owned(v.into_boxed_slice()), kind: Kind::Owned, misalign: 0, off: 0 })
+        let memory = Memory::Owned(super::external::zeroed(cap)?);
+        Some(Segment { memory, kind: Kind::Owned, misalign: 0, off: 0 })
     }
 
     /// A segment holding all of `backing`'s bytes, read-only.

@@ -51,6 +51,8 @@ enum Op {
     PrependBuffer(Vec<u8>),
     ShareWith,
     Expand(usize),
+    Read { n: usize, got: usize },
+    AddVectored(Vec<Vec<u8>>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -68,6 +70,8 @@ fn op() -> impl Strategy<Value = Op> {
         bytes().prop_map(Op::PrependBuffer),
         Just(Op::ShareWith),
         (0usize..5000).prop_map(Op::Expand),
+        (0usize..5000, 0usize..5000).prop_map(|(n, got)| Op::Read { n, got }),
+        proptest::collection::vec(bytes(), 0..4).prop_map(Op::AddVectored),
     ]
 }
 
@@ -150,6 +154,30 @@ fn apply(b: &mut Buffer, model: &mut Vec<u8>, op: Op) {
             b.expand(n).expect("expand");
             let idx = b.segments().position(|s| s.space() >= n);
             assert!(idx.is_some(), "expand left no segment with {n} bytes of space");
+        }
+        Op::Read { n, got } => {
+            // evbuffer_read: regions for exactly n bytes in at most 4 iovecs, filled in order by readv.
+            let regions = b.read_space(n, 4).expect("read space");
+            assert!(regions.len() <= 4);
+            assert_eq!(regions.iter().map(|r| r.1).sum::<usize>(), n, "read regions total exactly n");
+            let got = got.min(n);
+            let mut left = got;
+            for &(p, len) in &regions {
+                let k = len.min(left);
+                let data: Vec<u8> = (0..k).map(|i| (i % 13) as u8 + 1).collect();
+                write_reserved(b, p, &data);
+                model.extend_from_slice(&data);
+                left -= k;
+            }
+            b.commit_read(got);
+        }
+        Op::AddVectored(parts) => {
+            let total = parts.iter().map(Vec::len).sum();
+            b.expand_vectored(total, 2).expect("expand");
+            for part in parts {
+                b.add(&part).expect("add");
+                model.extend_from_slice(&part);
+            }
         }
     }
 }
@@ -240,4 +268,13 @@ fn peek_counts_regions_beyond_the_room_given() {
     let (n, v) = b.peek(Some(3), None, 8);
     assert_eq!(n, 2);
     assert_eq!(v[0].1, 1);
+}
+
+#[test]
+fn impossible_sizes_fail_instead_of_aborting() {
+    let mut b = Buffer::new();
+    assert_eq!(b.expand(usize::MAX - 10), Err(Error::NoMemory));
+    assert_eq!(b.expand(1 << 50), Err(Error::NoMemory));
+    assert!(b.reserve(1 << 50, 2).is_err());
+    assert!(b.is_empty());
 }
