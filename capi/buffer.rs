@@ -302,6 +302,20 @@ fn op2<R>(a: &Handle, b: &Handle, f: impl FnOnce(&mut State, &mut State) -> R, f
     r
 }
 
+/// For other parts of libix's C shell (bufferevent): runs `f` on the buffer behind `b` under its lock, then the
+/// callbacks libevent would run after a change (if `f` changed nothing, none run). None for NULL.
+///
+/// # Safety
+/// `b` NULL or a live `evbuffer_new` handle; `f` must not call back into C.
+pub unsafe fn with_buffer<R>(b: *mut evbuffer, f: impl FnOnce(&mut Buffer) -> R) -> Option<R> {
+    // SAFETY: the caller's promise.
+    let h = unsafe { handle(b) }?;
+    let _lock = Locked::new(h);
+    let r = with_state(h, |st| f(&mut st.buf));
+    invoke_callbacks(h);
+    Some(r)
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Conversions
 // ---------------------------------------------------------------------------------------------------------------
@@ -1462,4 +1476,31 @@ pub unsafe extern "C" fn evbuffer_defer_callbacks(buf: *mut evbuffer, base: *mut
             0
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn count_added(_b: *mut evbuffer, info: *const Info, _arg: *mut c_void) {
+        // SAFETY: the buffer passes a valid info struct.
+        SEEN.fetch_add(unsafe { (*info).n_added }, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn with_buffer_changes_the_buffer_and_tells_callbacks() {
+        // SAFETY: a fresh handle, used and freed here.
+        unsafe {
+            let b = evbuffer_new();
+            assert!(!evbuffer_add_cb(b, Some(count_added), null_mut()).is_null());
+            assert_eq!(with_buffer(b, |buf| buf.add(b"abc").is_ok()), Some(true));
+            assert_eq!(SEEN.load(Ordering::SeqCst), 3);
+            assert_eq!(evbuffer_get_length(b), 3);
+            assert!(with_buffer(null_mut(), |_| ()).is_none());
+            evbuffer_free(b);
+        }
+    }
 }
