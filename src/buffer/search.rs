@@ -53,7 +53,11 @@ impl Buffer {
     fn find_any(&self, from: usize, set: &[u8]) -> Option<usize> {
         let mut pos = from;
         for chunk in self.chunks_from(from) {
-            if let Some(i) = chunk.iter().position(|b| set.contains(b)) {
+            let hit = match set {
+                [one] => chunk.iter().position(|b| b == one),
+                _ => chunk.iter().position(|b| set.contains(b)),
+            };
+            if let Some(i) = hit {
                 return Some(pos + i);
             }
             pos += chunk.len();
@@ -61,10 +65,12 @@ impl Buffer {
         None
     }
 
-    /// Whether the bytes at `pos` are `what` (false if the buffer ends first).
-    fn matches_at(&self, pos: usize, what: &[u8]) -> bool {
+    /// Whether the bytes at offset `off` of segment `seg` (and the following segments) are `what`.
+    fn matches_at(&self, seg: usize, off: usize, what: &[u8]) -> bool {
         let mut rest = what;
-        for chunk in self.chunks_from(pos) {
+        let mut off = off;
+        for s in self.segs.range(seg..) {
+            let chunk = &s.data()[off..];
             let k = chunk.len().min(rest.len());
             if chunk[..k] != rest[..k] {
                 return false;
@@ -73,31 +79,36 @@ impl Buffer {
             if rest.is_empty() {
                 return true;
             }
+            off = 0;
         }
-        rest.is_empty()
+        false
     }
 
     /// `evbuffer_search_range`: the first occurrence of `what` at or after `start` that ends by `end` (None: the
-    /// buffer's end). An empty `what` is found at `start`, as in libevent.
+    /// buffer's end). An empty `what` is found at `start`, as in libevent. One pass over the segments: each
+    /// candidate (a byte equal to `what[0]`) costs at most `what.len()` comparisons.
     pub fn search_range(&self, what: &[u8], start: usize, end: Option<usize>) -> Option<usize> {
-        if what.is_empty() {
-            return Some(start);
-        }
-        if start >= self.total {
-            return None;
-        }
-        let mut from = start;
-        while let Some(p) = self.find_any(from, &what[..1]) {
-            if self.matches_at(p, what) {
-                return match end {
-                    Some(e) if p + what.len() > e => None,
-                    _ => Some(p),
-                };
+        let Some(&first) = what.first() else { return Some(start) };
+        let (seg0, off0) = self.locate(start)?;
+        let mut base = start - off0; // position of the current segment's first byte
+        for (i, s) in self.segs.range(seg0..).enumerate() {
+            let data = s.data();
+            let mut off = if i == 0 { off0 } else { 0 };
+            while let Some(k) = data[off..].iter().position(|&b| b == first) {
+                let at = off + k;
+                let pos = base + at;
+                if end.is_some_and(|e| pos >= e) {
+                    return None;
+                }
+                if self.matches_at(seg0 + i, at, what) {
+                    return match end {
+                        Some(e) if pos + what.len() > e => None,
+                        _ => Some(pos),
+                    };
+                }
+                off = at + 1;
             }
-            if end.is_some_and(|e| p >= e) {
-                return None;
-            }
-            from = p + 1;
+            base += data.len();
         }
         None
     }
