@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::buffer::callbacks::{Callbacks, Entry, Info, Phase};
-use crate::buffer::external::External;
+use crate::buffer::external::{External, Mapping};
 use crate::buffer::search::EolStyle;
 use crate::buffer::{Backing, Buffer, DataVec, Kind, Segment};
 use crate::event::base::Base;
@@ -81,6 +81,7 @@ const EVTHREAD_LOCKTYPE_RECURSIVE: c_uint = 1;
 const EVBUFFER_PTR_SET: c_int = 0;
 const EVBUFFER_PTR_ADD: c_int = 1;
 const EVBUF_FS_CLOSE_ON_FREE: c_uint = 0x01;
+const EVBUF_FS_DISABLE_MMAP: c_uint = 0x02;
 /// `evbuffer_read` reads at most this much per call, or what FIONREAD reports if less (libevent's
 /// `EVBUFFER_MAX_READ`), into at most this many iovecs (`NUM_READ_IOVEC`).
 const MAX_READ: usize = 4096;
@@ -1174,10 +1175,17 @@ pub unsafe extern "C" fn evbuffer_write(buf: *mut evbuffer, fd: c_int) -> c_int 
     unsafe { evbuffer_write_atmost(buf, fd, -1) }
 }
 
-/// A file's bytes, read when the segment is made, shared by the buffers it was added to. Freed (fd closed with
-/// EVBUF_FS_CLOSE_ON_FREE, then the cleanup callback) when the last holder lets go.
+/// Where a file segment's bytes are: mapped (the default, as libevent's mmap backend) or read into memory
+/// (EVBUF_FS_DISABLE_MMAP, or files that cannot be mapped).
+enum FileBytes {
+    Mapped(Mapping),
+    Read(Vec<u8>),
+}
+
+/// A file segment, shared by the buffers it was added to. Freed (fd closed with EVBUF_FS_CLOSE_ON_FREE, then the
+/// cleanup callback) when the last holder lets go.
 struct FileSegment {
-    bytes: Vec<u8>,
+    bytes: FileBytes,
     fd: c_int,
     flags: c_uint,
     cleanup: std::sync::Mutex<Option<(FileSegmentCleanupCb, usize)>>,
@@ -1185,12 +1193,17 @@ struct FileSegment {
 
 impl Backing for FileSegment {
     fn bytes(&self) -> &[u8] {
-        &self.bytes
+        match &self.bytes {
+            FileBytes::Mapped(m) => m.bytes(),
+            FileBytes::Read(v) => v,
+        }
     }
 }
 
 impl Drop for FileSegment {
     fn drop(&mut self) {
+        // Unmap before closing and before telling the application, as libevent does.
+        self.bytes = FileBytes::Read(Vec::new());
         if self.flags & EVBUF_FS_CLOSE_ON_FREE != 0 && self.fd >= 0 {
             // SAFETY: the segment owns the fd (CLOSE_ON_FREE).
             unsafe { libc::close(self.fd) };
@@ -1202,6 +1215,30 @@ impl Drop for FileSegment {
             };
         }
     }
+}
+
+/// Reads `len` bytes of `fd` from `offset` (fewer at end of file); None on a read error.
+fn read_file(fd: c_int, offset: i64, len: usize) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(len).ok()?;
+    bytes.resize(len, 0);
+    let mut got = 0usize;
+    while got < len {
+        // SAFETY: the destination is the unfilled tail of `bytes`.
+        let n = unsafe { libc::pread(fd, bytes[got..].as_mut_ptr().cast(), len - got, offset + got as i64) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return None;
+        }
+        if n == 0 {
+            break;
+        }
+        got += n as usize;
+    }
+    bytes.truncate(got);
+    Some(bytes)
 }
 
 /// `evbuffer_file_segment_new`: `length` -1 means the file's size.
@@ -1229,24 +1266,30 @@ pub unsafe extern "C" fn evbuffer_file_segment_new(
         if offset < 0 || length < 0 || offset.checked_add(length).is_none() {
             return null_mut();
         }
-        let mut bytes = vec![0u8; length as usize];
-        let mut got = 0usize;
-        while got < bytes.len() {
-            // SAFETY: the destination is the unfilled tail of `bytes`.
-            let n =
-                unsafe { libc::pread(fd, bytes[got..].as_mut_ptr().cast(), bytes.len() - got, offset + got as i64) };
-            if n < 0 {
-                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return null_mut();
-            }
-            if n == 0 {
-                break;
-            }
-            got += n as usize;
-        }
-        bytes.truncate(got);
+        // libevent maps `length` bytes even past the end of the file (reading them raises SIGBUS); libix stops at
+        // the end of the file.
+        // SAFETY: an all-zero stat is a valid out-parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat writes one struct stat.
+        let size = if unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            st.st_size
+        } else {
+            i64::MAX
+        };
+        let len = length.min(size.saturating_sub(offset).max(0)) as usize;
+        let mapped = if flags & EVBUF_FS_DISABLE_MMAP == 0 && len > 0 {
+            // SAFETY: libevent's contract: the file is not changed while a segment of it lives.
+            unsafe { Mapping::new(fd, offset as u64, len) }
+        } else {
+            None
+        };
+        let bytes = match mapped {
+            Some(m) => FileBytes::Mapped(m),
+            None => match read_file(fd, offset, len) {
+                Some(v) => FileBytes::Read(v),
+                None => return null_mut(),
+            },
+        };
         let seg = Arc::new(FileSegment { bytes, fd, flags, cleanup: std::sync::Mutex::new(None) });
         Arc::into_raw(seg).cast_mut().cast()
     })
@@ -1305,7 +1348,7 @@ pub unsafe extern "C" fn evbuffer_add_file_segment(
             Arc::increment_strong_count(raw);
             Arc::from_raw(raw)
         };
-        let size = seg.bytes.len() as i64;
+        let size = seg.bytes().len() as i64;
         let length = if length == -1 { size - offset } else { length };
         if offset < 0 || length < 0 || offset > size || length > size - offset {
             return -1;
@@ -1500,6 +1543,39 @@ mod tests {
             assert_eq!(SEEN.load(Ordering::SeqCst), 3);
             assert_eq!(evbuffer_get_length(b), 3);
             assert!(with_buffer(null_mut(), |_| ()).is_none());
+            evbuffer_free(b);
+        }
+    }
+
+    static CLEANED: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn note_cleanup(_seg: *const evbuffer_file_segment, _flags: c_int, _arg: *mut c_void) {
+        CLEANED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_refused_file_range_keeps_the_callers_reference() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join(format!("libix-evbuffer-seg-{}", std::process::id()));
+        let mut f =
+            std::fs::File::options().read(true).write(true).create(true).truncate(true).open(&path).expect("temp file");
+        std::fs::remove_file(&path).expect("unlink");
+        f.write_all(b"0123456789").expect("write");
+        // SAFETY: a live fd; the segment and buffer are freed here.
+        unsafe {
+            let seg = evbuffer_file_segment_new(f.as_raw_fd(), 2, -1, 0);
+            assert!(!seg.is_null());
+            evbuffer_file_segment_add_cleanup_cb(seg, Some(note_cleanup), null_mut());
+            let b = evbuffer_new();
+            assert_eq!(evbuffer_add_file_segment(b, seg, 5, 10), -1, "past the end of the file");
+            assert_eq!(evbuffer_add_file_segment(b, seg, 5, -1), 0);
+            evbuffer_file_segment_free(seg);
+            assert_eq!(CLEANED.load(Ordering::SeqCst), 0, "the buffer still holds it");
+            let mut out = [0u8; 8];
+            assert_eq!(evbuffer_remove(b, out.as_mut_ptr().cast(), out.len()), 3);
+            assert_eq!(&out[..3], b"789");
+            assert_eq!(CLEANED.load(Ordering::SeqCst), 1, "released with the last bytes");
             evbuffer_free(b);
         }
     }

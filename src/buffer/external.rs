@@ -63,3 +63,60 @@ pub fn zeroed(n: usize) -> Option<Box<[u8]>> {
     // `[u8; n]`, which is what Box<[u8]> frees with.
     Some(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) })
 }
+
+/// A read-only private mapping of part of a file (file segments: the bytes are paged in when read, never copied
+/// into the buffer).
+pub struct Mapping {
+    base: *mut libc::c_void,
+    map_len: usize,
+    /// Bytes between the page-aligned mapping start and the requested offset.
+    skip: usize,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value; reading it from any thread is fine.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps `len` (> 0) bytes of `fd` from `offset`; None if the kernel refuses (then read the file instead).
+    ///
+    /// # Safety
+    /// The file's mapped range is not modified or truncated while the mapping lives (libevent's contract for file
+    /// segments: the bytes would change under readers, or reading them would raise SIGBUS).
+    pub unsafe fn new(fd: i32, offset: u64, len: usize) -> Option<Mapping> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let page = u64::try_from(page).ok().filter(|&p| p > 0)?;
+        let aligned = offset - offset % page;
+        let skip = usize::try_from(offset - aligned).ok()?;
+        let map_len = len.checked_add(skip)?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh read-only private mapping; the kernel checks fd, offset and length.
+        let base = unsafe {
+            libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ, libc::MAP_PRIVATE, fd, aligned as libc::off_t)
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        Some(Mapping { base, map_len, skip, len })
+    }
+}
+
+impl Backing for Mapping {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping covers `skip + len` readable bytes for as long as `self` lives (`new`'s contract
+        // keeps them unchanged).
+        unsafe { std::slice::from_raw_parts(self.base.cast::<u8>().add(self.skip), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped, once; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.base, self.map_len) };
+    }
+}
