@@ -166,6 +166,11 @@ static void test_freeze(void)
 	CHECK_INT(evbuffer_drain(b, 1), ==, 0);
 	CHECK_INT(evbuffer_unfreeze(b, 0), ==, 0);
 	CHECK(contents_are(b, "bcde"));
+	/* Draining an empty buffer succeeds even with its front frozen. */
+	evbuffer_drain(o, 100);
+	evbuffer_freeze(o, 1);
+	CHECK_INT(evbuffer_drain(o, 10), ==, 0);
+	CHECK_INT(evbuffer_drain(b, 0), ==, 0);
 	evbuffer_free(b);
 	evbuffer_free(o);
 }

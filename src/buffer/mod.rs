@@ -222,9 +222,9 @@ impl Buffer {
         if len > usize::MAX - self.total {
             return Err(Error::TooLarge);
         }
-        if len > 0 {
-            self.insert_segment(seg);
-        }
+        // Even an empty one is kept (at the end, as libevent keeps its empty reference chain): it changes where
+        // the next reserve finds space, and its release hook runs when it is freed, not now.
+        self.insert_segment(seg);
         self.account_added(len);
         Ok(())
     }
@@ -252,8 +252,12 @@ impl Buffer {
         Ok(())
     }
 
-    /// `evbuffer_drain`: removes up to `n` bytes from the front; returns how many.
+    /// `evbuffer_drain`: removes up to `n` bytes from the front; returns how many. An empty buffer is left as it is
+    /// (its reserved space too), even when frozen, as in libevent.
     pub fn drain(&mut self, n: usize) -> Result<usize, Error> {
+        if self.total == 0 {
+            return Ok(0);
+        }
         self.check_start()?;
         let n = if n >= self.total {
             let all = self.total;
@@ -403,19 +407,14 @@ impl Buffer {
         self.total += moved;
         let rest = n - moved;
         if rest > 0 {
+            // The part of a segment is copied, as libevent does (into the space of the last segment moved, or
+            // new chains sized as `add` sizes them): the chain layout programs see stays libevent's.
             let first = src.segs.front_mut().expect("src has more than n bytes");
-            if first.is_mutable() {
-                // A partial owned segment is copied, as libevent does (the copy is at most one segment).
-                let bytes = first.data()[..rest].to_vec();
-                let before = self.n_added;
-                self.add(&bytes)?;
-                self.n_added = before;
-                src.segs.front_mut().expect("still there").advance(rest);
-            } else {
-                let seg = first.split_front(rest).ok_or(Error::NoMemory)?;
-                self.insert_segment(seg);
-                self.total += rest;
-            }
+            let bytes = first.data()[..rest].to_vec();
+            let before = self.n_added;
+            self.add(&bytes)?;
+            self.n_added = before;
+            src.segs.front_mut().expect("still there").advance(rest);
         }
         self.n_added += n;
         src.total -= n;
@@ -475,6 +474,10 @@ impl Buffer {
                 s.advance(k);
                 need -= k;
             }
+        }
+        // libevent's copy loop also frees the empty segments right after the gathered bytes.
+        while self.segs.front().is_some_and(Segment::is_empty) {
+            self.segs.pop_front();
         }
         self.segs.push_front(target);
         Ok(Some(self.segs[0].data_ptr()))

@@ -261,6 +261,12 @@ fn frozen_ends_refuse() {
     assert_eq!(b.add(b"e"), Err(Error::Frozen));
     b.freeze(true, false);
     assert_eq!(b.drain(1), Ok(1));
+    // Draining an empty buffer succeeds even with a frozen front, and keeps its reserved space.
+    let mut e = Buffer::new();
+    e.expand(100).expect("expand");
+    e.freeze(true, true);
+    assert_eq!(e.drain(10), Ok(0));
+    assert_eq!(e.segments().count(), 1);
 }
 
 #[test]
