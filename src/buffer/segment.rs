@@ -241,21 +241,6 @@ impl Segment {
         self.is_mutable() && cap - self.off >= n && self.off < cap / 2 && self.off <= 2048
     }
 
-    /// Splits off the first `n` bytes (0 < n < len) as a new segment: shared memory is shared, owned bytes copied.
-    pub fn split_front(&mut self, n: usize) -> Option<Segment> {
-        debug_assert!(n < self.off);
-        let front = match &self.memory {
-            Memory::Borrowed(b) => Segment::borrowed_range(b.clone(), self.kind, self.misalign, n)?,
-            Memory::Owned(_) => {
-                let mut s = Segment::with_room(n)?;
-                s.append(&self.data()[..n]);
-                s
-            }
-        };
-        self.advance(n);
-        Some(front)
-    }
-
     /// A read-only view of the same bytes for another buffer (`evbuffer_add_buffer_reference`). Owned memory is
     /// moved into shared memory first, which makes this segment read-only too (libevent marks it immutable).
     pub fn share(&mut self) -> Segment {
