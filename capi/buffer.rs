@@ -245,30 +245,45 @@ fn run_callbacks(h: &Handle, info: Info, new_size: usize, entries: &[(*const Ent
 
 /// The deferred run (from the event loop): the callbacks without NODEFER, then the reference taken when it was
 /// queued is dropped (which frees the buffer if the application freed it meanwhile).
-fn run_deferred(h: &Handle) {
-    let lock = Locked::new(h);
-    let due = with_state(h, |st| st.cbs.due(&mut st.buf, Phase::Deferred).map(|d| (d, st.buf.len())));
-    if let Some(((info, entries), new_size)) = due {
-        run_callbacks(h, info, new_size, &entries, Phase::Deferred);
+///
+/// # Safety
+/// `p` is a live handle holding the reference taken when this run was queued.
+unsafe fn run_deferred(p: *const Handle) {
+    let last = {
+        // SAFETY: live (the caller's promise) until `destroy` below, after the last use of `h`.
+        let h = unsafe { &*p };
+        let _lock = Locked::new(h);
+        let due = with_state(h, |st| st.cbs.due(&mut st.buf, Phase::Deferred).map(|d| (d, st.buf.len())));
+        if let Some(((info, entries), new_size)) = due {
+            run_callbacks(h, info, new_size, &entries, Phase::Deferred);
+        }
+        release_ref(h)
+    };
+    if last {
+        // SAFETY: that was the last reference; nothing refers to the handle any more.
+        unsafe { destroy(p) };
     }
-    decref_and_unlock(h, lock);
 }
 
-/// Drops one reference; the last one frees the buffer (libevent's `evbuffer_decref_and_unlock_`).
-fn decref_and_unlock(h: &Handle, lock: Locked<'_>) {
-    let last = with_state(h, |st| {
+/// Drops one reference (the caller holds the lock); true if it was the last, and the caller must then unlock and
+/// [`destroy`] (libevent's `evbuffer_decref_and_unlock_`).
+fn release_ref(h: &Handle) -> bool {
+    with_state(h, |st| {
         st.refcnt -= 1;
         st.refcnt == 0
-    });
-    drop(lock);
-    if !last {
-        return;
-    }
-    let own_lock = h.own_lock.load(Ordering::Acquire);
-    let lock_ptr = h.lock.load(Ordering::Acquire);
-    // SAFETY: the handle came from Box::into_raw in evbuffer_new and this was its last reference; dropping it
-    // releases segments (running reference cleanups) and cancels the deferral.
-    drop(unsafe { Box::from_raw(h as *const Handle as *mut Handle) });
+    })
+}
+
+/// Frees a handle whose last reference is gone: its segments (running reference cleanups), callbacks and deferral,
+/// then the lock if the buffer allocated it.
+///
+/// # Safety
+/// `p` came from `evbuffer_new`, is unlocked, and no reference to it is used afterwards.
+unsafe fn destroy(p: *const Handle) {
+    // SAFETY: still live here.
+    let (own_lock, lock_ptr) = unsafe { ((*p).own_lock.load(Ordering::Acquire), (*p).lock.load(Ordering::Acquire)) };
+    // SAFETY: from Box::into_raw in evbuffer_new, freed once (the caller's promise).
+    drop(unsafe { Box::from_raw(p.cast_mut()) });
     if own_lock && !lock_ptr.is_null() {
         let f = lock_fns().free.load(Ordering::Acquire);
         if !f.is_null() {
@@ -426,9 +441,14 @@ pub unsafe extern "C" fn evbuffer_new() -> *mut evbuffer {
 pub unsafe extern "C" fn evbuffer_free(buf: *mut evbuffer) {
     guard((), || {
         // SAFETY: NULL or live (the caller's promise).
-        if let Some(h) = unsafe { handle(buf) } {
-            let lock = Locked::new(h);
-            decref_and_unlock(h, lock);
+        let Some(h) = (unsafe { handle(buf) }) else { return };
+        let last = {
+            let _lock = Locked::new(h);
+            release_ref(h)
+        };
+        if last {
+            // SAFETY: the last reference is gone and `h` is not used again.
+            unsafe { destroy(buf.cast_const().cast()) };
         }
     })
 }
@@ -1505,9 +1525,7 @@ pub unsafe extern "C" fn evbuffer_defer_callbacks(buf: *mut evbuffer, base: *mut
             Arc::new(move || {
                 let addr = addr;
                 // SAFETY: the buffer holds a reference for each queued run, so it is live here.
-                if let Some(h) = unsafe { handle(addr.0 as *const evbuffer) } {
-                    run_deferred(h);
-                }
+                unsafe { run_deferred(addr.0 as *const Handle) };
             }),
         );
         op(buf, -1, false, |st| {
