@@ -138,6 +138,24 @@ static void test_chain_sizes_and_space(void)
 	CHECK(v[0].iov_len >= 10000);
 	CHECK_INT(evbuffer_reserve_space(b, 10, v, 0), ==, -1);
 	evbuffer_free(b);
+
+	/* libevent's quirk: one iovec reserved in an empty chain that is neither the last chain nor the first with space
+	 * cannot be committed. */
+	b = evbuffer_new();
+	CHECK_INT(evbuffer_expand(b, 4000), ==, 0);
+	evbuffer_add(b, big, 3000);
+	evbuffer_add(b, big, 1000); /* one 4048-byte chain holding 4000 */
+	CHECK_INT(evbuffer_reserve_space(b, 5000, v, 2), ==, 2);
+	CHECK_INT(v[0].iov_len, ==, 48);
+	CHECK_INT(v[1].iov_len, ==, 8144);
+	CHECK_INT(evbuffer_reserve_space(b, 9000, v, 3), ==, 3);
+	CHECK_INT(v[2].iov_len, ==, 976);
+	CHECK_INT(evbuffer_reserve_space(b, 1000, v, 1), ==, 1);
+	CHECK_INT(v[0].iov_len, ==, 8144);
+	v[0].iov_len = 10;
+	CHECK_INT(evbuffer_commit_space(b, v, 1), ==, -1);
+	CHECK_INT(evbuffer_get_length(b), ==, 4000);
+	evbuffer_free(b);
 }
 
 static void test_freeze(void)
@@ -392,6 +410,15 @@ static void ref_cleanup(const void *data, size_t len, void *arg)
 	CHECK(arg == (void *)&ref_cleanups);
 }
 
+/* A cleanup that looks at the buffer it was released from (reentry from inside a drain). */
+static size_t len_seen_by_cleanup;
+static void len_cleanup(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	len_seen_by_cleanup = evbuffer_get_length(arg);
+}
+
 static void test_references(void)
 {
 	static const char lent[] = "lent!";
@@ -421,6 +448,17 @@ static void test_references(void)
 	CHECK_INT(evbuffer_add_reference(b, lent, 5, ref_cleanup, &ref_cleanups), ==, -1);
 	CHECK_INT(ref_cleanups, ==, 2);
 	evbuffer_unfreeze(b, 0);
+	evbuffer_free(b);
+
+	/* The cleanup may call into the buffer that releases the bytes: it sees the length after the drain. */
+	b = evbuffer_new();
+	evbuffer_add(b, "<", 1);
+	evbuffer_add_reference(b, lent, 5, len_cleanup, b);
+	evbuffer_add(b, ">>", 2);
+	len_seen_by_cleanup = 99;
+	CHECK_INT(evbuffer_drain(b, 6), ==, 0);
+	CHECK_INT(len_seen_by_cleanup, ==, 2);
+	CHECK(contents_are(b, ">>"));
 	evbuffer_free(b);
 
 	/* add_buffer_reference: the second buffer sees the bytes; the first keeps them, and appends after it still work. */

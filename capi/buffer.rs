@@ -175,17 +175,33 @@ fn as_c(h: &Handle) -> *mut evbuffer {
 
 /// Runs `f` on the state. The caller holds the buffer's lock (or the buffer is used by one thread, libevent's
 /// rule without locking), and `f` calls no C, so no other borrow of this state exists while it runs.
+/// Lent segments the operation released are dropped after the borrow ends: their release hooks are application
+/// callbacks (`evbuffer_add_reference`'s cleanup), which may call back into this buffer.
 fn with_state<R>(h: &Handle, f: impl FnOnce(&mut State) -> R) -> R {
-    // SAFETY: see above: every access goes through this function, never nested for one handle (callbacks and other
-    // C calls happen outside it).
-    f(unsafe { &mut *h.state.get() })
+    let (r, released) = {
+        // SAFETY: see above: every access goes through this function, never nested for one handle (callbacks and
+        // other C calls happen outside it).
+        let st = unsafe { &mut *h.state.get() };
+        let r = f(st);
+        (r, st.buf.take_released())
+    };
+    drop(released);
+    r
 }
 
-/// Runs `f` on two distinct buffers' states (the caller holds both locks).
+/// Runs `f` on two distinct buffers' states (the caller holds both locks), releasing as [`with_state`] does.
 fn with_two<R>(a: &Handle, b: &Handle, f: impl FnOnce(&mut State, &mut State) -> R) -> R {
     assert!(!ptr::eq(a, b), "with_two on one buffer");
-    // SAFETY: as with_state; the two handles are distinct, so the two borrows are of different memory.
-    f(unsafe { &mut *a.state.get() }, unsafe { &mut *b.state.get() })
+    let (r, released) = {
+        // SAFETY: as with_state; the two handles are distinct, so the two borrows are of different memory.
+        let (sa, sb) = unsafe { (&mut *a.state.get(), &mut *b.state.get()) };
+        let r = f(sa, sb);
+        let mut released = sa.buf.take_released();
+        released.append(&mut sb.buf.take_released());
+        (r, released)
+    };
+    drop(released);
+    r
 }
 
 /// Locks two buffers in address order (libevent's EVBUFFER_LOCK2).
@@ -715,7 +731,8 @@ pub unsafe extern "C" fn evbuffer_add_reference(
     guard(-1, || {
         let (data_addr, arg_addr) = (data as usize, cleanupfn_arg as usize);
         op(buf, -1, true, |st| {
-            if st.buf.is_frozen(false) {
+            // Refusals come before the segment exists: libevent does not run the cleanup when it refuses.
+            if st.buf.is_frozen(false) || datlen > usize::MAX - st.buf.len() {
                 return -1;
             }
             let release: Option<Box<dyn FnOnce() + Send>> = cleanupfn.map(|f| {
@@ -892,18 +909,21 @@ pub unsafe extern "C" fn evbuffer_readln(buf: *mut evbuffer, n_read_out: *mut us
         // SAFETY: the caller's promise.
         let Some(h) = (unsafe { handle(buf) }) else { return null_mut() };
         let _lock = Locked::new(h);
-        let line = with_state(h, |st| {
+        let found = with_state(h, |st| {
             if st.buf.is_frozen(true) {
                 return None;
             }
-            let (at, eol_len) = st.buf.search_eol(0, EolStyle::from_c(eol_style)?)?;
+            st.buf.search_eol(0, EolStyle::from_c(eol_style)?)
+        });
+        // The application's allocator is C: called outside the state borrow.
+        let line = found.and_then(|(at, eol_len)| {
             let p = mm_malloc(at + 1).cast::<u8>();
             if p.is_null() {
                 return None;
             }
-            // SAFETY: `p` has `at + 1` bytes.
+            // SAFETY: `p` has `at + 1` bytes, not otherwise referenced.
             let out = unsafe { std::slice::from_raw_parts_mut(p, at + 1) };
-            let _ = st.buf.remove(&mut out[..at]);
+            let _ = with_state(h, |st| st.buf.remove(&mut out[..at]));
             out[at] = 0;
             Some((p, at, eol_len))
         });

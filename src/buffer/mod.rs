@@ -54,6 +54,9 @@ pub struct Buffer {
     pub n_deleted: usize,
     frozen_start: bool,
     frozen_end: bool,
+    /// Segments removed from the chain whose memory is lent (their release hooks may call back into the
+    /// application), kept until the caller drops them at a point where that is safe: see [`Buffer::take_released`].
+    released: Vec<Segment>,
 }
 
 /// Growth of automatically sized chains stops doubling above this (libevent's `EVBUFFER_CHAIN_MAX_AUTO_SIZE`).
@@ -85,6 +88,34 @@ impl Buffer {
     /// Bytes readable at once from the front (`evbuffer_get_contiguous_space`).
     pub fn contiguous_space(&self) -> usize {
         self.segs.front().map_or(0, Segment::len)
+    }
+
+    /// The lent segments removed since the last call. Dropping them runs their release hooks; the C shell does that
+    /// after it stops borrowing the buffer, since a hook may call back into it.
+    pub fn take_released(&mut self) -> Vec<Segment> {
+        std::mem::take(&mut self.released)
+    }
+
+    /// Disposes of a segment taken out of the chain: lent memory waits in `released`, owned memory is freed.
+    fn retire(&mut self, seg: Segment) {
+        if !seg.is_mutable() {
+            self.released.push(seg);
+        }
+    }
+
+    /// Removes the segments from `from` to the end.
+    fn retire_from(&mut self, from: usize) {
+        while self.segs.len() > from {
+            let s = self.segs.pop_back().expect("len > from");
+            self.retire(s);
+        }
+    }
+
+    /// Removes the first segment.
+    fn retire_front(&mut self) {
+        if let Some(s) = self.segs.pop_front() {
+            self.retire(s);
+        }
     }
 
     /// `evbuffer_freeze`: `start` freezes removals at the front, else additions at the end.
@@ -133,7 +164,7 @@ impl Buffer {
     fn drop_trailing_empty(&mut self) {
         if let Some(lwd) = self.last_with_data() {
             let keep = if self.segs[lwd].is_empty() { lwd } else { lwd + 1 };
-            self.segs.truncate(keep);
+            self.retire_from(keep);
         }
     }
 
@@ -152,7 +183,8 @@ impl Buffer {
         let mut end = lwd;
         while i < end {
             if self.segs[i].is_empty() {
-                self.segs.remove(i);
+                let s = self.segs.remove(i).expect("i < len");
+                self.retire(s);
                 end -= 1;
             } else {
                 i += 1;
@@ -261,7 +293,7 @@ impl Buffer {
         self.check_start()?;
         let n = if n >= self.total {
             let all = self.total;
-            self.segs.clear();
+            self.retire_from(0);
             all
         } else {
             let mut left = n;
@@ -271,7 +303,7 @@ impl Buffer {
                     break;
                 }
                 left -= first.len();
-                self.segs.pop_front();
+                self.retire_front();
             }
             n
         };
@@ -337,7 +369,7 @@ impl Buffer {
             return Err(Error::TooLarge);
         }
         if self.total == 0 {
-            self.segs.clear();
+            self.retire_from(0);
         } else {
             self.drop_trailing_empty();
         }
@@ -361,7 +393,7 @@ impl Buffer {
             return Err(Error::TooLarge);
         }
         if self.total == 0 {
-            self.segs.clear();
+            self.retire_from(0);
             self.segs.append(&mut src.segs);
         } else {
             // src's trailing space would land before data: drop it.
@@ -370,7 +402,7 @@ impl Buffer {
                 self.segs.push_front(s);
             }
         }
-        src.segs.clear();
+        src.retire_from(0);
         src.total = 0;
         src.n_deleted += n;
         self.account_added(n);
@@ -395,7 +427,7 @@ impl Buffer {
             let s = src.segs.pop_front().expect("checked");
             if !made_room {
                 if self.total == 0 {
-                    self.segs.clear();
+                    self.retire_from(0);
                 } else {
                     self.drop_trailing_empty();
                 }
@@ -436,7 +468,7 @@ impl Buffer {
             return Err(Error::TooLarge);
         }
         if self.total == 0 {
-            self.segs.clear();
+            self.retire_from(0);
         }
         for s in src.segs.iter_mut().filter(|s| !s.is_empty()) {
             let view = s.share();
@@ -468,7 +500,7 @@ impl Buffer {
             let s = self.segs.front_mut().expect("size <= total");
             if s.len() <= need {
                 need -= target.append(s.data());
-                self.segs.pop_front();
+                self.retire_front();
             } else {
                 let k = target.append(&s.data()[..need]);
                 s.advance(k);
@@ -477,7 +509,7 @@ impl Buffer {
         }
         // libevent's copy loop also frees the empty segments right after the gathered bytes.
         while self.segs.front().is_some_and(Segment::is_empty) {
-            self.segs.pop_front();
+            self.retire_front();
         }
         self.segs.push_front(target);
         Ok(Some(self.segs[0].data_ptr()))
