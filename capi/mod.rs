@@ -5,6 +5,7 @@
 //! Rust method, map the result to the C convention, and never unwind into C (`catch_unwind`).
 #![allow(unsafe_code)]
 
+pub mod buffer;
 pub mod event;
 pub mod listener;
 pub mod native;

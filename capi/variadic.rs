@@ -45,4 +45,6 @@ export_c! {
     event_msgx => ixc_event_msgx,
     event_debugx_ => ixc_event_debugx_,
     event_logv_ => ixc_event_logv_,
+    evbuffer_add_printf => ixc_evbuffer_add_printf,
+    evbuffer_add_vprintf => ixc_evbuffer_add_vprintf,
 }

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod buffer;
 #[path = "../capi/mod.rs"]
 pub mod capi;
 pub mod event;

@@ -1558,3 +1558,24 @@ fn dataplane_turn(poller: &dyn Poller, timeout: Option<Usec>) -> Option<Usec> {
     let t = timeout.map(|u| std::time::Duration::from_micros(u.0.max(0) as u64));
     crate::socket::before_wait(t).map(|d| Usec(d.as_micros().min(i64::MAX as u128) as i64))
 }
+
+// Deferred callbacks (`deferred.rs`) ride on engine-owned events; this is the one primitive they need from the base.
+impl Base {
+    /// Queues `ev` to run on the next loop iteration, as `active_later` does, but only if it is not queued already;
+    /// tells whether it queued it. Checking and queueing under one lock is what makes "schedule once" exact when
+    /// several threads schedule the same deferred callback.
+    pub fn active_later_if_idle(&self, ev: EvPtr) -> bool {
+        let mut g = self.lock();
+        if ev.flags() & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER) != 0 {
+            return false;
+        }
+        ev.set_res(EV_TIMEOUT);
+        g.count_incr(ev.flags());
+        ev.set_flags(ev.flags() | EVLIST_ACTIVE_LATER);
+        g.active_count += 1;
+        g.active_count_max = g.active_count_max.max(g.active_count);
+        g.active.push_back(QueueId::Later, ev, 1);
+        let _ = g.notify_if_needed();
+        true
+    }
+}

@@ -10,6 +10,7 @@
 //! - [`heap`], [`queue`], [`map`]: the timer heap, the active queues, the fd and signal maps.
 //! - [`signal`]: the sigaction self-pipe. [`time`]: [`Usec`] and the injected [`Clock`]. [`sys`]: every syscall.
 //! - [`once`]: engine-owned events (`event_base_once`, `event_base_loopexit`).
+//! - [`deferred`]: deferred callbacks (libevent's `event_deferred_cb_*`), run by the loop on its next iteration.
 //!
 //! The C ABI over this is `capi/event.rs`; it owns the process-wide settings libevent's API defines (current base,
 //! allocator, log callbacks, thread callbacks). The engine has one process-wide value of its own: the fd the signal
@@ -18,6 +19,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod base;
+pub mod deferred;
 pub mod heap;
 pub mod map;
 pub mod once;
