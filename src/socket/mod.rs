@@ -441,7 +441,11 @@ impl Inner {
     /// turned into socket state and readiness. Returns whether anything happened.
     fn cycle(&mut self) -> bool {
         let mut busy = false;
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
+        // A socket is marked dirty by every write and every `TcpSent`: it must get one `sendv` per cycle, since
+        // each names the unhanded bytes as they stood before the cycle (two would send the same bytes twice).
+        dirty.sort_unstable_by_key(|id| id.0);
+        dirty.dedup();
         let connects = std::mem::take(&mut self.connects);
         for q in 0..self.queues.len() {
             let mut cmds: Vec<Cmd> = std::mem::take(&mut self.pending[q]).into_iter().map(Cmd::Plain).collect();
