@@ -222,6 +222,8 @@ struct Inner {
     dirty: Vec<SockId>,
     connects: Vec<(usize, SockId, Endpoint)>,
     next_poll: Option<dataplane::time::Instant>,
+    /// The dataplane's address: the local address of every connection it carries.
+    address: Ipv4Addr,
 }
 
 struct Layer {
@@ -278,6 +280,7 @@ impl Layer {
                 dirty: Vec::new(),
                 connects: Vec::new(),
                 next_poll: None,
+                address: to_ipv4(cfg.ip.addr),
             }),
             _port: port,
         })
@@ -574,7 +577,9 @@ impl Inner {
                     self.push(q, Pending::Reject { handle });
                     return;
                 }
-                let local = self.get(lid).map(|s| s.local).unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+                // The connection's own address, also under an INADDR_ANY listener (getsockname says where it
+                // arrived, as Linux does).
+                let local = SocketAddrV4::new(self.address, local_port);
                 let conn = Conn { handle, queue: q, state: ConnState::Established, ..Conn::default() };
                 let mut sock = Socket::new(None, -1, local, Kind::Conn(conn));
                 sock.remote = SocketAddrV4::new(to_ipv4(remote.addr), remote.port);
