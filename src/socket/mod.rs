@@ -657,13 +657,20 @@ impl Inner {
             }
             Event::TcpDead { cookie, reason, .. } => {
                 let id = SockId(cookie);
+                let queued = self.in_accept_queue(id);
                 let Some(s) = self.get(id) else { return };
                 let orphan = s.fd.is_none();
                 if let Kind::Conn(c) = &mut s.kind {
                     c.state = ConnState::Dead;
-                    // Every lent buffer and every sent byte is released by the dataplane.
-                    c.rx.clear();
-                    c.rx_bytes = 0;
+                    // Every lent buffer and every sent byte is released by the dataplane. What arrived before the
+                    // end stays readable, as on Linux (the peer's data and FIN often come in the cycle that ends the
+                    // connection): unread bytes are copied out now, before the next cycle reuses the buffers.
+                    if orphan && !queued {
+                        c.rx.clear();
+                        c.rx_bytes = 0;
+                    } else {
+                        c.rx.iter_mut().for_each(Lent::detach);
+                    }
                     c.recv_done = 0;
                     c.tx.clear();
                     c.eof = true;
@@ -671,7 +678,7 @@ impl Inner {
                         c.error = dead_errno(reason);
                     }
                 }
-                if orphan && !self.in_accept_queue(id) {
+                if orphan && !queued {
                     self.remove(id);
                 } else {
                     self.post(id);
@@ -1035,7 +1042,8 @@ pub fn recv(fd: RawFd, bufs: &mut [&mut [u8]], peek: bool, dontwait: bool) -> Re
         } else if c.rx_bytes > 0 && want > 0 {
             let n = copy_out(c, bufs, peek);
             let (q, handle, done) = (c.queue, c.handle, std::mem::take(&mut c.recv_done));
-            if done > 0 {
+            // A dead connection's bytes are the layer's own copies: nothing to give back.
+            if done > 0 && !matches!(c.state, ConnState::Dead) {
                 g.push(q, Pending::RecvDone { handle, len: done });
             }
             g.post(id);
