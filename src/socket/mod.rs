@@ -1008,7 +1008,14 @@ fn connect_existing(fd: RawFd) -> Result<(), Errno> {
         let mut g = l.lock();
         let (_, s) = g.by_fd(fd)?;
         let (nonblocking, notify) = (s.nonblocking, s.notify);
-        let c = s.conn()?;
+        let c = match &mut s.kind {
+            Kind::Conn(c) => c,
+            // As Linux says for a listening socket.
+            Kind::Listener(_) => return Err(libc::EISCONN),
+            // Bound to the dataplane's address: its connects take a source port of the dataplane's choosing, so a
+            // bound socket cannot connect (yet).
+            Kind::Bound => return Err(libc::EOPNOTSUPP),
+        };
         match c.state {
             ConnState::Established => return Err(libc::EISCONN),
             ConnState::Dead => return Err(c.error.take().unwrap_or(libc::ECONNABORTED)),
