@@ -267,7 +267,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     if socket::owns(fd) {
         let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], false, false)));
+        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], 0)));
     }
     sys!(libc::SYS_read, fd, buf, n) as ssize_t
 }
@@ -298,7 +298,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_
             Ok(b) => b,
             Err(e) => return fail_ssize(e),
         };
-        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, false, false)));
+        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, 0)));
     }
     sys!(libc::SYS_readv, fd, iov, n) as ssize_t
 }
@@ -318,8 +318,7 @@ pub unsafe extern "C" fn recvfrom(
 ) -> ssize_t {
     if socket::owns(fd) {
         let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-        let (peek, dontwait) = (flags & libc::MSG_PEEK != 0, flags & libc::MSG_DONTWAIT != 0);
-        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], peek, dontwait));
+        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], flags));
         if r.is_ok() && !addr.is_null() {
             if let Ok(peer) = socket::name(fd, false) {
                 // SAFETY: recvfrom's contract for addr/len.
@@ -358,8 +357,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
             Ok(b) => b,
             Err(e) => return fail_ssize(e),
         };
-        let (peek, dontwait) = (flags & libc::MSG_PEEK != 0, flags & libc::MSG_DONTWAIT != 0);
-        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, peek, dontwait));
+        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, flags));
         if r.is_ok() {
             m.msg_controllen = 0;
             m.msg_flags = 0;
@@ -546,17 +544,21 @@ pub unsafe extern "C" fn getsockopt(
         if value.is_null() || len.is_null() {
             return fail(libc::EFAULT);
         }
-        let (bytes, size): ([u8; 8], usize) = match guard(Err(libc::EIO), || socket::getsockopt(fd, level, name)) {
+        let mut bytes = [0u8; 16];
+        let size = match guard(Err(libc::EIO), || socket::getsockopt(fd, level, name)) {
             Ok(OptValue::Int(v)) => {
-                let mut b = [0u8; 8];
-                b[..4].copy_from_slice(&v.to_ne_bytes());
-                (b, 4)
+                bytes[..4].copy_from_slice(&v.to_ne_bytes());
+                4
             }
             Ok(OptValue::Linger(l)) => {
-                let mut b = [0u8; 8];
-                b[..4].copy_from_slice(&l.l_onoff.to_ne_bytes());
-                b[4..].copy_from_slice(&l.l_linger.to_ne_bytes());
-                (b, 8)
+                bytes[..4].copy_from_slice(&l.l_onoff.to_ne_bytes());
+                bytes[4..8].copy_from_slice(&l.l_linger.to_ne_bytes());
+                8
+            }
+            Ok(OptValue::Timeval(t)) => {
+                bytes[..8].copy_from_slice(&t.tv_sec.to_ne_bytes());
+                bytes[8..].copy_from_slice(&t.tv_usec.to_ne_bytes());
+                16
             }
             Err(e) => return fail(e),
         };

@@ -194,6 +194,9 @@ struct Socket {
     sndbuf: usize,
     options: HashMap<(i32, i32), i32>,
     linger: Option<libc::linger>,
+    /// SO_RCVTIMEO / SO_SNDTIMEO: how long a blocking call waits (`None`: for ever).
+    rcvtimeo: Option<Duration>,
+    sndtimeo: Option<Duration>,
     kind: Kind,
 }
 
@@ -375,6 +378,8 @@ impl Socket {
             sndbuf: DEFAULT_SNDBUF,
             options: HashMap::new(),
             linger: None,
+            rcvtimeo: None,
+            sndtimeo: None,
             kind,
         }
     }
@@ -914,10 +919,12 @@ pub enum Accepted {
 pub fn accept(fd: RawFd, flags: i32) -> Result<Accepted, Errno> {
     let l = layer().ok_or(libc::EBADF)?;
     let _inside = InsideGuard::enter();
+    let mut timeout = None;
     loop {
         let mut g = l.lock();
         let (lid, s) = g.by_fd(fd)?;
         let nonblocking = s.nonblocking;
+        let deadline = *timeout.get_or_insert_with(|| s.rcvtimeo.map(|t| Instant::now() + t));
         let Kind::Listener(li) = &mut s.kind else { return Err(libc::EINVAL) };
         let kernel_fd = li.kernel;
         if let Some(cid) = li.ready.pop_front() {
@@ -946,8 +953,12 @@ pub fn accept(fd: RawFd, flags: i32) -> Result<Accepted, Errno> {
             return Err(libc::EAGAIN);
         }
         drop(g);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // SO_RCVTIMEO passed.
+            return Err(libc::EAGAIN);
+        }
         // The app's fd: for a dual listener, its epoll instance covers the kernel socket too.
-        wait_ready(l, fd, libc::POLLIN, None);
+        wait_ready(l, fd, libc::POLLIN, deadline);
         if let Some(k) = kernel_fd {
             let mut pfd = [libc::pollfd { fd: k, events: libc::POLLIN, revents: 0 }];
             let _ = kernel::poll(&mut pfd, 0);
@@ -1004,10 +1015,12 @@ pub fn connect(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
 /// `connect` again on a connecting socket (or waiting for a blocking one).
 fn connect_existing(fd: RawFd) -> Result<(), Errno> {
     let l = layer().ok_or(libc::EBADF)?;
+    let mut timeout = None;
     loop {
         let mut g = l.lock();
         let (_, s) = g.by_fd(fd)?;
         let (nonblocking, notify) = (s.nonblocking, s.notify);
+        let deadline = *timeout.get_or_insert_with(|| s.sndtimeo.map(|t| Instant::now() + t));
         let c = match &mut s.kind {
             Kind::Conn(c) => c,
             // As Linux says for a listening socket.
@@ -1023,7 +1036,11 @@ fn connect_existing(fd: RawFd) -> Result<(), Errno> {
             ConnState::Connecting => {}
         }
         drop(g);
-        wait_ready(l, notify, libc::POLLOUT | libc::POLLIN, None);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // SO_SNDTIMEO passed: the connect goes on, as a non-blocking one would.
+            return Err(libc::EINPROGRESS);
+        }
+        wait_ready(l, notify, libc::POLLOUT | libc::POLLIN, deadline);
         let mut g = l.lock();
         let (_, s) = g.by_fd(fd)?;
         if let Kind::Conn(Conn { state: ConnState::Established, .. }) = s.kind {
@@ -1032,31 +1049,46 @@ fn connect_existing(fd: RawFd) -> Result<(), Errno> {
     }
 }
 
-/// `recv` family: copies into `bufs`. `peek`: MSG_PEEK; `dontwait`: MSG_DONTWAIT.
-pub fn recv(fd: RawFd, bufs: &mut [&mut [u8]], peek: bool, dontwait: bool) -> Result<usize, Errno> {
+/// `recv` family: copies into `bufs`. `flags`: MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL (a blocking call waits until
+/// `bufs` is full, the stream ends, an error comes or SO_RCVTIMEO passes, and returns what it has).
+pub fn recv(fd: RawFd, bufs: &mut [&mut [u8]], flags: i32) -> Result<usize, Errno> {
     let l = layer().ok_or(libc::EBADF)?;
     let _inside = InsideGuard::enter();
     let want: usize = bufs.iter().map(|b| b.len()).sum();
+    let peek = flags & libc::MSG_PEEK != 0;
+    let mut got = 0;
+    let mut timeout = None;
     loop {
         let mut g = l.lock();
         let (id, s) = g.by_fd(fd)?;
-        let (nonblocking, notify) = (s.nonblocking || dontwait, s.notify);
+        let (nonblocking, notify) = (s.nonblocking || flags & libc::MSG_DONTWAIT != 0, s.notify);
+        let waitall = flags & libc::MSG_WAITALL != 0 && !peek && !nonblocking;
+        let deadline = *timeout.get_or_insert_with(|| s.rcvtimeo.map(|t| Instant::now() + t));
         let c = s.conn()?;
         if matches!(c.state, ConnState::Connecting) {
             if nonblocking {
                 return Err(libc::EAGAIN);
             }
-        } else if c.rx_bytes > 0 && want > 0 {
-            let n = copy_out(c, bufs, peek);
+        } else if c.rx_bytes > 0 && want > got {
+            got += copy_out(c, bufs, got, peek);
             let (q, handle, done) = (c.queue, c.handle, std::mem::take(&mut c.recv_done));
             // A dead connection's bytes are the layer's own copies: nothing to give back.
             if done > 0 && !matches!(c.state, ConnState::Dead) {
                 g.push(q, Pending::RecvDone { handle, len: done });
             }
             g.post(id);
-            return Ok(n);
-        } else if want == 0 {
-            return Ok(0);
+            if !waitall || got == want {
+                return Ok(got);
+            }
+            // MSG_WAITALL: the bytes given back reopen the window; wait for the rest.
+            drop(g);
+            drive();
+            continue;
+        } else if want == got {
+            return Ok(got);
+        } else if got > 0 && (c.error.is_some() || c.eof || c.shut_rd || matches!(c.state, ConnState::Dead)) {
+            // What MSG_WAITALL gathered comes first; the end or the error is for the next call.
+            return Ok(got);
         } else if let Some(e) = c.error.take() {
             g.post(id);
             return Err(e);
@@ -1066,15 +1098,27 @@ pub fn recv(fd: RawFd, bufs: &mut [&mut [u8]], peek: bool, dontwait: bool) -> Re
             return Err(libc::EAGAIN);
         }
         drop(g);
-        wait_ready(l, notify, libc::POLLIN, None);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // SO_RCVTIMEO passed.
+            return if got > 0 { Ok(got) } else { Err(libc::EAGAIN) };
+        }
+        wait_ready(l, notify, libc::POLLIN, deadline);
     }
 }
 
-fn copy_out(c: &mut Conn, bufs: &mut [&mut [u8]], peek: bool) -> usize {
+/// Copies received bytes into `bufs` from byte `skip` of them on (what an earlier pass filled); returns how many.
+fn copy_out(c: &mut Conn, bufs: &mut [&mut [u8]], skip: usize, peek: bool) -> usize {
     let mut total = 0;
     let mut seg = 0;
     let mut seg_off = 0;
+    let mut skip = skip;
     for buf in bufs.iter_mut() {
+        if skip >= buf.len() {
+            skip -= buf.len();
+            continue;
+        }
+        let buf = &mut buf[skip..];
+        skip = 0;
         let mut filled = 0;
         while filled < buf.len() && seg < c.rx.len() {
             let unread = &c.rx[seg].unread()[seg_off..];
@@ -1117,34 +1161,40 @@ pub fn send(fd: RawFd, bufs: &[&[u8]], dontwait: bool) -> Result<usize, Errno> {
     let l = layer().ok_or(libc::EBADF)?;
     let _inside = InsideGuard::enter();
     let want: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut sent = 0;
+    let mut timeout = None;
     loop {
         let mut g = l.lock();
         let (id, s) = g.by_fd(fd)?;
         let (nonblocking, notify, sndbuf) = (s.nonblocking || dontwait, s.notify, s.sndbuf);
-        let c = s.conn()?;
+        let deadline = *timeout.get_or_insert_with(|| s.sndtimeo.map(|t| Instant::now() + t));
+        // A socket that is not a connection (listening, or only bound) has no sending direction: EPIPE, as Linux.
+        let Kind::Conn(c) = &mut s.kind else { return Err(EPIPE_SIGNAL) };
         match c.state {
             ConnState::Connecting if nonblocking => return Err(libc::EAGAIN),
             ConnState::Connecting => {}
-            // A pending error is reported first (as SO_ERROR would), then EPIPE.
+            // What a blocking call already took is reported; a pending error comes first (as SO_ERROR would),
+            // then EPIPE.
+            _ if sent > 0 && (c.shut_wr || matches!(c.state, ConnState::Dead)) => return Ok(sent),
             ConnState::Dead => return Err(c.error.take().unwrap_or(EPIPE_SIGNAL)),
             ConnState::Established if c.shut_wr => return Err(EPIPE_SIGNAL),
             ConnState::Established => {
-                if want == 0 {
-                    return Ok(0);
+                if sent == want {
+                    return Ok(sent);
                 }
                 let room = sndbuf.saturating_sub(c.tx.len());
                 if room > 0 {
-                    let mut n = 0;
-                    for b in bufs {
-                        let took = c.tx.push(b, room - n);
-                        n += took;
-                        if took < b.len() {
-                            break;
-                        }
-                    }
+                    sent += push_from(&mut c.tx, bufs, sent, room);
                     g.dirty.push(id);
                     g.post(id);
-                    return Ok(n);
+                    // A blocking socket takes all of it, waiting for room as Linux does (a short count only when
+                    // SO_SNDTIMEO passes or the connection ends); a non-blocking one takes what fits.
+                    if nonblocking || sent == want {
+                        return Ok(sent);
+                    }
+                    drop(g);
+                    drive();
+                    continue;
                 }
                 if nonblocking {
                     g.post(id);
@@ -1153,10 +1203,34 @@ pub fn send(fd: RawFd, bufs: &[&[u8]], dontwait: bool) -> Result<usize, Errno> {
             }
         }
         drop(g);
-        wait_ready(l, notify, libc::POLLOUT, None);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // SO_SNDTIMEO passed with no room.
+            return if sent > 0 { Ok(sent) } else { Err(libc::EAGAIN) };
+        }
+        wait_ready(l, notify, libc::POLLOUT, deadline);
         // The placeholder cannot say "not writable" without "readable": make progress by cycling.
         drive();
     }
+}
+
+/// Appends up to `room` bytes of `bufs` to `tx`, from byte `skip` of them on (what an earlier pass took).
+fn push_from(tx: &mut SendBuf, bufs: &[&[u8]], skip: usize, room: usize) -> usize {
+    let mut skip = skip;
+    let mut n = 0;
+    for b in bufs {
+        if skip >= b.len() {
+            skip -= b.len();
+            continue;
+        }
+        let b = &b[skip..];
+        skip = 0;
+        let took = tx.push(b, room - n);
+        n += took;
+        if took < b.len() {
+            break;
+        }
+    }
+    n
 }
 
 /// `shutdown(fd, how)`.
@@ -1288,6 +1362,22 @@ pub enum OptValue {
     Int(i32),
     /// `struct linger`.
     Linger(libc::linger),
+    /// `struct timeval` (SO_RCVTIMEO, SO_SNDTIMEO).
+    Timeval(libc::timeval),
+}
+
+fn timeval_of(t: Option<Duration>) -> libc::timeval {
+    let t = t.unwrap_or_default();
+    libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t }
+}
+
+/// Boolean options: Linux reports 1 for any non-zero value set.
+fn is_bool_option(level: i32, name: i32) -> bool {
+    matches!(
+        (level, name),
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR | libc::SO_REUSEPORT | libc::SO_KEEPALIVE | libc::SO_OOBINLINE)
+            | (libc::IPPROTO_TCP, libc::TCP_NODELAY | libc::TCP_CORK | libc::TCP_QUICKACK)
+    )
 }
 
 /// `getsockopt` on a dataplane socket.
@@ -1313,6 +1403,10 @@ pub fn getsockopt(fd: RawFd, level: i32, name: i32) -> Result<OptValue, Errno> {
         (libc::SOL_SOCKET, libc::SO_LINGER) => {
             return Ok(OptValue::Linger(s.linger.unwrap_or(libc::linger { l_onoff: 0, l_linger: 0 })));
         }
+        (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => return Ok(OptValue::Timeval(timeval_of(s.rcvtimeo))),
+        (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => return Ok(OptValue::Timeval(timeval_of(s.sndtimeo))),
+        // The dataplane's receive window per connection, which SO_RCVBUF does not change.
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => dataplane::tcp::conn::TcpConfig::default().rcv_buf as i32,
         (libc::SOL_SOCKET | libc::IPPROTO_TCP, _) => *s.options.get(&(level, name)).unwrap_or(&0),
         _ => return Err(libc::ENOPROTOOPT),
     };
@@ -1341,10 +1435,36 @@ pub fn setsockopt(fd: RawFd, level: i32, name: i32, value: &[u8]) -> Result<(), 
         s.linger = Some(libc::linger { l_onoff: on, l_linger: secs });
         return Ok(());
     }
+    if level == libc::SOL_SOCKET && (name == libc::SO_RCVTIMEO || name == libc::SO_SNDTIMEO) {
+        // A struct timeval, as Linux checks it: zero is "for ever", a negative time "do not wait".
+        if value.len() < std::mem::size_of::<libc::timeval>() {
+            return Err(libc::EINVAL);
+        }
+        let mut sec = [0u8; 8];
+        let mut usec = [0u8; 8];
+        sec.copy_from_slice(&value[..8]);
+        usec.copy_from_slice(&value[8..16]);
+        let (sec, usec) = (i64::from_ne_bytes(sec), i64::from_ne_bytes(usec));
+        if !(0..1_000_000).contains(&usec) {
+            return Err(libc::EDOM);
+        }
+        let t = match (sec, usec) {
+            (0, 0) => None,
+            (secs, _) if secs < 0 => Some(Duration::ZERO),
+            (secs, micros) => Some(Duration::from_secs(secs as u64) + Duration::from_micros(micros as u64)),
+        };
+        if name == libc::SO_RCVTIMEO {
+            s.rcvtimeo = t;
+        } else {
+            s.sndtimeo = t;
+        }
+        return Ok(());
+    }
     if value.len() < 4 {
         return Err(libc::EINVAL);
     }
     let v = i32::from_ne_bytes([value[0], value[1], value[2], value[3]]);
+    let v = if is_bool_option(level, name) { (v != 0) as i32 } else { v };
     match (level, name) {
         (libc::SOL_SOCKET, libc::SO_SNDBUF) => s.sndbuf = (v.max(2304) as usize).saturating_mul(2),
         (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => {
