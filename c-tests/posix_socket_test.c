@@ -663,6 +663,22 @@ static int case_client(void)
 	CHECK(read(c, buf, sizeof buf) == 0, "EOF after the echo");
 	CHECK(xclose(c) == 0, "close");
 
+	/* MSG_WAITALL: one recv returns the whole echo, more than a receive window's worth. */
+	{
+		const size_t want = 600000;
+		unsigned char *big = malloc(want);
+		CHECK(big != NULL, "malloc");
+		c = connect_to(peer_ip, 9000, 0);
+		int ok = c >= 0 && send_pattern(c, 0, want, 0) == 0;
+		ssize_t n = ok ? recv(c, big, want, MSG_WAITALL) : -1;
+		long bad = n > 0 ? pat_check(big, (size_t)n, 0) : -1;
+		free(big);
+		CHECK(ok, "connect and send %zu", want);
+		CHECK(n == (ssize_t)want, "recv(MSG_WAITALL) returned %zd of %zu", n, want);
+		CHECK(bad < 0, "MSG_WAITALL data differs at %ld", bad);
+		CHECK(xclose(c) == 0, "close");
+	}
+
 	/* non-blocking connect */
 	c = tcp_socket(SOCK_NONBLOCK);
 	struct sockaddr_in to = sin_of(peer_ip, 9000);
@@ -869,6 +885,30 @@ static int case_options(void)
 	      "SO_LINGER {%d, %d}", lg.l_onoff, lg.l_linger);
 	lg = (struct linger){0, 0};
 	CHECK(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0, "clear SO_LINGER");
+	v = 5;
+	CHECK(setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v) == 0, "set TCP_NODELAY 5");
+	v = -1;
+	CHECK(getsockopt(c, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 && v == 1, "TCP_NODELAY after 5: %d", v);
+	v = -1;
+	CHECK(getsockopt(c, SOL_SOCKET, SO_RCVBUF, &v, &len) == 0 && v > 0, "SO_RCVBUF %d", v);
+	struct timeval tv = {0, 200000}, tv2 = {-1, -1};
+	socklen_t tlen = sizeof tv2;
+	CHECK(setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "set SO_RCVTIMEO");
+	CHECK(getsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv2, &tlen) == 0 && tlen == sizeof tv2 && tv2.tv_sec == 0 &&
+		      tv2.tv_usec == 200000,
+	      "SO_RCVTIMEO {%ld, %ld} len %u", (long)tv2.tv_sec, (long)tv2.tv_usec, tlen);
+	long t0 = now_ms();
+	unsigned char one;
+	CHECK_ERR(read(c, &one, 1), EAGAIN, "blocking read past SO_RCVTIMEO");
+	long took = now_ms() - t0;
+	CHECK(took >= 150 && took < 3000, "SO_RCVTIMEO 200 ms: read returned after %ld ms", took);
+	tv = (struct timeval){0, 0};
+	CHECK(setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "clear SO_RCVTIMEO");
+	tv = (struct timeval){1, 500000};
+	tlen = sizeof tv2;
+	CHECK(setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0, "set SO_SNDTIMEO");
+	CHECK(getsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv2, &tlen) == 0 && tv2.tv_sec == 1 && tv2.tv_usec == 500000,
+	      "SO_SNDTIMEO {%ld, %ld}", (long)tv2.tv_sec, (long)tv2.tv_usec);
 	v = 65536;
 	CHECK(setsockopt(c, SOL_SOCKET, SO_SNDBUF, &v, sizeof v) == 0, "set SO_SNDBUF");
 	v = -1;
@@ -881,6 +921,41 @@ static int case_options(void)
 	/* still a working connection */
 	CHECK(send_pattern(c, 0, 300000, 0) == 0, "send 300000 with SO_SNDBUF 64 KiB");
 	CHECK(recv_pattern(c, 0, 300000) == 0, "echo");
+	CHECK(xclose(c) == 0, "close");
+	kill(srv, SIGTERM);
+	wait_child(srv, 5000);
+
+	/* SO_SNDTIMEO: a blocking write to a peer that reads nothing gives up after the timeout. */
+	CHECK(peer_server(&srv, "tcp-steps-server", "9007", "sleep 8", NULL, NULL) == 0, "silent server");
+	c = connect_to(peer_ip, 9007, 0);
+	CHECK(c >= 0, "connect");
+	tv = (struct timeval){0, 300000};
+	CHECK(setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0, "set SO_SNDTIMEO 300 ms");
+	{
+		static unsigned char chunk[65536];
+		uint64_t sent = 0;
+		long end = now_ms() + 20000;
+		int e = 0;
+		while (sent < (256u << 20) && now_ms() < end) {
+			t0 = now_ms();
+			ssize_t n = send(c, chunk, sizeof chunk, MSG_NOSIGNAL);
+			took = now_ms() - t0;
+			if (n < 0) {
+				e = errno;
+				break;
+			}
+			sent += (uint64_t)n;
+			if (n < (ssize_t)sizeof chunk)
+				break; /* a timed-out send returns what it took */
+		}
+		CHECK(e == 0 || e == EAGAIN, "send with SO_SNDTIMEO: errno %d after %llu bytes", e,
+		      (unsigned long long)sent);
+		CHECK(now_ms() < end && took >= 250 && took < 3000,
+		      "SO_SNDTIMEO 300 ms: the blocked send returned after %ld ms (%llu bytes sent)", took,
+		      (unsigned long long)sent);
+	}
+	lg = (struct linger){1, 0};
+	CHECK(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0, "set SO_LINGER {1, 0}");
 	CHECK(xclose(c) == 0, "close");
 	kill(srv, SIGTERM);
 	wait_child(srv, 5000);
@@ -1059,8 +1134,23 @@ static int case_bad_input(void)
 	kill(srv, SIGTERM);
 	wait_child(srv, 5000);
 
+	/* close while a non-blocking connect is under way: nothing may be left behind (checked by the idle check) */
+	c = tcp_socket(SOCK_NONBLOCK);
+	CHECK_ERR(connect(c, (struct sockaddr *)&to, sizeof to), EINPROGRESS, "non-blocking connect");
+	CHECK(xclose(c) == 0, "close while connecting");
+
 	int ls = listener_on(dp_ip, base_port + 10, 0);
 	CHECK(ls >= 0, "listen");
+	int other = tcp_socket(0);
+	int yes = 1;
+	CHECK(setsockopt(other, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes) == 0, "SO_REUSEADDR");
+	CHECK_ERR(bind(other, (struct sockaddr *)&here, sizeof here), EADDRINUSE, "bind to a port in use");
+	CHECK(xclose(other) == 0, "close");
+	CHECK_ERR(read(ls, b, sizeof b), ENOTCONN, "read on a listener");
+	CHECK_ERR(send(ls, b, 1, MSG_NOSIGNAL), EPIPE, "send on a listener");
+	struct sockaddr_in pa;
+	socklen_t palen = sizeof pa;
+	CHECK_ERR(getpeername(ls, (struct sockaddr *)&pa, &palen), ENOTCONN, "getpeername on a listener");
 	CHECK_ERR(connect(ls, (struct sockaddr *)&to, sizeof to), EISCONN, "connect on a listener");
 	CHECK(xclose(ls) == 0, "close listener");
 	CHECK_ERR(accept(ls, NULL, NULL), EBADF, "accept on a closed dataplane listener");
