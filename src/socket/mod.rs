@@ -925,18 +925,35 @@ pub fn accept(fd: RawFd, flags: i32) -> Result<Accepted, Errno> {
         let (lid, s) = g.by_fd(fd)?;
         let nonblocking = s.nonblocking;
         let deadline = *timeout.get_or_insert_with(|| s.rcvtimeo.map(|t| Instant::now() + t));
+        // What an accepted socket inherits from its listener, as on Linux.
+        let (options, linger, sndbuf, rcvtimeo, sndtimeo) =
+            (s.options.clone(), s.linger, s.sndbuf, s.rcvtimeo, s.sndtimeo);
         let Kind::Listener(li) = &mut s.kind else { return Err(libc::EINVAL) };
         let kernel_fd = li.kernel;
-        if let Some(cid) = li.ready.pop_front() {
+        if let Some(&cid) = li.ready.front() {
+            // The connection stays queued if its fd cannot be made (EMFILE, ...).
             let newfd = kernel::eventfd()?;
             if flags & libc::SOCK_CLOEXEC == 0 {
-                kernel::fcntl(newfd, libc::F_SETFD, 0)?;
+                if let Err(e) = kernel::fcntl(newfd, libc::F_SETFD, 0) {
+                    kernel::close(newfd);
+                    return Err(e);
+                }
             }
-            let Some(c) = g.get(cid) else { continue };
+            li.ready.pop_front();
+            let Some(c) = g.get(cid) else {
+                kernel::close(newfd);
+                continue;
+            };
             c.fd = Some(newfd);
             c.notify = newfd;
             c.nonblocking = flags & libc::SOCK_NONBLOCK != 0;
+            let keepalive = options.get(&(libc::SOL_SOCKET, libc::SO_KEEPALIVE)).is_some_and(|&v| v != 0);
+            (c.options, c.linger, c.sndbuf, c.rcvtimeo, c.sndtimeo) = (options, linger, sndbuf, rcvtimeo, sndtimeo);
             let peer = c.remote;
+            if let (true, Kind::Conn(conn)) = (keepalive, &c.kind) {
+                let (q, handle) = (conn.queue, conn.handle);
+                g.push(q, Pending::Keepalive { handle, enable: true });
+            }
             g.by_fd.insert(newfd, cid);
             fdmap::mark(newfd);
             g.post(cid);
