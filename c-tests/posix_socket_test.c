@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -443,7 +444,12 @@ static int case_server_blocking(void)
 	CHECK(xclose(c) == 0, "close");
 	CHECK(wait_child(pid, 30000) == 0, "Linux client failed (see its output)");
 
-	/* accept4 flags */
+	/* accept4 flags; options set on the listener are inherited by what it accepts */
+	int yes = 1;
+	CHECK(setsockopt(ls, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes) == 0, "TCP_NODELAY on the listener");
+	CHECK(setsockopt(ls, SOL_SOCKET, SO_KEEPALIVE, &yes, sizeof yes) == 0, "SO_KEEPALIVE on the listener");
+	struct timeval rto = {2, 0};
+	CHECK(setsockopt(ls, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO on the listener");
 	pid_t p1 = spawn_peer(NULL, "tcp-steps", dp_ip, num(port), "eof", NULL, NULL, NULL);
 	int c1 = track(accept4(ls, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC));
 	CHECK(c1 >= 0, "accept4(SOCK_NONBLOCK|SOCK_CLOEXEC)");
@@ -457,6 +463,15 @@ static int case_server_blocking(void)
 	fd = fcntl(c2, F_GETFD);
 	CHECK(fl >= 0 && !(fl & O_NONBLOCK), "accept4(0): F_GETFL %#x", fl);
 	CHECK(fd == 0, "accept4(0): F_GETFD %#x", fd);
+	int v = -1;
+	socklen_t vlen = sizeof v;
+	CHECK(getsockopt(c2, IPPROTO_TCP, TCP_NODELAY, &v, &vlen) == 0 && v == 1, "TCP_NODELAY inherited: %d", v);
+	v = -1;
+	CHECK(getsockopt(c2, SOL_SOCKET, SO_KEEPALIVE, &v, &vlen) == 0 && v == 1, "SO_KEEPALIVE inherited: %d", v);
+	struct timeval got_rto = {0, 0};
+	socklen_t tlen = sizeof got_rto;
+	CHECK(getsockopt(c2, SOL_SOCKET, SO_RCVTIMEO, &got_rto, &tlen) == 0 && got_rto.tv_sec == 2,
+	      "SO_RCVTIMEO inherited: %ld", (long)got_rto.tv_sec);
 	CHECK_ERR(read(c1, buf, 10), EAGAIN, "read on an empty SOCK_NONBLOCK socket");
 	CHECK(fcntl(c1, F_SETFD, 0) == 0 && fcntl(c1, F_GETFD) == 0, "F_SETFD 0");
 	CHECK(xclose(c1) == 0 && xclose(c2) == 0, "close accepted");
@@ -626,7 +641,19 @@ static int case_server_nonblocking(void)
 	return 0;
 }
 
-/* 3. Client role: blocking connect, 4 MiB both ways; non-blocking connect; refused. */
+struct reader {
+	int fd;
+	size_t n;
+	int result;
+};
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	r->result = recv_pattern(r->fd, 0, r->n);
+	return NULL;
+}
+
+/* 3. Client role: blocking connect, 4 MiB both ways; non-blocking connect; refused; two threads on a socket. */
 static int case_client(void)
 {
 	const uint64_t total = 4u << 20;
@@ -676,6 +703,21 @@ static int case_client(void)
 		CHECK(ok, "connect and send %zu", want);
 		CHECK(n == (ssize_t)want, "recv(MSG_WAITALL) returned %zd of %zu", n, want);
 		CHECK(bad < 0, "MSG_WAITALL data differs at %ld", bad);
+		CHECK(xclose(c) == 0, "close");
+	}
+
+	/* one thread blocked in read while another writes the bytes that the echo brings back */
+	{
+		c = connect_to(peer_ip, 9000, 0);
+		CHECK(c >= 0, "connect");
+		struct reader rd = {.fd = c, .n = 300000, .result = 1};
+		pthread_t t;
+		CHECK(pthread_create(&t, NULL, reader_main, &rd) == 0, "pthread_create");
+		idle_wait(100);
+		int ok = send_pattern(c, 0, 300000, 0) == 0;
+		pthread_join(t, NULL);
+		CHECK(ok, "send from the main thread");
+		CHECK(rd.result == 0, "the reading thread got %d", rd.result);
 		CHECK(xclose(c) == 0, "close");
 	}
 
