@@ -1437,11 +1437,9 @@ pub fn setsockopt(fd: RawFd, level: i32, name: i32, value: &[u8]) -> Result<(), 
     let mut g = l.lock();
     let (_, s) = g.by_fd(fd)?;
     if let Kind::Listener(Listener { kernel: Some(k), .. }) = s.kind {
-        // Keep the kernel half of a dual listener in step (SO_REUSEADDR, ...); its errors are not ours.
-        if value.len() >= 4 {
-            let v = i32::from_ne_bytes([value[0], value[1], value[2], value[3]]);
-            let _ = kernel::setsockopt_int(k, level, name, v);
-        }
+        // Keep the kernel half of a dual listener in step (SO_REUSEADDR, SO_RCVTIMEO, SO_LINGER, ...: the option's
+        // own bytes, so that the kernel's connections inherit them too); its errors are not ours.
+        let _ = kernel::setsockopt_bytes(k, level, name, value);
     }
     if level == libc::SOL_SOCKET && name == libc::SO_LINGER {
         if value.len() < std::mem::size_of::<libc::linger>() {
