@@ -1025,6 +1025,8 @@ static int case_any(void)
 	socklen_t alen = sizeof a;
 	CHECK(getsockname(ls, (struct sockaddr *)&a, &alen) == 0 && same_ip(&a, "0.0.0.0") && ntohs(a.sin_port) == port,
 	      "listener getsockname %s", fmt_sin(&a));
+	struct timeval rto = {3, 0};
+	CHECK(setsockopt(ls, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO on the listener");
 	pid_t cl = spawn_peer(NULL, "tcp-steps", dp_ip, num(port), "send 10;recv 10;eof", NULL, NULL, NULL);
 	int lc = connect_to("127.0.0.1", port, 0);
 	CHECK(lc >= 0, "loopback connect");
@@ -1045,6 +1047,10 @@ static int case_any(void)
 		CHECK(getsockname(c, (struct sockaddr *)&a, &alen) == 0 && ntohs(a.sin_port) == port &&
 			      same_ip(&a, same_ip(&p, peer_ip) ? dp_ip : "127.0.0.1"),
 		      "accepted socket's name %s (peer %s)", fmt_sin(&a), fmt_sin(&p));
+		struct timeval got = {0, 0};
+		socklen_t tlen = sizeof got;
+		CHECK(getsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &got, &tlen) == 0 && got.tv_sec == 3,
+		      "SO_RCVTIMEO inherited from the listener by %s: %ld", fmt_sin(&p), (long)got.tv_sec);
 		CHECK(recv_pattern(c, 0, 10) == 0, "read 10 from %s", fmt_sin(&p));
 		CHECK(send_pattern(c, 0, 10, 0) == 0, "echo to %s", fmt_sin(&p));
 		CHECK(xclose(c) == 0, "close");
