@@ -1556,7 +1556,16 @@ pub fn poll_revents(fd: RawFd, events: i16) -> i16 {
         rev |= libc::POLLOUT;
     }
     if let Kind::Conn(c) = &s.kind {
-        if matches!(c.state, ConnState::Dead) {
+        // As Linux's tcp_poll: a pending error is POLLERR; the receiving direction closed (the peer's FIN, or
+        // SHUT_RD) is POLLRDHUP; both directions closed, or the connection over, is POLLHUP.
+        let dead = matches!(c.state, ConnState::Dead);
+        if c.error.is_some() {
+            rev |= libc::POLLERR;
+        }
+        if (c.eof || c.shut_rd || dead) && events & libc::POLLRDHUP != 0 {
+            rev |= libc::POLLRDHUP;
+        }
+        if dead || ((c.eof || c.shut_rd) && c.shut_wr) {
             rev |= libc::POLLHUP;
         }
     }
