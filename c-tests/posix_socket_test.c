@@ -758,7 +758,7 @@ static int case_client(void)
 	c = tcp_socket(SOCK_NONBLOCK);
 	CHECK_ERR(connect(c, (struct sockaddr *)&to, sizeof to), EINPROGRESS, "non-blocking connect to a closed port");
 	r = wait_fd(c, POLLOUT, 10000);
-	CHECK(r > 0 && (r & (POLLOUT | POLLERR)), "poll after refusal: %#x", r);
+	CHECK(r > 0 && (r & POLLERR), "poll after refusal: %#x, expected POLLERR", r);
 	err = -1;
 	elen = sizeof err;
 	CHECK(getsockopt(c, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err == ECONNREFUSED, "SO_ERROR %d", err);
@@ -795,7 +795,9 @@ static int case_half_close(void)
 	CHECK(c >= 0, "accept");
 	CHECK(recv_pattern(c, 0, 500) == 0, "receive 500");
 	CHECK(read(c, b, sizeof b) == 0, "read 0 at the peer's FIN");
-	CHECK(wait_fd(c, POLLIN, 0) & POLLIN, "POLLIN at EOF");
+	int r = wait_fd(c, POLLIN | POLLOUT | POLLRDHUP, 0);
+	CHECK(r == (POLLIN | POLLOUT | POLLRDHUP), "poll after the peer's FIN: %#x, expected POLLIN|POLLOUT|POLLRDHUP",
+	      r);
 	CHECK(send_pattern(c, 0, 700, 0) == 0, "send 700 after the peer's FIN");
 	CHECK(xclose(c) == 0, "close");
 	CHECK(wait_child(cl, 10000) == 0, "Linux peer (client)");
@@ -824,7 +826,11 @@ static int case_reset(void)
 	CHECK(wait_child(s1, 10000) == 0, "server 1 reset");
 	int r = wait_fd(c, POLLIN, 10000);
 	CHECK(r & POLLIN, "POLLIN at the reset: %#x", r);
+	r = wait_fd(c, POLLIN | POLLOUT, 0);
+	CHECK((r & (POLLERR | POLLHUP)) == (POLLERR | POLLHUP), "poll at the reset: %#x, expected POLLERR|POLLHUP", r);
 	CHECK_ERR(read(c, b, sizeof b), ECONNRESET, "read after the peer's RST");
+	r = wait_fd(c, POLLIN | POLLOUT, 0);
+	CHECK((r & (POLLERR | POLLHUP)) == POLLHUP, "poll once the error was read: %#x, expected POLLHUP", r);
 	sigpipes = 0;
 	CHECK_ERR(send(c, b, 1, MSG_NOSIGNAL), EPIPE, "send(MSG_NOSIGNAL) after the reset");
 	CHECK(sigpipes == 0, "SIGPIPE despite MSG_NOSIGNAL");
