@@ -1295,9 +1295,10 @@ pub fn close(fd: RawFd) -> Result<(), Errno> {
     let mut to_abort = Vec::new();
     let mut port_gone = None;
     match &mut s.kind {
-        Kind::Bound => port_gone = Some(s.local.port()),
+        Kind::Bound => port_gone = Some((s.local.port(), false)),
         Kind::Listener(li) => {
-            port_gone = Some(li.port);
+            // A dual listener is a `Listener` from bind on, but the dataplane listens only after listen().
+            port_gone = Some((li.port, li.backlog > 0));
             if let Some(k) = li.kernel.take() {
                 kernel::close(k);
             }
@@ -1334,10 +1335,11 @@ pub fn close(fd: RawFd) -> Result<(), Errno> {
     if remove_now {
         g.remove(id);
     }
-    if let Some(port) = port_gone {
+    if let Some((port, listening)) = port_gone {
         if g.by_port.get(&port) == Some(&id) {
             g.by_port.remove(&port);
-            for q in 0..g.queues.len() {
+            // Only a port the dataplane listens on is unlistened (one only bound would be a bad-handle command).
+            for q in (0..g.queues.len()).filter(|_| listening) {
                 g.push(q, Pending::Unlisten { port });
             }
         }
