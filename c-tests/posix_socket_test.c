@@ -721,6 +721,17 @@ static int case_client(void)
 		CHECK(xclose(c) == 0, "close");
 	}
 
+	/* close right after a large write: what was written still reaches the peer, then the FIN */
+	{
+		pid_t sink;
+		CHECK(peer_server(&sink, "tcp-steps-server", "9008", "recv 3000000;eof", NULL, NULL) == 0, "sink");
+		c = connect_to(peer_ip, 9008, 0);
+		CHECK(c >= 0, "connect");
+		CHECK(send_pattern(c, 0, 3000000, 0) == 0, "send 3000000");
+		CHECK(xclose(c) == 0, "close with data in flight");
+		CHECK(wait_child(sink, 20000) == 0, "the Linux peer did not get all 3000000 bytes and the FIN");
+	}
+
 	/* non-blocking connect */
 	c = tcp_socket(SOCK_NONBLOCK);
 	struct sockaddr_in to = sin_of(peer_ip, 9000);
@@ -794,11 +805,15 @@ static int case_half_close(void)
 	c = track(accept(ls, NULL, NULL));
 	CHECK(c >= 0, "accept");
 	CHECK(recv_pattern(c, 0, 500) == 0, "receive 500");
+	int on = 1;
+	CHECK(setsockopt(c, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) == 0, "SO_KEEPALIVE on a live connection");
 	CHECK(read(c, b, sizeof b) == 0, "read 0 at the peer's FIN");
 	int r = wait_fd(c, POLLIN | POLLOUT | POLLRDHUP, 0);
 	CHECK(r == (POLLIN | POLLOUT | POLLRDHUP), "poll after the peer's FIN: %#x, expected POLLIN|POLLOUT|POLLRDHUP",
 	      r);
 	CHECK(send_pattern(c, 0, 700, 0) == 0, "send 700 after the peer's FIN");
+	CHECK(shutdown(c, SHUT_RD) == 0, "shutdown(SHUT_RD)");
+	CHECK(read(c, b, sizeof b) == 0, "read 0 after SHUT_RD");
 	CHECK(xclose(c) == 0, "close");
 	CHECK(wait_child(cl, 10000) == 0, "Linux peer (client)");
 	CHECK(xclose(ls) == 0, "close listener");
