@@ -5,7 +5,7 @@
 #     198.18.0.0/24 are dataplane sockets; after every case the dataplane's counters (ixctl) must show no TCP
 #     connection and every mbuf back (pool_available at its idle value).
 # The Linux peers (c-tests/peer.py) run in the test host's namespace (198.18.0.2).
-# Usage: posix_socket_test.sh BUILD_DIR [LIBIX_SO]   (root)
+# Usage: posix_socket_test.sh BUILD_DIR [LIBIX_SO]   (root; POSIX_QUEUES=N: N NIC queues, default 1)
 #        posix_socket_test.sh --idle WORK_DIR start|caseN|end quiet|verbose   (the idle check the C program runs)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -47,7 +47,8 @@ prog="$build/posix_socket_test"
 TH_ID="px$$"
 source "$here/../scripts/testhost.sh"
 work="$(mktemp -d)"
-testhost_create 1
+queues="${POSIX_QUEUES:-1}"   # NIC queues of the veth pair and the dataplane
+testhost_create "$queues"
 trap 'testhost_cleanup; rm -rf "$work"' EXIT
 
 export POSIX_DP_IP="$TH_DP_IP" POSIX_PEER_IP="$TH_PEER_IP"
@@ -66,7 +67,7 @@ in_ns ip neigh flush all
 
 echo "== libix: LD_PRELOAD=$libix, dataplane on $TH_LOCAL (AF_XDP)"
 export POSIX_IDLE="bash $here/posix_socket_test.sh --idle $work"
-IXCTL="$ixctl" LD_PRELOAD="$libix" IX_IFACE="$TH_LOCAL" IX_IP="$TH_DP_IP/24" IX_BACKEND=afxdp \
+IXCTL="$ixctl" LD_PRELOAD="$libix" IX_IFACE="$TH_LOCAL" IX_IP="$TH_DP_IP/24" IX_BACKEND=afxdp IX_QUEUES="$queues" \
     IX_STATS_DIR="$work" IX_LOG="${IX_LOG:-warn}" timeout 600 "$prog" || { echo "FAIL: libix run" >&2; rc=1; }
 [ "$rc" -eq 0 ] && echo "PASS posix_socket_test"
 exit "$rc"
