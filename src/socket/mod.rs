@@ -924,7 +924,7 @@ pub fn accept(fd: RawFd, flags: i32) -> Result<Accepted, Errno> {
         let mut g = l.lock();
         let (lid, s) = g.by_fd(fd)?;
         let nonblocking = s.nonblocking;
-        let deadline = *timeout.get_or_insert_with(|| s.rcvtimeo.map(|t| Instant::now() + t));
+        let deadline = *timeout.get_or_insert_with(|| s.rcvtimeo.and_then(|t| Instant::now().checked_add(t)));
         // What an accepted socket inherits from its listener, as on Linux.
         let (options, linger, sndbuf, rcvtimeo, sndtimeo) =
             (s.options.clone(), s.linger, s.sndbuf, s.rcvtimeo, s.sndtimeo);
@@ -1037,7 +1037,7 @@ fn connect_existing(fd: RawFd) -> Result<(), Errno> {
         let mut g = l.lock();
         let (_, s) = g.by_fd(fd)?;
         let (nonblocking, notify) = (s.nonblocking, s.notify);
-        let deadline = *timeout.get_or_insert_with(|| s.sndtimeo.map(|t| Instant::now() + t));
+        let deadline = *timeout.get_or_insert_with(|| s.sndtimeo.and_then(|t| Instant::now().checked_add(t)));
         let c = match &mut s.kind {
             Kind::Conn(c) => c,
             // As Linux says for a listening socket.
@@ -1080,7 +1080,7 @@ pub fn recv(fd: RawFd, bufs: &mut [&mut [u8]], flags: i32) -> Result<usize, Errn
         let (id, s) = g.by_fd(fd)?;
         let (nonblocking, notify) = (s.nonblocking || flags & libc::MSG_DONTWAIT != 0, s.notify);
         let waitall = flags & libc::MSG_WAITALL != 0 && !peek && !nonblocking;
-        let deadline = *timeout.get_or_insert_with(|| s.rcvtimeo.map(|t| Instant::now() + t));
+        let deadline = *timeout.get_or_insert_with(|| s.rcvtimeo.and_then(|t| Instant::now().checked_add(t)));
         let c = s.conn()?;
         if matches!(c.state, ConnState::Connecting) {
             if nonblocking {
@@ -1184,7 +1184,7 @@ pub fn send(fd: RawFd, bufs: &[&[u8]], dontwait: bool) -> Result<usize, Errno> {
         let mut g = l.lock();
         let (id, s) = g.by_fd(fd)?;
         let (nonblocking, notify, sndbuf) = (s.nonblocking || dontwait, s.notify, s.sndbuf);
-        let deadline = *timeout.get_or_insert_with(|| s.sndtimeo.map(|t| Instant::now() + t));
+        let deadline = *timeout.get_or_insert_with(|| s.sndtimeo.and_then(|t| Instant::now().checked_add(t)));
         // A socket that is not a connection (listening, or only bound) has no sending direction: EPIPE, as Linux.
         let Kind::Conn(c) = &mut s.kind else { return Err(EPIPE_SIGNAL) };
         match c.state {
@@ -1454,7 +1454,8 @@ pub fn setsockopt(fd: RawFd, level: i32, name: i32, value: &[u8]) -> Result<(), 
     }
     if level == libc::SOL_SOCKET && (name == libc::SO_RCVTIMEO || name == libc::SO_SNDTIMEO) {
         // A struct timeval, as Linux checks it: zero is "for ever", a negative time "do not wait".
-        if value.len() < std::mem::size_of::<libc::timeval>() {
+        const _: () = assert!(std::mem::size_of::<libc::timeval>() == 16, "two 64-bit fields");
+        if value.len() < 16 {
             return Err(libc::EINVAL);
         }
         let mut sec = [0u8; 8];
