@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1189,6 +1190,11 @@ static int case_bad_input(void)
 	CHECK_ERR(connect(c, (struct sockaddr *)&to, sizeof to), EISCONN, "connect on a connected socket");
 	struct sockaddr_in here = sin_of(dp_ip, base_port + 10);
 	CHECK_ERR(bind(c, (struct sockaddr *)&here, sizeof here), EINVAL, "bind on a connected socket");
+	struct timeval huge = {LONG_MAX, 999999}, bad_usec = {1, 1000000};
+	CHECK_ERR(setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &bad_usec, sizeof bad_usec), EDOM, "SO_RCVTIMEO usec 1000000");
+	CHECK_ERR(setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &huge, 8), EINVAL, "SO_RCVTIMEO too short");
+	CHECK(setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &huge, sizeof huge) == 0, "SO_RCVTIMEO of LONG_MAX seconds");
+	CHECK(setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &huge, sizeof huge) == 0, "SO_SNDTIMEO of LONG_MAX seconds");
 	/* the data is still there, intact */
 	CHECK(recv_pattern(c, 0, 10) == 0, "the echo after the failed calls");
 	CHECK(xclose(c) == 0, "close");
