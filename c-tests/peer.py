@@ -4,6 +4,8 @@
   peer.py udp-client HOST PORT [--sizes 1-1472] [--timeout S]   byte-exact UDP echo check, every size once
   peer.py udp-echo-server PORT --seconds S                       Linux UDP echo (for the dataplane's client)
   peer.py malformed IFACE DST_MAC                                 send malformed frames to the dataplane
+  peer.py tcp-pattern-client HOST PORT [--bytes N] [--conns K]    pattern echo check (posix_socket_test)
+  peer.py tcp-steps HOST PORT STEPS / tcp-steps-server PORT STEPS scripted connection (posix_socket_test)
 Only addresses in 198.18.0.0/15 are accepted.
 """
 import argparse
@@ -253,6 +255,160 @@ def tcp_echo_server(args):
     print(f"tcp-echo-server echoed={total[0]}")
 
 
+# The byte pattern posix_socket_test.c checks (pattern(i) = (j % 251 + j / 251) & 0xff, j = i % 64256): any lost,
+# duplicated or reordered range shows up at its offset.
+PAT_PERIOD = 64256
+PAT_BLOCK = bytes(((j % 251) + (j // 251)) & 0xFF for j in range(PAT_PERIOD))
+
+
+def pat(off, n):
+    out = bytearray()
+    while n > 0:
+        j = off % PAT_PERIOD
+        k = min(n, PAT_PERIOD - j)
+        out += PAT_BLOCK[j:j + k]
+        off += k
+        n -= k
+    return bytes(out)
+
+
+def tcp_pattern_client(args):
+    """--conns connections at once, each sends --bytes of the pattern, shuts down its direction and expects the
+    same bytes echoed, then EOF."""
+    import threading
+    if not in_test_range(args.host):
+        sys.exit("refusing a target outside 198.18.0.0/15")
+    results = []
+
+    def one(idx):
+        err = []
+        got = 0
+        try:
+            s = socket.create_connection((args.host, args.port), timeout=args.timeout)
+            s.settimeout(args.timeout)
+        except OSError as e:
+            results.append((idx, 0, [f"connect: {e}"]))
+            return
+
+        def sender():
+            try:
+                off = 0
+                while off < args.bytes:
+                    n = min(65536, args.bytes - off)
+                    s.sendall(pat(off, n))
+                    off += n
+                s.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                err.append(f"send: {e}")
+
+        t = threading.Thread(target=sender)
+        t.start()
+        try:
+            while True:
+                d = s.recv(1 << 20)
+                if not d:
+                    break
+                if d != pat(got, len(d)):
+                    err.append(f"echo differs in [{got}, {got + len(d)})")
+                    break
+                got += len(d)
+        except OSError as e:
+            err.append(f"recv: {e}")
+        t.join()
+        s.close()
+        results.append((idx, got, err))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(args.conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bad = [(i, g, e) for i, g, e in results if g != args.bytes or e]
+    print(f"tcp-pattern-client conns={args.conns} bytes_each={args.bytes} bad={bad}", flush=True)
+    sys.exit(1 if bad or len(results) != args.conns else 0)
+
+
+def run_steps(s, steps, timeout):
+    """Runs ';'-separated steps on connected socket s: send N | recv N | eof | shutwr | sleep S | rst | close |
+    expect-reset. Data sent and expected is the pattern, each direction from offset 0."""
+    import errno
+    s.settimeout(timeout)
+    tx = rx = 0
+    for step in [x.strip() for x in steps.split(";") if x.strip()]:
+        verb, _, arg = step.partition(" ")
+        if verb == "send":
+            n = int(arg)
+            s.sendall(pat(tx, n))
+            tx += n
+        elif verb == "recv":
+            want = rx + int(arg)
+            while rx < want:
+                d = s.recv(want - rx)
+                if not d:
+                    raise RuntimeError(f"{step}: EOF after {rx} bytes")
+                if d != pat(rx, len(d)):
+                    raise RuntimeError(f"{step}: bytes differ in [{rx}, {rx + len(d)})")
+                rx += len(d)
+        elif verb == "eof":
+            d = s.recv(1)
+            if d:
+                raise RuntimeError(f"{step}: got data instead of EOF")
+        elif verb == "shutwr":
+            s.shutdown(socket.SHUT_WR)
+        elif verb == "sleep":
+            time.sleep(float(arg))
+        elif verb == "rst":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+            return
+        elif verb == "close":
+            s.close()
+            return
+        elif verb == "expect-reset":
+            try:
+                while True:
+                    d = s.recv(65536)
+                    if not d:
+                        raise RuntimeError(f"{step}: got EOF (FIN), expected a reset")
+            except ConnectionResetError:
+                pass
+            except OSError as e:
+                if e.errno != errno.ECONNRESET:
+                    raise RuntimeError(f"{step}: got {e}, expected ECONNRESET")
+        else:
+            raise RuntimeError(f"unknown step {step!r}")
+    s.close()
+
+
+def tcp_steps(args):
+    """Connect to HOST PORT and run STEPS (see run_steps)."""
+    if not in_test_range(args.host):
+        sys.exit("refusing a target outside 198.18.0.0/15")
+    try:
+        s = socket.create_connection((args.host, args.port), timeout=args.timeout)
+        run_steps(s, args.steps, args.timeout)
+    except (OSError, RuntimeError) as e:
+        sys.exit(f"tcp-steps {args.host}:{args.port} '{args.steps}': {e}")
+    print("tcp-steps ok", flush=True)
+
+
+def tcp_steps_server(args):
+    """Listen on PORT, print ready, accept one connection and run STEPS (see run_steps)."""
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", args.port))
+    srv.listen(16)
+    srv.settimeout(args.timeout)
+    print("ready", flush=True)
+    try:
+        c, _ = srv.accept()
+        srv.close()
+        run_steps(c, args.steps, args.timeout)
+    except (OSError, RuntimeError) as e:
+        sys.exit(f"tcp-steps-server :{args.port} '{args.steps}': {e}")
+    print("tcp-steps-server ok", flush=True)
+
+
 def csum(b):
     if len(b) % 2:
         b += b"\0"
@@ -351,6 +507,21 @@ def main():
     sf.add_argument("--port", type=int, default=7)
     sf.add_argument("--count", type=int, default=20000)
     sf.add_argument("--seconds", type=float, default=5)
+    pc = sub.add_parser("tcp-pattern-client")
+    pc.add_argument("host")
+    pc.add_argument("port", type=int)
+    pc.add_argument("--bytes", type=int, default=1 << 20)
+    pc.add_argument("--conns", type=int, default=1)
+    pc.add_argument("--timeout", type=float, default=20)
+    st = sub.add_parser("tcp-steps")
+    st.add_argument("host")
+    st.add_argument("port", type=int)
+    st.add_argument("steps")
+    st.add_argument("--timeout", type=float, default=10)
+    ss = sub.add_parser("tcp-steps-server")
+    ss.add_argument("port", type=int)
+    ss.add_argument("steps")
+    ss.add_argument("--timeout", type=float, default=10)
     u = sub.add_parser("udp-send")
     u.add_argument("host")
     u.add_argument("port", type=int)
@@ -366,7 +537,8 @@ def main():
     m.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()
     {"tcp-rst-midway": tcp_rst_midway, "tcp-refused": tcp_refused, "tcp-connect-many": tcp_connect_many,
-     "syn-flood": syn_flood, "tcp-client": tcp_client, "tcp-echo-server": tcp_echo_server, "udp-client": udp_client, "udp-send": udp_send, "udp-echo-server": udp_echo_server, "malformed": malformed}[a.cmd](a)
+     "syn-flood": syn_flood, "tcp-client": tcp_client,
+     "tcp-pattern-client": tcp_pattern_client, "tcp-steps": tcp_steps, "tcp-steps-server": tcp_steps_server, "tcp-echo-server": tcp_echo_server, "udp-client": udp_client, "udp-send": udp_send, "udp-echo-server": udp_echo_server, "malformed": malformed}[a.cmd](a)
 
 
 if __name__ == "__main__":

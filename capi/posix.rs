@@ -76,42 +76,61 @@ unsafe fn put_v4(a: SocketAddrV4, addr: *mut sockaddr, len: *mut socklen_t) {
     }
 }
 
-/// The app's iovecs as byte slices.
+/// Most iovecs one call takes (Linux's UIO_MAXIOV).
+const IOV_MAX: c_int = 1024;
+
+/// Checks an iovec array as the kernel does: a count outside `0..=IOV_MAX` is EINVAL; a null array or a null
+/// buffer with a length is EFAULT (the kernel would fault copying it).
+///
+/// # Safety
+/// `iov` is null or points to `n` iovecs.
+unsafe fn check_iovecs<'a>(iov: *const iovec, n: c_int) -> Result<&'a [iovec], i32> {
+    if !(0..=IOV_MAX).contains(&n) {
+        return Err(libc::EINVAL);
+    }
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if iov.is_null() {
+        return Err(libc::EFAULT);
+    }
+    // SAFETY: caller's contract: non-null, `n` iovecs.
+    let iov = unsafe { std::slice::from_raw_parts(iov, n as usize) };
+    if iov.iter().any(|v| v.iov_len > 0 && v.iov_base.is_null()) {
+        return Err(libc::EFAULT);
+    }
+    Ok(iov)
+}
+
+/// The app's iovecs as byte slices (errno EINVAL or EFAULT as the kernel would say).
 ///
 /// # Safety
 /// `iov` points to `n` iovecs naming readable memory that stays valid for the call.
-unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Option<Vec<&'a [u8]>> {
-    if n < 0 || (n > 0 && iov.is_null()) {
-        return None;
-    }
+unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Result<Vec<&'a [u8]>, i32> {
     // SAFETY: caller's contract.
-    let iov = unsafe { std::slice::from_raw_parts(iov, n as usize) };
-    Some(
-        iov.iter()
-            .filter(|v| v.iov_len > 0 && !v.iov_base.is_null())
-            // SAFETY: each iovec names readable memory (caller's contract).
-            .map(|v| unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) })
-            .collect(),
-    )
+    let iov = unsafe { check_iovecs(iov, n) }?;
+    Ok(iov
+        .iter()
+        .filter(|v| v.iov_len > 0)
+        // SAFETY: each iovec names readable memory (caller's contract), non-null (checked).
+        .map(|v| unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) })
+        .collect())
 }
 
 /// The app's iovecs as writable byte slices.
 ///
 /// # Safety
 /// As [`iovecs`], writable.
-unsafe fn iovecs_mut<'a>(iov: *const iovec, n: c_int) -> Option<Vec<&'a mut [u8]>> {
-    if n < 0 || (n > 0 && iov.is_null()) {
-        return None;
-    }
+unsafe fn iovecs_mut<'a>(iov: *const iovec, n: c_int) -> Result<Vec<&'a mut [u8]>, i32> {
     // SAFETY: caller's contract.
-    let iov = unsafe { std::slice::from_raw_parts(iov, n as usize) };
-    Some(
-        iov.iter()
-            .filter(|v| v.iov_len > 0 && !v.iov_base.is_null())
-            // SAFETY: each iovec names writable memory (caller's contract); the app passed distinct buffers.
-            .map(|v| unsafe { std::slice::from_raw_parts_mut(v.iov_base as *mut u8, v.iov_len) })
-            .collect(),
-    )
+    let iov = unsafe { check_iovecs(iov, n) }?;
+    Ok(iov
+        .iter()
+        .filter(|v| v.iov_len > 0)
+        // SAFETY: each iovec names writable memory (caller's contract), non-null (checked); the app passed
+        // distinct buffers.
+        .map(|v| unsafe { std::slice::from_raw_parts_mut(v.iov_base as *mut u8, v.iov_len) })
+        .collect())
 }
 
 fn recv_result(r: Result<usize, i32>) -> ssize_t {
@@ -248,7 +267,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     if socket::owns(fd) {
         let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], false, false)));
+        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], 0)));
     }
     sys!(libc::SYS_read, fd, buf, n) as ssize_t
 }
@@ -275,8 +294,11 @@ pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, bufl
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     if socket::owns(fd) {
         // SAFETY: readv's contract.
-        let Some(mut bufs) = (unsafe { iovecs_mut(iov, n) }) else { return fail_ssize(libc::EINVAL) };
-        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, false, false)));
+        let mut bufs = match unsafe { iovecs_mut(iov, n) } {
+            Ok(b) => b,
+            Err(e) => return fail_ssize(e),
+        };
+        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, 0)));
     }
     sys!(libc::SYS_readv, fd, iov, n) as ssize_t
 }
@@ -296,8 +318,7 @@ pub unsafe extern "C" fn recvfrom(
 ) -> ssize_t {
     if socket::owns(fd) {
         let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-        let (peek, dontwait) = (flags & libc::MSG_PEEK != 0, flags & libc::MSG_DONTWAIT != 0);
-        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], peek, dontwait));
+        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], flags));
         if r.is_ok() && !addr.is_null() {
             if let Ok(peer) = socket::name(fd, false) {
                 // SAFETY: recvfrom's contract for addr/len.
@@ -332,11 +353,11 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
         // SAFETY: recvmsg's contract: `msg` is a valid msghdr.
         let m = unsafe { &mut *msg };
         // SAFETY: its iovecs name writable memory.
-        let Some(mut bufs) = (unsafe { iovecs_mut(m.msg_iov, m.msg_iovlen as c_int) }) else {
-            return fail_ssize(libc::EINVAL);
+        let mut bufs = match unsafe { iovecs_mut(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int) } {
+            Ok(b) => b,
+            Err(e) => return fail_ssize(e),
         };
-        let (peek, dontwait) = (flags & libc::MSG_PEEK != 0, flags & libc::MSG_DONTWAIT != 0);
-        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, peek, dontwait));
+        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, flags));
         if r.is_ok() {
             m.msg_controllen = 0;
             m.msg_flags = 0;
@@ -374,7 +395,10 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     if socket::owns(fd) {
         // SAFETY: writev's contract.
-        let Some(bufs) = (unsafe { iovecs(iov, n) }) else { return fail_ssize(libc::EINVAL) };
+        let bufs = match unsafe { iovecs(iov, n) } {
+            Ok(b) => b,
+            Err(e) => return fail_ssize(e),
+        };
         return send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, false)), 0);
     }
     sys!(libc::SYS_writev, fd, iov, n) as ssize_t
@@ -424,9 +448,12 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
         // SAFETY: sendmsg's contract: `msg` is a valid msghdr whose iovecs name readable memory.
         let bufs = unsafe {
             let m = &*msg;
-            iovecs(m.msg_iov, m.msg_iovlen as c_int)
+            iovecs(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int)
         };
-        let Some(bufs) = bufs else { return fail_ssize(libc::EINVAL) };
+        let bufs = match bufs {
+            Ok(b) => b,
+            Err(e) => return fail_ssize(e),
+        };
         let dontwait = flags & libc::MSG_DONTWAIT != 0;
         return send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, dontwait)), flags);
     }
@@ -517,17 +544,21 @@ pub unsafe extern "C" fn getsockopt(
         if value.is_null() || len.is_null() {
             return fail(libc::EFAULT);
         }
-        let (bytes, size): ([u8; 8], usize) = match guard(Err(libc::EIO), || socket::getsockopt(fd, level, name)) {
+        let mut bytes = [0u8; 16];
+        let size = match guard(Err(libc::EIO), || socket::getsockopt(fd, level, name)) {
             Ok(OptValue::Int(v)) => {
-                let mut b = [0u8; 8];
-                b[..4].copy_from_slice(&v.to_ne_bytes());
-                (b, 4)
+                bytes[..4].copy_from_slice(&v.to_ne_bytes());
+                4
             }
             Ok(OptValue::Linger(l)) => {
-                let mut b = [0u8; 8];
-                b[..4].copy_from_slice(&l.l_onoff.to_ne_bytes());
-                b[4..].copy_from_slice(&l.l_linger.to_ne_bytes());
-                (b, 8)
+                bytes[..4].copy_from_slice(&l.l_onoff.to_ne_bytes());
+                bytes[4..8].copy_from_slice(&l.l_linger.to_ne_bytes());
+                8
+            }
+            Ok(OptValue::Timeval(t)) => {
+                bytes[..8].copy_from_slice(&t.tv_sec.to_ne_bytes());
+                bytes[8..].copy_from_slice(&t.tv_usec.to_ne_bytes());
+                16
             }
             Err(e) => return fail(e),
         };

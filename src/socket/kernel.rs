@@ -27,7 +27,7 @@ pub unsafe fn raw(nr: c_long, a: [usize; 6]) -> c_long {
 }
 
 fn call(nr: c_long, a: [usize; 6]) -> Result<c_long, Errno> {
-    // SAFETY: only used below with integer arguments or pointers to live locals of the right size.
+    // SAFETY: only used below with integer arguments, or pointers to live locals or slices of the size passed.
     check(unsafe { raw(nr, a) })
 }
 
@@ -78,9 +78,10 @@ pub fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> Result<i32, Errno> {
     Ok(v)
 }
 
-/// An integer socket option.
-pub fn setsockopt_int(fd: RawFd, level: i32, name: i32, v: i32) -> Result<(), Errno> {
-    call(libc::SYS_setsockopt, [fd as usize, level as usize, name as usize, &v as *const i32 as usize, 4, 0]).map(drop)
+/// A socket option given as its bytes (a struct linger, a struct timeval, ...).
+pub fn setsockopt_bytes(fd: RawFd, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
+    call(libc::SYS_setsockopt, [fd as usize, level as usize, name as usize, value.as_ptr() as usize, value.len(), 0])
+        .map(drop)
 }
 
 fn sockaddr_in(addr: SocketAddrV4) -> libc::sockaddr_in {

@@ -2,12 +2,14 @@
 //! until the matching `TcpRecvDone`. This is the one place the socket layer reads such memory.
 #![allow(unsafe_code)]
 
-/// A received segment, lent until given back; `consumed` bytes of it were already read by the app.
+/// A received segment, lent until given back; `consumed` bytes of it were already read by the app. A segment
+/// whose connection died is detached: its unread bytes copied into memory of its own (`owned`).
 #[derive(Debug)]
 pub struct Lent {
     ptr: *const u8,
     len: usize,
     consumed: usize,
+    owned: Option<Box<[u8]>>,
 }
 
 // SAFETY: the pointer names dataplane memory that is valid from any thread until the segment is given back, and
@@ -21,7 +23,7 @@ impl Lent {
     /// `ptr..ptr + len` is readable and unchanged until a `TcpRecvDone` covering it is submitted (the
     /// dataplane's contract for `TcpRecv`), and the caller submits that only after dropping this value.
     pub unsafe fn new(ptr: *const u8, len: usize) -> Lent {
-        Lent { ptr, len, consumed: 0 }
+        Lent { ptr, len, consumed: 0, owned: None }
     }
 
     /// Unread bytes.
@@ -36,8 +38,23 @@ impl Lent {
 
     /// The unread bytes.
     pub fn unread(&self) -> &[u8] {
+        if let Some(owned) = &self.owned {
+            return &owned[self.consumed..];
+        }
         // SAFETY: `new`'s contract: the range is valid until this value is dropped and the segment given back.
         unsafe { std::slice::from_raw_parts(self.ptr.add(self.consumed), self.len - self.consumed) }
+    }
+
+    /// Copies the unread bytes out of the lent buffer, which the dataplane is taking back (`TcpDead` releases
+    /// every buffer of the connection, while POSIX lets the app read what arrived before the end). Called while
+    /// handling the `TcpDead` event, before the next cycle runs.
+    pub fn detach(&mut self) {
+        if self.owned.is_none() {
+            let copy: Box<[u8]> = self.unread().into();
+            self.len = copy.len();
+            self.consumed = 0;
+            self.owned = Some(copy);
+        }
     }
 
     /// Marks `n` more bytes read.

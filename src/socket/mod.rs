@@ -213,6 +213,9 @@ struct Socket {
     options: HashMap<(i32, i32), i32>,
     linger: Option<libc::linger>,
     watch: Option<Watch>,
+    /// SO_RCVTIMEO / SO_SNDTIMEO: how long a blocking call waits (`None`: for ever).
+    rcvtimeo: Option<Duration>,
+    sndtimeo: Option<Duration>,
     kind: Kind,
 }
 
@@ -241,6 +244,8 @@ struct Inner {
     dirty: Vec<SockId>,
     connects: Vec<(usize, SockId, Endpoint)>,
     next_poll: Option<dataplane::time::Instant>,
+    /// The dataplane's address: the local address of every connection it carries.
+    address: Ipv4Addr,
 }
 
 struct Layer {
@@ -297,6 +302,7 @@ impl Layer {
                 dirty: Vec::new(),
                 connects: Vec::new(),
                 next_poll: None,
+                address: to_ipv4(cfg.ip.addr),
             }),
             _port: port,
         })
@@ -421,6 +427,8 @@ impl Socket {
             options: HashMap::new(),
             linger: None,
             watch: None,
+            rcvtimeo: None,
+            sndtimeo: None,
             kind,
         }
     }
@@ -490,9 +498,9 @@ impl Inner {
     /// turned into socket state and readiness. Returns whether anything happened.
     fn cycle(&mut self) -> bool {
         let mut busy = false;
-        // One sendv per flow per cycle: a flow marked twice must not name the same unhanded bytes twice (the
-        // second command would send them again).
         let mut dirty = std::mem::take(&mut self.dirty);
+        // A socket is marked dirty by every write and every `TcpSent`: it must get one `sendv` per cycle, since
+        // each names the unhanded bytes as they stood before the cycle (two would send the same bytes twice).
         dirty.sort_unstable_by_key(|id| id.0);
         dirty.dedup();
         let connects = std::mem::take(&mut self.connects);
@@ -625,7 +633,9 @@ impl Inner {
                     self.push(q, Pending::Reject { handle });
                     return;
                 }
-                let local = self.get(lid).map(|s| s.local).unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+                // The connection's own address, also under an INADDR_ANY listener (getsockname says where it
+                // arrived, as Linux does).
+                let local = SocketAddrV4::new(self.address, local_port);
                 let conn = Conn { handle, queue: q, state: ConnState::Established, ..Conn::default() };
                 let mut sock = Socket::new(None, -1, local, Kind::Conn(conn));
                 sock.remote = SocketAddrV4::new(to_ipv4(remote.addr), remote.port);
@@ -703,13 +713,20 @@ impl Inner {
             }
             Event::TcpDead { cookie, reason, .. } => {
                 let id = SockId(cookie);
+                let queued = self.in_accept_queue(id);
                 let Some(s) = self.get(id) else { return };
                 let orphan = s.fd.is_none();
                 if let Kind::Conn(c) = &mut s.kind {
                     c.state = ConnState::Dead;
-                    // Every lent buffer and every sent byte is released by the dataplane.
-                    c.rx.clear();
-                    c.rx_bytes = 0;
+                    // Every lent buffer and every sent byte is released by the dataplane. What arrived before the
+                    // end stays readable, as on Linux (the peer's data and FIN often come in the cycle that ends the
+                    // connection): unread bytes are copied out now, before the next cycle reuses the buffers.
+                    if orphan && !queued {
+                        c.rx.clear();
+                        c.rx_bytes = 0;
+                    } else {
+                        c.rx.iter_mut().for_each(Lent::detach);
+                    }
                     c.recv_done = 0;
                     c.tx.clear();
                     c.eof = true;
@@ -717,7 +734,7 @@ impl Inner {
                         c.error = dead_errno(reason);
                     }
                 }
-                if orphan && !self.in_accept_queue(id) {
+                if orphan && !queued {
                     self.remove(id);
                 } else {
                     self.post(id);
@@ -954,22 +971,41 @@ pub enum Accepted {
 pub fn accept(fd: RawFd, flags: i32) -> Result<Accepted, Errno> {
     let l = layer().ok_or(libc::EBADF)?;
     let _inside = InsideGuard::enter();
+    let mut timeout = None;
     loop {
         let mut g = l.lock();
         let (lid, s) = g.by_fd(fd)?;
         let nonblocking = s.nonblocking;
+        let deadline = *timeout.get_or_insert_with(|| s.rcvtimeo.and_then(|t| Instant::now().checked_add(t)));
+        // What an accepted socket inherits from its listener, as on Linux.
+        let (options, linger, sndbuf, rcvtimeo, sndtimeo) =
+            (s.options.clone(), s.linger, s.sndbuf, s.rcvtimeo, s.sndtimeo);
         let Kind::Listener(li) = &mut s.kind else { return Err(libc::EINVAL) };
         let kernel_fd = li.kernel;
-        if let Some(cid) = li.ready.pop_front() {
+        if let Some(&cid) = li.ready.front() {
+            // The connection stays queued if its fd cannot be made (EMFILE, ...).
             let newfd = kernel::eventfd()?;
             if flags & libc::SOCK_CLOEXEC == 0 {
-                kernel::fcntl(newfd, libc::F_SETFD, 0)?;
+                if let Err(e) = kernel::fcntl(newfd, libc::F_SETFD, 0) {
+                    kernel::close(newfd);
+                    return Err(e);
+                }
             }
-            let Some(c) = g.get(cid) else { continue };
+            li.ready.pop_front();
+            let Some(c) = g.get(cid) else {
+                kernel::close(newfd);
+                continue;
+            };
             c.fd = Some(newfd);
             c.notify = newfd;
             c.nonblocking = flags & libc::SOCK_NONBLOCK != 0;
+            let keepalive = options.get(&(libc::SOL_SOCKET, libc::SO_KEEPALIVE)).is_some_and(|&v| v != 0);
+            (c.options, c.linger, c.sndbuf, c.rcvtimeo, c.sndtimeo) = (options, linger, sndbuf, rcvtimeo, sndtimeo);
             let peer = c.remote;
+            if let (true, Kind::Conn(conn)) = (keepalive, &c.kind) {
+                let (q, handle) = (conn.queue, conn.handle);
+                g.push(q, Pending::Keepalive { handle, enable: true });
+            }
             g.by_fd.insert(newfd, cid);
             fdmap::mark(newfd);
             g.post(cid);
@@ -986,8 +1022,12 @@ pub fn accept(fd: RawFd, flags: i32) -> Result<Accepted, Errno> {
             return Err(libc::EAGAIN);
         }
         drop(g);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // SO_RCVTIMEO passed.
+            return Err(libc::EAGAIN);
+        }
         // The app's fd: for a dual listener, its epoll instance covers the kernel socket too.
-        wait_ready(l, fd, libc::POLLIN, None);
+        wait_ready(l, fd, libc::POLLIN, deadline);
         if let Some(k) = kernel_fd {
             let mut pfd = [libc::pollfd { fd: k, events: libc::POLLIN, revents: 0 }];
             let _ = kernel::poll(&mut pfd, 0);
@@ -1045,11 +1085,20 @@ pub fn connect(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
 /// `connect` again on a connecting socket (or waiting for a blocking one).
 fn connect_existing(fd: RawFd) -> Result<(), Errno> {
     let l = layer().ok_or(libc::EBADF)?;
+    let mut timeout = None;
     loop {
         let mut g = l.lock();
         let (_, s) = g.by_fd(fd)?;
         let (nonblocking, notify) = (s.nonblocking, s.notify);
-        let c = s.conn()?;
+        let deadline = *timeout.get_or_insert_with(|| s.sndtimeo.and_then(|t| Instant::now().checked_add(t)));
+        let c = match &mut s.kind {
+            Kind::Conn(c) => c,
+            // As Linux says for a listening socket.
+            Kind::Listener(_) => return Err(libc::EISCONN),
+            // Bound to the dataplane's address: its connects take a source port of the dataplane's choosing, so a
+            // bound socket cannot connect (yet).
+            Kind::Bound => return Err(libc::EOPNOTSUPP),
+        };
         match c.state {
             ConnState::Established => return Err(libc::EISCONN),
             ConnState::Dead => return Err(c.error.take().unwrap_or(libc::ECONNABORTED)),
@@ -1057,7 +1106,11 @@ fn connect_existing(fd: RawFd) -> Result<(), Errno> {
             ConnState::Connecting => {}
         }
         drop(g);
-        wait_ready(l, notify, libc::POLLOUT | libc::POLLIN, None);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // SO_SNDTIMEO passed: the connect goes on, as a non-blocking one would.
+            return Err(libc::EINPROGRESS);
+        }
+        wait_ready(l, notify, libc::POLLOUT | libc::POLLIN, deadline);
         let mut g = l.lock();
         let (_, s) = g.by_fd(fd)?;
         if let Kind::Conn(Conn { state: ConnState::Established, .. }) = s.kind {
@@ -1066,30 +1119,46 @@ fn connect_existing(fd: RawFd) -> Result<(), Errno> {
     }
 }
 
-/// `recv` family: copies into `bufs`. `peek`: MSG_PEEK; `dontwait`: MSG_DONTWAIT.
-pub fn recv(fd: RawFd, bufs: &mut [&mut [u8]], peek: bool, dontwait: bool) -> Result<usize, Errno> {
+/// `recv` family: copies into `bufs`. `flags`: MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL (a blocking call waits until
+/// `bufs` is full, the stream ends, an error comes or SO_RCVTIMEO passes, and returns what it has).
+pub fn recv(fd: RawFd, bufs: &mut [&mut [u8]], flags: i32) -> Result<usize, Errno> {
     let l = layer().ok_or(libc::EBADF)?;
     let _inside = InsideGuard::enter();
     let want: usize = bufs.iter().map(|b| b.len()).sum();
+    let peek = flags & libc::MSG_PEEK != 0;
+    let mut got = 0;
+    let mut timeout = None;
     loop {
         let mut g = l.lock();
         let (id, s) = g.by_fd(fd)?;
-        let (nonblocking, notify) = (s.nonblocking || dontwait, s.notify);
+        let (nonblocking, notify) = (s.nonblocking || flags & libc::MSG_DONTWAIT != 0, s.notify);
+        let waitall = flags & libc::MSG_WAITALL != 0 && !peek && !nonblocking;
+        let deadline = *timeout.get_or_insert_with(|| s.rcvtimeo.and_then(|t| Instant::now().checked_add(t)));
         let c = s.conn()?;
         if matches!(c.state, ConnState::Connecting) {
             if nonblocking {
                 return Err(libc::EAGAIN);
             }
-        } else if c.rx_bytes > 0 && want > 0 {
-            let n = copy_out(c, bufs, peek);
+        } else if c.rx_bytes > 0 && want > got {
+            got += copy_out(c, bufs, got, peek);
             let (q, handle, done) = (c.queue, c.handle, std::mem::take(&mut c.recv_done));
-            if done > 0 {
+            // A dead connection's bytes are the layer's own copies: nothing to give back.
+            if done > 0 && !matches!(c.state, ConnState::Dead) {
                 g.push(q, Pending::RecvDone { handle, len: done });
             }
             g.post(id);
-            return Ok(n);
-        } else if want == 0 {
-            return Ok(0);
+            if !waitall || got == want {
+                return Ok(got);
+            }
+            // MSG_WAITALL: the bytes given back reopen the window; wait for the rest.
+            drop(g);
+            drive();
+            continue;
+        } else if want == got {
+            return Ok(got);
+        } else if got > 0 && (c.error.is_some() || c.eof || c.shut_rd || matches!(c.state, ConnState::Dead)) {
+            // What MSG_WAITALL gathered comes first; the end or the error is for the next call.
+            return Ok(got);
         } else if let Some(e) = c.error.take() {
             g.post(id);
             return Err(e);
@@ -1099,15 +1168,27 @@ pub fn recv(fd: RawFd, bufs: &mut [&mut [u8]], peek: bool, dontwait: bool) -> Re
             return Err(libc::EAGAIN);
         }
         drop(g);
-        wait_ready(l, notify, libc::POLLIN, None);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // SO_RCVTIMEO passed.
+            return if got > 0 { Ok(got) } else { Err(libc::EAGAIN) };
+        }
+        wait_ready(l, notify, libc::POLLIN, deadline);
     }
 }
 
-fn copy_out(c: &mut Conn, bufs: &mut [&mut [u8]], peek: bool) -> usize {
+/// Copies received bytes into `bufs` from byte `skip` of them on (what an earlier pass filled); returns how many.
+fn copy_out(c: &mut Conn, bufs: &mut [&mut [u8]], skip: usize, peek: bool) -> usize {
     let mut total = 0;
     let mut seg = 0;
     let mut seg_off = 0;
+    let mut skip = skip;
     for buf in bufs.iter_mut() {
+        if skip >= buf.len() {
+            skip -= buf.len();
+            continue;
+        }
+        let buf = &mut buf[skip..];
+        skip = 0;
         let mut filled = 0;
         while filled < buf.len() && seg < c.rx.len() {
             let unread = &c.rx[seg].unread()[seg_off..];
@@ -1150,35 +1231,41 @@ pub fn send(fd: RawFd, bufs: &[&[u8]], dontwait: bool) -> Result<usize, Errno> {
     let l = layer().ok_or(libc::EBADF)?;
     let _inside = InsideGuard::enter();
     let want: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut sent = 0;
+    let mut timeout = None;
     loop {
         let mut g = l.lock();
         let (id, s) = g.by_fd(fd)?;
         let (nonblocking, notify, sndbuf) = (s.nonblocking || dontwait, s.notify, s.sndbuf);
-        let c = s.conn()?;
+        let deadline = *timeout.get_or_insert_with(|| s.sndtimeo.and_then(|t| Instant::now().checked_add(t)));
+        // A socket that is not a connection (listening, or only bound) has no sending direction: EPIPE, as Linux.
+        let Kind::Conn(c) = &mut s.kind else { return Err(EPIPE_SIGNAL) };
         match c.state {
             ConnState::Connecting if nonblocking => return Err(libc::EAGAIN),
             ConnState::Connecting => {}
-            // A pending error is reported first (as SO_ERROR would), then EPIPE.
+            // What a blocking call already took is reported; a pending error comes first (as SO_ERROR would),
+            // then EPIPE.
+            _ if sent > 0 && (c.shut_wr || matches!(c.state, ConnState::Dead)) => return Ok(sent),
             ConnState::Dead => return Err(c.error.take().unwrap_or(EPIPE_SIGNAL)),
             ConnState::Established if c.shut_wr => return Err(EPIPE_SIGNAL),
             ConnState::Established => {
-                if want == 0 {
-                    return Ok(0);
+                if sent == want {
+                    return Ok(sent);
                 }
                 let room = sndbuf.saturating_sub(c.tx.len());
                 if room > 0 {
-                    let mut n = 0;
-                    for b in bufs {
-                        let took = c.tx.push(b, room - n);
-                        n += took;
-                        if took < b.len() {
-                            break;
-                        }
-                    }
+                    sent += push_from(&mut c.tx, bufs, sent, room);
                     g.dirty.push(id);
                     WORK_PENDING.store(true, Ordering::Release);
                     g.post(id);
-                    return Ok(n);
+                    // A blocking socket takes all of it, waiting for room as Linux does (a short count only when
+                    // SO_SNDTIMEO passes or the connection ends); a non-blocking one takes what fits.
+                    if nonblocking || sent == want {
+                        return Ok(sent);
+                    }
+                    drop(g);
+                    drive();
+                    continue;
                 }
                 if nonblocking {
                     g.post(id);
@@ -1187,10 +1274,34 @@ pub fn send(fd: RawFd, bufs: &[&[u8]], dontwait: bool) -> Result<usize, Errno> {
             }
         }
         drop(g);
-        wait_ready(l, notify, libc::POLLOUT, None);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // SO_SNDTIMEO passed with no room.
+            return if sent > 0 { Ok(sent) } else { Err(libc::EAGAIN) };
+        }
+        wait_ready(l, notify, libc::POLLOUT, deadline);
         // The placeholder cannot say "not writable" without "readable": make progress by cycling.
         drive();
     }
+}
+
+/// Appends up to `room` bytes of `bufs` to `tx`, from byte `skip` of them on (what an earlier pass took).
+fn push_from(tx: &mut SendBuf, bufs: &[&[u8]], skip: usize, room: usize) -> usize {
+    let mut skip = skip;
+    let mut n = 0;
+    for b in bufs {
+        if skip >= b.len() {
+            skip -= b.len();
+            continue;
+        }
+        let b = &b[skip..];
+        skip = 0;
+        let took = tx.push(b, room - n);
+        n += took;
+        if took < b.len() {
+            break;
+        }
+    }
+    n
 }
 
 /// `shutdown(fd, how)`.
@@ -1242,9 +1353,10 @@ pub fn close(fd: RawFd) -> Result<(), Errno> {
     let mut to_abort = Vec::new();
     let mut port_gone = None;
     match &mut s.kind {
-        Kind::Bound => port_gone = Some(s.local.port()),
+        Kind::Bound => port_gone = Some((s.local.port(), false)),
         Kind::Listener(li) => {
-            port_gone = Some(li.port);
+            // A dual listener is a `Listener` from bind on, but the dataplane listens only after listen().
+            port_gone = Some((li.port, li.backlog > 0));
             if let Some(k) = li.kernel.take() {
                 kernel::close(k);
             }
@@ -1282,10 +1394,11 @@ pub fn close(fd: RawFd) -> Result<(), Errno> {
     if remove_now {
         g.remove(id);
     }
-    if let Some(port) = port_gone {
+    if let Some((port, listening)) = port_gone {
         if g.by_port.get(&port) == Some(&id) {
             g.by_port.remove(&port);
-            for q in 0..g.queues.len() {
+            // Only a port the dataplane listens on is unlistened (one only bound would be a bad-handle command).
+            for q in (0..g.queues.len()).filter(|_| listening) {
                 g.push(q, Pending::Unlisten { port });
             }
         }
@@ -1327,6 +1440,22 @@ pub enum OptValue {
     Int(i32),
     /// `struct linger`.
     Linger(libc::linger),
+    /// `struct timeval` (SO_RCVTIMEO, SO_SNDTIMEO).
+    Timeval(libc::timeval),
+}
+
+fn timeval_of(t: Option<Duration>) -> libc::timeval {
+    let t = t.unwrap_or_default();
+    libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t }
+}
+
+/// Boolean options: Linux reports 1 for any non-zero value set.
+fn is_bool_option(level: i32, name: i32) -> bool {
+    matches!(
+        (level, name),
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR | libc::SO_REUSEPORT | libc::SO_KEEPALIVE | libc::SO_OOBINLINE)
+            | (libc::IPPROTO_TCP, libc::TCP_NODELAY | libc::TCP_CORK | libc::TCP_QUICKACK)
+    )
 }
 
 /// `getsockopt` on a dataplane socket.
@@ -1352,6 +1481,10 @@ pub fn getsockopt(fd: RawFd, level: i32, name: i32) -> Result<OptValue, Errno> {
         (libc::SOL_SOCKET, libc::SO_LINGER) => {
             return Ok(OptValue::Linger(s.linger.unwrap_or(libc::linger { l_onoff: 0, l_linger: 0 })));
         }
+        (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => return Ok(OptValue::Timeval(timeval_of(s.rcvtimeo))),
+        (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => return Ok(OptValue::Timeval(timeval_of(s.sndtimeo))),
+        // The dataplane's receive window per connection, which SO_RCVBUF does not change.
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => dataplane::tcp::conn::TcpConfig::default().rcv_buf as i32,
         (libc::SOL_SOCKET | libc::IPPROTO_TCP, _) => *s.options.get(&(level, name)).unwrap_or(&0),
         _ => return Err(libc::ENOPROTOOPT),
     };
@@ -1365,11 +1498,9 @@ pub fn setsockopt(fd: RawFd, level: i32, name: i32, value: &[u8]) -> Result<(), 
     let mut g = l.lock();
     let (_, s) = g.by_fd(fd)?;
     if let Kind::Listener(Listener { kernel: Some(k), .. }) = s.kind {
-        // Keep the kernel half of a dual listener in step (SO_REUSEADDR, ...); its errors are not ours.
-        if value.len() >= 4 {
-            let v = i32::from_ne_bytes([value[0], value[1], value[2], value[3]]);
-            let _ = kernel::setsockopt_int(k, level, name, v);
-        }
+        // Keep the kernel half of a dual listener in step (SO_REUSEADDR, SO_RCVTIMEO, SO_LINGER, ...: the option's
+        // own bytes, so that the kernel's connections inherit them too); its errors are not ours.
+        let _ = kernel::setsockopt_bytes(k, level, name, value);
     }
     if level == libc::SOL_SOCKET && name == libc::SO_LINGER {
         if value.len() < std::mem::size_of::<libc::linger>() {
@@ -1380,10 +1511,37 @@ pub fn setsockopt(fd: RawFd, level: i32, name: i32, value: &[u8]) -> Result<(), 
         s.linger = Some(libc::linger { l_onoff: on, l_linger: secs });
         return Ok(());
     }
+    if level == libc::SOL_SOCKET && (name == libc::SO_RCVTIMEO || name == libc::SO_SNDTIMEO) {
+        // A struct timeval, as Linux checks it: zero is "for ever", a negative time "do not wait".
+        const _: () = assert!(std::mem::size_of::<libc::timeval>() == 16, "two 64-bit fields");
+        if value.len() < 16 {
+            return Err(libc::EINVAL);
+        }
+        let mut sec = [0u8; 8];
+        let mut usec = [0u8; 8];
+        sec.copy_from_slice(&value[..8]);
+        usec.copy_from_slice(&value[8..16]);
+        let (sec, usec) = (i64::from_ne_bytes(sec), i64::from_ne_bytes(usec));
+        if !(0..1_000_000).contains(&usec) {
+            return Err(libc::EDOM);
+        }
+        let t = match (sec, usec) {
+            (0, 0) => None,
+            (secs, _) if secs < 0 => Some(Duration::ZERO),
+            (secs, micros) => Some(Duration::from_secs(secs as u64) + Duration::from_micros(micros as u64)),
+        };
+        if name == libc::SO_RCVTIMEO {
+            s.rcvtimeo = t;
+        } else {
+            s.sndtimeo = t;
+        }
+        return Ok(());
+    }
     if value.len() < 4 {
         return Err(libc::EINVAL);
     }
     let v = i32::from_ne_bytes([value[0], value[1], value[2], value[3]]);
+    let v = if is_bool_option(level, name) { (v != 0) as i32 } else { v };
     match (level, name) {
         (libc::SOL_SOCKET, libc::SO_SNDBUF) => s.sndbuf = (v.max(2304) as usize).saturating_mul(2),
         (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => {
@@ -1460,7 +1618,16 @@ pub fn poll_revents(fd: RawFd, events: i16) -> i16 {
         rev |= libc::POLLOUT;
     }
     if let Kind::Conn(c) = &s.kind {
-        if matches!(c.state, ConnState::Dead) {
+        // As Linux's tcp_poll: a pending error is POLLERR; the receiving direction closed (the peer's FIN, or
+        // SHUT_RD) is POLLRDHUP; both directions closed, or the connection over, is POLLHUP.
+        let dead = matches!(c.state, ConnState::Dead);
+        if c.error.is_some() {
+            rev |= libc::POLLERR;
+        }
+        if (c.eof || c.shut_rd || dead) && events & libc::POLLRDHUP != 0 {
+            rev |= libc::POLLRDHUP;
+        }
+        if dead || ((c.eof || c.shut_rd) && c.shut_wr) {
             rev |= libc::POLLHUP;
         }
     }
