@@ -262,6 +262,7 @@ impl Queue {
         max_events: usize,
         timeout_us: i64,
     ) -> usize {
+        self.dp.begin_run_io();
         self.events.reset(max_events);
         self.rets.clear();
         self.rets.resize(ncmds, Ok(0));

@@ -97,10 +97,17 @@ impl Dataplane {
     /// One cycle: `submit` then `cycle`. `rets[i]` gets the result of `cmds[i]`; events are appended to
     /// `events` within its limit. Returns the number of events appended.
     pub fn run_io(&mut self, now: Instant, cmds: &[Command<'_>], rets: &mut [CmdResult], events: &mut Events) -> usize {
+        self.begin_run_io();
         let before = events.len();
         self.submit(now, cmds, rets, events);
         self.cycle(now, events);
         events.len() - before
+    }
+
+    /// Starts a `run_io`: the app is done with the previous one's events, so frames released while it could still
+    /// read them (quarantined) are free again. `submit` and `cycle` callers call this once per `run_io`.
+    pub fn begin_run_io(&mut self) {
+        self.pool.end_quarantine();
     }
 
     /// Executes the app's commands in order; `rets[i]` gets the result of `cmds[i]`.
@@ -275,6 +282,7 @@ impl Dataplane {
     /// a test can check that every frame came home.
     pub fn shutdown(mut self) -> MbufPool {
         self.release_all();
+        self.pool.end_quarantine();
         // Drop the NIC queue (closing an AF_XDP socket) before handing its memory back.
         let Dataplane { nic, pool, .. } = self;
         drop(nic);

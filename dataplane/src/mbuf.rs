@@ -102,6 +102,10 @@ pub struct MbufPool {
     region: MemoryRegion,
     frames: u32,
     free: Vec<u32>,
+    /// Frames the app may still be reading: lent in an event of the current `run_io` and released by the stack in
+    /// the same cycle (a connection died). They rejoin the free list when the next `run_io` starts, so the NIC is
+    /// never handed a frame the app is reading.
+    quarantine: Vec<u32>,
 }
 
 impl MbufPool {
@@ -113,7 +117,7 @@ impl MbufPool {
         let region = MemoryRegion::new(frames as usize * FRAME_SIZE, try_huge)?;
         // Hand out low indices first: they are the frames most likely to be warm in the cache.
         let free = (0..frames).rev().collect();
-        Ok(MbufPool { region, frames, free })
+        Ok(MbufPool { region, frames, free, quarantine: Vec::new() })
     }
 
     /// Takes a free frame, with its data empty at [`HEADROOM`]. `None` when the pool is exhausted.
@@ -131,10 +135,25 @@ impl MbufPool {
         self.free_index(m.index);
     }
 
+    /// Returns a frame the app may still be reading (it was lent in this cycle's events): it becomes free when
+    /// [`MbufPool::end_quarantine`] runs at the start of the next `run_io`.
+    pub fn free_after_app(&mut self, m: Mbuf) {
+        if m.index < self.frames && self.free.len() + self.quarantine.len() < self.frames as usize {
+            self.quarantine.push(m.index);
+        }
+    }
+
+    /// The app has consumed the last `run_io`'s events: quarantined frames are free again.
+    pub fn end_quarantine(&mut self) {
+        while let Some(i) = self.quarantine.pop() {
+            self.free_index(i);
+        }
+    }
+
     /// Returns a frame by index (AF_XDP completion ring). Indices outside the pool are ignored (counted by the
     /// caller as a kernel/driver anomaly), so a bad descriptor can never corrupt the free list.
     pub(crate) fn free_index(&mut self, index: u32) -> bool {
-        if index >= self.frames || self.free.len() >= self.frames as usize {
+        if index >= self.frames || self.free.len() + self.quarantine.len() >= self.frames as usize {
             return false;
         }
         self.free.push(index);
@@ -216,6 +235,24 @@ impl MbufPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quarantined_frames_stay_out_until_the_next_run_io() {
+        let mut pool = MbufPool::new(4, false).unwrap();
+        let a = pool.alloc().unwrap();
+        let index = a.index;
+        pool.free_after_app(a);
+        assert_eq!(pool.available(), 3, "a quarantined frame is not allocatable");
+        let taken: Vec<_> = std::iter::from_fn(|| pool.alloc()).collect();
+        assert!(taken.iter().all(|m| m.index != index), "the app may still read it");
+        taken.into_iter().for_each(|m| pool.free(m));
+        pool.end_quarantine();
+        assert_eq!(pool.available(), 4);
+        // A double release cannot grow the pool past its size.
+        pool.free_after_app(Mbuf { index, off: HEADROOM as u16, len: 0 });
+        pool.end_quarantine();
+        assert_eq!(pool.available(), 4);
+    }
 
     #[test]
     fn alloc_free_roundtrip_and_exhaustion() {

@@ -657,10 +657,11 @@ impl Conn {
         true
     }
 
-    /// Frees every mbuf the connection holds.
+    /// Frees every mbuf the connection holds. Lent ones may be in events the app has not read yet (data and the
+    /// connection's end often come in one cycle): they wait out the app's turn in the pool's quarantine.
     pub fn release(&mut self, pool: &mut MbufPool) {
         for m in self.lent.drain(..) {
-            pool.free(m);
+            pool.free_after_app(m);
         }
         for (_, m) in self.ooo.drain(..) {
             pool.free(m);
