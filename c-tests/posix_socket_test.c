@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -792,6 +793,16 @@ static int case_half_close(void)
 	CHECK(c >= 0, "connect");
 	CHECK(send_pattern(c, 0, 1000, 0) == 0, "send 1000");
 	CHECK(shutdown(c, SHUT_WR) == 0, "shutdown(SHUT_WR)");
+	{
+		/* select(2) sees the peer's answer coming (interposed: the layer's readiness). */
+		fd_set rd;
+		FD_ZERO(&rd);
+		FD_SET(c, &rd);
+		struct timeval tv = {10, 0};
+		int n = select(c + 1, &rd, NULL, NULL, &tv);
+		CHECK(n == 1 && FD_ISSET(c, &rd), "select for the peer's data: %d, readable %d", n, FD_ISSET(c, &rd));
+		CHECK(tv.tv_sec < 10 || tv.tv_usec < 1000000, "select leaves the time not slept");
+	}
 	CHECK(recv_pattern(c, 0, 2000) == 0, "receive 2000 after our SHUT_WR");
 	CHECK(read(c, b, sizeof b) == 0, "read 0 at the peer's FIN");
 	CHECK(read(c, b, sizeof b) == 0, "read 0 again");
@@ -803,6 +814,13 @@ static int case_half_close(void)
 	int ls = listener_on(dp_ip, port, 0);
 	CHECK(ls >= 0, "listen");
 	pid_t cl = spawn_peer(NULL, "tcp-steps", dp_ip, num(port), "send 500;shutwr;recv 700;eof", NULL, NULL, NULL);
+	{
+		fd_set rd;
+		FD_ZERO(&rd);
+		FD_SET(ls, &rd);
+		struct timeval tv = {10, 0};
+		CHECK(select(ls + 1, &rd, NULL, NULL, &tv) == 1 && FD_ISSET(ls, &rd), "select on the listener");
+	}
 	c = track(accept(ls, NULL, NULL));
 	CHECK(c >= 0, "accept");
 	CHECK(recv_pattern(c, 0, 500) == 0, "receive 500");

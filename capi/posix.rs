@@ -661,9 +661,15 @@ fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int) -> c_int {
     let mut all: Vec<pollfd> =
         user.iter().map(|u| if socket::owns(u.fd) { pollfd { events: libc::POLLIN, ..*u } } else { *u }).collect();
     all.extend(nic.iter().map(|&fd| pollfd { fd, events: libc::POLLIN, revents: 0 }));
+    // Readiness another thread's cycle gives a dataplane fd wakes no kernel wait (an event loop's sink may own the
+    // placeholder): such waits are sliced.
+    let slice_ms = if user.iter().any(|u| socket::owns(u.fd)) { 10 } else { -1 };
     loop {
         socket::drive();
         let mut wait = socket::before_wait(None).map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+        if slice_ms >= 0 {
+            wait = if wait < 0 { slice_ms } else { wait.min(slice_ms) };
+        }
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(std::time::Instant::now()).as_millis() as i32;
             wait = if wait < 0 { left } else { wait.min(left) };
@@ -685,6 +691,90 @@ fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int) -> c_int {
         if ready > 0 || deadline.is_some_and(|d| std::time::Instant::now() >= d) {
             return ready;
         }
+    }
+}
+
+/// `select(2)`, as `poll` when dataplane sockets exist (their readiness is the layer's), else the kernel's.
+///
+/// # Safety
+/// As select(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn select(
+    nfds: c_int,
+    readfds: *mut libc::fd_set,
+    writefds: *mut libc::fd_set,
+    exceptfds: *mut libc::fd_set,
+    timeout: *mut libc::timeval,
+) -> c_int {
+    if !socket::active() || socket::inside() {
+        return sys!(libc::SYS_select, nfds, readfds, writefds, exceptfds, timeout) as c_int;
+    }
+    if !(0..=libc::FD_SETSIZE as c_int).contains(&nfds) {
+        return fail(libc::EINVAL);
+    }
+    // SAFETY: select's contract: each set is null or a valid fd_set, `timeout` null or a valid timeval.
+    unsafe {
+        let wait_ms = if timeout.is_null() {
+            -1
+        } else {
+            let t = &*timeout;
+            if t.tv_sec < 0 || !(0..1_000_000).contains(&t.tv_usec) {
+                return fail(libc::EINVAL);
+            }
+            (t.tv_sec.saturating_mul(1000).saturating_add((t.tv_usec + 999) / 1000)).min(i32::MAX as i64) as c_int
+        };
+        let is_set = |set: *mut libc::fd_set, fd: c_int| !set.is_null() && libc::FD_ISSET(fd, set);
+        let mut fds: Vec<pollfd> = Vec::new();
+        for fd in 0..nfds {
+            let mut events = 0;
+            if is_set(readfds, fd) {
+                events |= libc::POLLIN;
+            }
+            if is_set(writefds, fd) {
+                events |= libc::POLLOUT;
+            }
+            if is_set(exceptfds, fd) {
+                events |= libc::POLLPRI;
+            }
+            if events != 0 {
+                fds.push(pollfd { fd, events, revents: 0 });
+            }
+        }
+        let started = std::time::Instant::now();
+        let r = guard(-1, || poll_with_dataplane(&mut fds, wait_ms));
+        if r < 0 {
+            return r;
+        }
+        if fds.iter().any(|p| p.revents & libc::POLLNVAL != 0) {
+            return fail(libc::EBADF);
+        }
+        for set in [readfds, writefds, exceptfds] {
+            if !set.is_null() {
+                libc::FD_ZERO(set);
+            }
+        }
+        let mut count = 0;
+        for p in &fds {
+            let err = p.revents & (libc::POLLERR | libc::POLLHUP) != 0;
+            let marks = [
+                (readfds, p.events & libc::POLLIN != 0 && (p.revents & libc::POLLIN != 0 || err)),
+                (writefds, p.events & libc::POLLOUT != 0 && (p.revents & libc::POLLOUT != 0 || err)),
+                (exceptfds, p.events & libc::POLLPRI != 0 && p.revents & libc::POLLPRI != 0),
+            ];
+            for (set, on) in marks {
+                if on {
+                    libc::FD_SET(p.fd, set);
+                    count += 1;
+                }
+            }
+        }
+        if !timeout.is_null() && wait_ms >= 0 {
+            // Linux leaves the time not slept in `timeout`.
+            let left = (wait_ms as u128 * 1000).saturating_sub(started.elapsed().as_micros()) as i64;
+            (*timeout).tv_sec = left / 1_000_000;
+            (*timeout).tv_usec = left % 1_000_000;
+        }
+        count
     }
 }
 

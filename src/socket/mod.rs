@@ -1477,6 +1477,12 @@ pub fn getsockopt(fd: RawFd, level: i32, name: i32) -> Result<OptValue, Errno> {
         (libc::SOL_SOCKET, libc::SO_DOMAIN) => libc::AF_INET,
         (libc::SOL_SOCKET, libc::SO_PROTOCOL) => libc::IPPROTO_TCP,
         (libc::SOL_SOCKET, libc::SO_ACCEPTCONN) => matches!(s.kind, Kind::Listener(_)) as i32,
+        // The NIC queue the connection's packets arrive on, numbered from 1 as Linux numbers NAPI contexts (0:
+        // none): memcached -N hands each connection to the worker thread of its queue with it (IX's flow groups).
+        (libc::SOL_SOCKET, libc::SO_INCOMING_NAPI_ID) => match &s.kind {
+            Kind::Conn(c) => c.queue as i32 + 1,
+            _ => 0,
+        },
         (libc::SOL_SOCKET, libc::SO_SNDBUF) => s.sndbuf as i32,
         (libc::SOL_SOCKET, libc::SO_LINGER) => {
             return Ok(OptValue::Linger(s.linger.unwrap_or(libc::linger { l_onoff: 0, l_linger: 0 })));
