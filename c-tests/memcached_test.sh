@@ -2,6 +2,7 @@
 # memcached on libix, checked with memcached's own behaviour as the oracle (c-tests/mc_client.py):
 #   MODE stock: Debian's memcached binary, unmodified, under ixrun (LD_PRELOAD, dataplane on AF_XDP)
 #   MODE built: memcached built from Debian's source against libix's headers and libix.so (memcached-patch/build.sh)
+#   MODE patched: the same with memcached-patch/*.patch (each worker accepts and serves its own connections)
 # A Linux client in the test host's namespace reaches it through the dataplane: text and binary protocol
 # (every command, values 0 B .. 1 MiB), 100,000 keys written and read back, stats; while a kernel client on
 # 127.0.0.1 uses the same instance; then 100 connections hammering for a bounded time with zero errors. Afterwards
@@ -31,11 +32,13 @@ fail() {
 
 case "$mode" in
     stock) memcached=(/usr/bin/memcached) ;;
-    built)
-        memcached=("$(bash "$repo/memcached-patch/build.sh" --plain "$build/memcached" "$bin/libix.so" | tail -1)")
+    built | patched)
+        variant=--plain
+        [ "$mode" = patched ] && variant=--patched
+        memcached=("$(bash "$repo/memcached-patch/build.sh" "$variant" "$build/memcached" "$bin/libix.so" | tail -1)")
         [ -x "${memcached[0]}" ] || fail "memcached was not built"
         ;;
-    *) echo "usage: memcached_test.sh stock|built THREADS BUILD_DIR" >&2; exit 2 ;;
+    *) echo "usage: memcached_test.sh stock|built|patched THREADS BUILD_DIR" >&2; exit 2 ;;
 esac
 
 # A kernel port nobody uses (the INADDR_ANY listener binds it on the kernel side too; tests run in parallel).

@@ -239,7 +239,9 @@ struct Inner {
     slots: Vec<(u32, Option<Socket>)>,
     free: Vec<usize>,
     by_fd: HashMap<RawFd, SockId>,
-    by_port: HashMap<u16, SockId>,
+    /// The sockets bound to each dataplane port: one, or several that all set SO_REUSEPORT (a listener per
+    /// thread; connections are spread over them by flow hash, as Linux does).
+    by_port: HashMap<u16, Vec<SockId>>,
     /// Sockets with bytes waiting for `sendv` (or a FIN to send).
     dirty: Vec<SockId>,
     connects: Vec<(usize, SockId, Endpoint)>,
@@ -621,7 +623,7 @@ impl Inner {
     fn event(&mut self, q: usize, ev: Event) {
         match ev {
             Event::TcpKnock { handle, remote, local_port } => {
-                let Some(&lid) = self.by_port.get(&local_port) else {
+                let Some(lid) = self.listener_for(local_port, remote) else {
                     self.push(q, Pending::Reject { handle });
                     return;
                 };
@@ -746,6 +748,22 @@ impl Inner {
             }
             Event::UdpSent { .. } => {}
         }
+    }
+
+    /// The listener that takes a connection from `remote` on `port`: among the port's listening sockets (several
+    /// with SO_REUSEPORT), one chosen by a hash of the peer, so a flow always lands on the same one.
+    fn listener_for(&mut self, port: u16, remote: Endpoint) -> Option<SockId> {
+        let ids = self.by_port.get(&port)?.clone();
+        let listening: Vec<SockId> = ids
+            .into_iter()
+            .filter(|&id| matches!(self.get(id).map(|s| &s.kind), Some(Kind::Listener(l)) if l.backlog > 0))
+            .collect();
+        if listening.is_empty() {
+            return None;
+        }
+        let h = u32::from_be_bytes(remote.addr.0).wrapping_mul(0x9e37_79b1)
+            ^ (remote.port as u32).wrapping_mul(0x85eb_ca6b);
+        Some(listening[(h.rotate_left(13) as usize) % listening.len()])
     }
 
     fn in_accept_queue(&mut self, id: SockId) -> bool {
@@ -884,8 +902,15 @@ pub fn bind(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
         // An ephemeral listening port would need the dataplane to choose one; not supported yet.
         return if ip.is_unspecified() { Taken::No } else { Taken::Yes(Err(libc::EADDRNOTAVAIL)) };
     }
-    if g.by_port.contains_key(&addr.port()) {
-        return Taken::Yes(Err(libc::EADDRINUSE));
+    // SO_REUSEPORT was set on the kernel socket before bind: every socket of a port must have it to share it.
+    let reuseport = kernel::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT).unwrap_or(0) != 0;
+    if let Some(ids) = g.by_port.get(&addr.port()).cloned() {
+        let all_share = ids.iter().all(|&id| {
+            g.get(id).is_some_and(|s| s.options.get(&(libc::SOL_SOCKET, libc::SO_REUSEPORT)).is_some_and(|&v| v != 0))
+        });
+        if !(reuseport && all_share) {
+            return Taken::Yes(Err(libc::EADDRINUSE));
+        }
     }
     let result = (|| {
         let local = SocketAddrV4::new(ip, addr.port());
@@ -916,11 +941,14 @@ pub fn bind(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
             Ok(s)
         }
     })();
-    Taken::Yes(result.map(|s| {
+    Taken::Yes(result.map(|mut s| {
         let port = s.local.port();
+        if reuseport {
+            s.options.insert((libc::SOL_SOCKET, libc::SO_REUSEPORT), 1);
+        }
         let id = g.insert(s);
         g.by_fd.insert(fd, id);
-        g.by_port.insert(port, id);
+        g.by_port.entry(port).or_default().push(id);
         fdmap::mark(fd);
     }))
 }
@@ -949,8 +977,19 @@ pub fn listen(fd: RawFd, backlog: i32) -> Result<(), Errno> {
         }
         Kind::Conn(_) => return Err(libc::EINVAL),
     }
-    for q in 0..g.queues.len() {
-        g.push(q, Pending::Listen { port, backlog: backlog as u32 });
+    // The dataplane listens once per port; further SO_REUSEPORT listeners share it.
+    let others_listening = g
+        .by_port
+        .get(&port)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&o| o != id)
+        .any(|o| matches!(g.get(o).map(|s| &s.kind), Some(Kind::Listener(l)) if l.backlog > 0));
+    if !others_listening {
+        for q in 0..g.queues.len() {
+            g.push(q, Pending::Listen { port, backlog: backlog as u32 });
+        }
     }
     g.post(id);
     drop(g);
@@ -1395,12 +1434,22 @@ pub fn close(fd: RawFd) -> Result<(), Errno> {
         g.remove(id);
     }
     if let Some((port, listening)) = port_gone {
-        if g.by_port.get(&port) == Some(&id) {
+        let mut last = false;
+        let mut others_listening = false;
+        if let Some(ids) = g.by_port.get_mut(&port) {
+            ids.retain(|&o| o != id);
+            last = ids.is_empty();
+            let rest = ids.clone();
+            others_listening =
+                rest.into_iter().any(|o| matches!(g.get(o).map(|s| &s.kind), Some(Kind::Listener(l)) if l.backlog > 0));
+        }
+        if last {
             g.by_port.remove(&port);
-            // Only a port the dataplane listens on is unlistened (one only bound would be a bad-handle command).
-            for q in (0..g.queues.len()).filter(|_| listening) {
-                g.push(q, Pending::Unlisten { port });
-            }
+        }
+        // Only a port the dataplane listens on is unlistened (one only bound would be a bad-handle command), and
+        // only when no other SO_REUSEPORT listener still uses it.
+        for q in (0..g.queues.len()).filter(|_| listening && !others_listening) {
+            g.push(q, Pending::Unlisten { port });
         }
     }
     for cid in to_abort {

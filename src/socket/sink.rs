@@ -49,7 +49,9 @@ impl ReadySink {
         let wake_fd = kernel::eventfd().map_err(std::io::Error::from_raw_os_error)?;
         Ok(ReadySink {
             ready: Mutex::new(HashMap::new()),
-            sleeping: AtomicBool::new(false),
+            // The loop may already be blocked in a wait that started before this sink existed (an event added
+            // from another thread creates it): the first readiness must wake it.
+            sleeping: AtomicBool::new(true),
             wake_fd,
             spin_until_us: AtomicU64::new(0),
             spin_us: super::spin().as_micros() as u64,
