@@ -967,7 +967,11 @@ impl TcpStack {
             let unblocked = conn.app_blocked && window > 0;
             if conn.accepted && !conn.released && (conn.acked_to_report > 0 || unblocked) {
                 let acked = std::mem::take(&mut conn.acked_to_report);
-                conn.app_blocked = false;
+                // An app told "window 0" is still waiting: it must hear when the window opens, even though that
+                // news (a window update) acknowledges nothing new.
+                if window > 0 {
+                    conn.app_blocked = false;
+                }
                 push_event(io, Event::TcpSent { cookie: conn.cookie, handle: h.0, acked, window });
             } else {
                 conn.acked_to_report = 0;
