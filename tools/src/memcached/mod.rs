@@ -102,6 +102,10 @@ pub struct MemcachedArgs {
     /// Draw avg and p99 latency against achieved throughput into FILE.png.
     #[arg(long, value_name = "FILE.png")]
     pub plot: Option<PathBuf>,
+    /// Latency axis of the plot up to this many us (default: 1.5x the largest latency of the points that kept up
+    /// with their rate; higher latencies are drawn at the top edge).
+    #[arg(long)]
+    pub plot_max_us: Option<f64>,
 }
 
 /// Most connections (file descriptors are checked too).
@@ -119,6 +123,8 @@ const DRAIN_NS: u64 = 1_000_000_000;
 /// The warm-up SETs of all keys must finish within this.
 const PREFILL_MAX_NS: u64 = 600_000_000_000;
 const TIMER_TOKEN: u64 = u64::MAX;
+/// Open loop: arrivals just before the end of the window are still sent this long after it.
+const OPEN_LOOP_GRACE_NS: u64 = 5_000_000;
 
 pub fn now_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -174,6 +180,10 @@ pub struct Stats {
     pub errors: Errors,
     /// Open loop: measured requests sent more than 100 us after their arrival time.
     pub late_sends: u64,
+    /// Open loop: arrivals in the measured window never sent, because their connection was still behind (4
+    /// outstanding) when the window closed. Not in the histogram: a non-zero count means the point is overloaded
+    /// and its latencies are a lower bound.
+    pub unsent: u64,
 }
 
 impl Stats {
@@ -186,6 +196,7 @@ impl Stats {
             misses: 0,
             errors: Errors::default(),
             late_sends: 0,
+            unsent: 0,
         }
     }
     fn merge(&mut self, o: &Stats) {
@@ -196,6 +207,7 @@ impl Stats {
         self.misses += o.misses;
         self.errors.add(&o.errors);
         self.late_sends += o.late_sends;
+        self.unsent += o.unsent;
     }
     /// avg, p50, p90, p99, p99.9, max in microseconds.
     pub fn latency_us(&self) -> [f64; 6] {
@@ -409,7 +421,9 @@ impl<'a> Engine<'a> {
 
     /// Starts the requests connection `ci` may start at `now`, then sends what it has.
     fn issue(&mut self, ci: usize, now: u64) {
-        if self.conns[ci].dead || now >= self.stop {
+        // Open loop: an arrival before the stop still goes out when the loop sees it a little after the stop.
+        let open = matches!(self.pace, Pace::Open { .. });
+        if self.conns[ci].dead || (now >= self.stop && !open) {
             return;
         }
         match self.pace {
@@ -629,7 +643,11 @@ impl<'a> Engine<'a> {
         let mut last_check = now;
         loop {
             let now = now_ns();
-            let issuing = now < self.stop && (open || !matches!(self.ops, Ops::Prefill { .. }) || self.prefill_left());
+            let issuing = if open {
+                now < self.stop + OPEN_LOOP_GRACE_NS
+            } else {
+                now < self.stop && (!matches!(self.ops, Ops::Prefill { .. }) || self.prefill_left())
+            };
             if !issuing && (self.outstanding() == 0 || now >= drain_until) {
                 break;
             }
@@ -678,6 +696,17 @@ impl<'a> Engine<'a> {
             if now >= last_check + 10_000_000 {
                 self.check_timeouts(now);
                 last_check = now;
+            }
+        }
+        // Arrivals of the window that never went out (bounded: at most what the schedule holds until the end).
+        if let Pace::Open { mean_gap_ns, .. } = self.pace {
+            for c in &mut self.conns {
+                let mut steps = 0u64;
+                while c.next_arrival < self.window.1 && steps < 100_000_000 {
+                    self.st.unsent += u64::from(c.next_arrival >= self.window.0);
+                    c.next_arrival += c.rng.exp(mean_gap_ns).max(1.0) as u64;
+                    steps += 1;
+                }
             }
         }
         // What is still outstanding after the drain is lost.
@@ -965,8 +994,8 @@ fn print_header(args: &MemcachedArgs, open: bool) {
 fn table_header(open: bool) -> String {
     let unloaded = if open { " | unloaded us: avg    p50    p99" } else { "" };
     format!(
-        "  {:>10} {:>10} | latency us: {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}{unloaded} | {:>6} {:>6} {:>6}",
-        "offered/s", "achieved/s", "avg", "p50", "p90", "p99", "p99.9", "max", "errors", "misses", "late"
+        "  {:>10} {:>10} | latency us: {:>7} {:>7} {:>7} {:>7} {:>7} {:>8}{unloaded} | {:>6} {:>6} {:>6} {:>6}",
+        "offered/s", "achieved/s", "avg", "p50", "p90", "p99", "p99.9", "max", "errors", "misses", "late", "unsent"
     )
 }
 
@@ -983,11 +1012,12 @@ fn table_row(p: &Point) -> String {
     };
     format!(
         "  {offered:>10} {:>10.0} |             {avg:>7.1} {p50:>7.1} {p90:>7.1} {p99:>7.1} {p999:>7.1} {max:>8.1}\
-         {unloaded} | {:>6} {:>6} {:>6}",
+         {unloaded} | {:>6} {:>6} {:>6} {:>6}",
         p.achieved(),
         p.load.errors.total() + p.unloaded.as_ref().map_or(0, |u| u.errors.total()),
         p.load.misses + p.unloaded.as_ref().map_or(0, |u| u.misses),
         p.load.late_sends,
+        p.load.unsent,
     )
 }
 
@@ -1024,7 +1054,7 @@ fn point_json(args: &MemcachedArgs, p: &Point, evicted: Option<u64>) -> String {
             "\"offered\":{},\"achieved\":{:.1},\"avg\":{:.3},\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},",
             "\"p999\":{:.3},\"max\":{:.3},\"requests\":{},\"gets\":{},\"errors\":{},\"misses\":{},",
             "\"evictions\":{},\"errors_by_kind\":{{\"wrong_value\":{},\"failed\":{},\"protocol\":{},\"timeout\":{},",
-            "\"connection\":{}}},\"late_sends\":{},\"unloaded\":{}}}"
+            "\"connection\":{}}},\"late_sends\":{},\"unsent\":{},\"unloaded\":{}}}"
         ),
         json_str(&args.label),
         args.server,
@@ -1056,6 +1086,7 @@ fn point_json(args: &MemcachedArgs, p: &Point, evicted: Option<u64>) -> String {
         e.timeout,
         e.connection,
         p.load.late_sends,
+        p.load.unsent,
         p.unloaded.as_ref().map_or("null".to_string(), latency_json),
     )
 }
@@ -1090,7 +1121,9 @@ fn finish(args: &MemcachedArgs, points: &[Point], evicted: Option<u64>) -> Resul
             .map(|p| {
                 let [avg, _, _, p99, _, _] = p.load.latency_us();
                 let unloaded_p99_us = p.unloaded.as_ref().map(|u| u.latency_us()[3]);
-                plot::CurvePoint { achieved: p.achieved(), avg_us: avg, p99_us: p99, unloaded_p99_us }
+                let kept_up =
+                    p.load.unsent * 1000 <= p.load.measured && p.offered.is_none_or(|r| p.achieved() >= 0.95 * r);
+                plot::CurvePoint { achieved: p.achieved(), avg_us: avg, p99_us: p99, unloaded_p99_us, kept_up }
             })
             .collect();
         let title = format!(
@@ -1101,7 +1134,7 @@ fn finish(args: &MemcachedArgs, points: &[Point], evicted: Option<u64>) -> Resul
             args.conns,
             if args.label.is_empty() { String::new() } else { format!(" [{}]", args.label) }
         );
-        plot::draw_curve(path, &title, &curve)?;
+        plot::draw_curve(path, &title, &curve, args.plot_max_us)?;
         println!("  plot: {}", path.display());
     }
     if errors > 0 {

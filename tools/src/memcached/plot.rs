@@ -16,21 +16,40 @@ pub struct CurvePoint {
     pub p99_us: f64,
     /// p99 of the unloaded measuring connection, if there was one.
     pub unloaded_p99_us: Option<f64>,
+    /// The point kept up with its offered load (closed loop: always).
+    pub kept_up: bool,
 }
 
-pub fn draw_curve(path: &Path, title: &str, points: &[CurvePoint]) -> Result<(), String> {
-    draw(path, title, points).map_err(|e| format!("cannot draw {}: {e}", path.display()))
+/// Draws the curve into `path`. The latency axis ends at `y_max_us` if given, else at 1.5x the largest latency
+/// of the points that kept up (`kept_up`); latencies beyond it are drawn at the top edge, as hollow markers.
+pub fn draw_curve(path: &Path, title: &str, points: &[CurvePoint], y_max_us: Option<f64>) -> Result<(), String> {
+    draw(path, title, points, y_max_us).map_err(|e| format!("cannot draw {}: {e}", path.display()))
 }
 
-fn draw(path: &Path, title: &str, points: &[CurvePoint]) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(
+    path: &Path,
+    title: &str,
+    points: &[CurvePoint],
+    y_max_us: Option<f64>,
+) -> Result<(), Box<dyn std::error::Error>> {
     plotters::style::register_font(FONT_NAME, FontStyle::Normal, FONT).map_err(|_| "the bundled font does not load")?;
     let root = BitMapBackend::new(path, (1000, 640)).into_drawing_area();
     root.fill(&WHITE)?;
     let kilo = |r: f64| r / 1000.0;
     let x_max = points.iter().map(|p| kilo(p.achieved)).fold(0.0, f64::max).max(1e-3) * 1.08;
-    let y_max =
-        points.iter().flat_map(|p| [p.avg_us, p.p99_us, p.unloaded_p99_us.unwrap_or(0.0)]).fold(0.0, f64::max).max(1.0)
-            * 1.1;
+    let largest = |kept_up_only: bool| {
+        points
+            .iter()
+            .filter(|p| p.kept_up || !kept_up_only)
+            .flat_map(|p| [p.avg_us, p.p99_us, p.unloaded_p99_us.unwrap_or(0.0)])
+            .fold(0.0, f64::max)
+    };
+    let y_max = match y_max_us {
+        Some(y) => y,
+        None if largest(true) > 0.0 => (largest(true) * 1.5).min(largest(false) * 1.05),
+        None => largest(false) * 1.05,
+    }
+    .max(1.0);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, (FONT_NAME, 20))
         .margin(16)
@@ -40,6 +59,8 @@ fn draw(path: &Path, title: &str, points: &[CurvePoint]) -> Result<(), Box<dyn s
     chart
         .configure_mesh()
         .x_desc("achieved throughput (k requests/s)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .y_desc("latency (us)")
         .label_style((FONT_NAME, 14))
         .axis_desc_style((FONT_NAME, 16))
@@ -54,10 +75,13 @@ fn draw(path: &Path, title: &str, points: &[CurvePoint]) -> Result<(), Box<dyn s
     }
     for (name, color, xy) in series {
         chart
-            .draw_series(LineSeries::new(xy.iter().copied(), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(xy.iter().map(|p| (p.0, p.1.min(y_max))), color.stroke_width(2)))?
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(xy.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        chart.draw_series(xy.iter().filter(|p| p.1 <= y_max).map(|&p| Circle::new(p, 4, color.filled())))?;
+        // Beyond the axis: at the top edge, hollow.
+        let beyond = xy.iter().filter(|p| p.1 > y_max);
+        chart.draw_series(beyond.map(|p| Circle::new((p.0, y_max), 5, color.stroke_width(2))))?;
     }
     chart
         .configure_series_labels()
