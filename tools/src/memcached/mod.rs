@@ -421,6 +421,12 @@ impl<'a> Engine<'a> {
 
     /// Starts the requests connection `ci` may start at `now`, then sends what it has.
     fn issue(&mut self, ci: usize, now: u64) {
+        self.fill(ci, now);
+        self.flush(ci);
+    }
+
+    /// Encodes the requests connection `ci` may start at `now` (sent by the next flush).
+    fn fill(&mut self, ci: usize, now: u64) {
         // Open loop: an arrival before the stop still goes out when the loop sees it a little after the stop.
         let open = matches!(self.pace, Pace::Open { .. });
         if self.conns[ci].dead || (now >= self.stop && !open) {
@@ -443,7 +449,6 @@ impl<'a> Engine<'a> {
                 }
             },
         }
-        self.flush(ci);
     }
 
     /// Encodes one request on connection `ci`; false when there is none left to start (prefill done).
@@ -549,6 +554,10 @@ impl<'a> Engine<'a> {
             if r > 0 {
                 c.rx_end += r as usize;
                 self.parse_replies(ci);
+                // The closed loop's next requests, one send for all the replies of this read.
+                if !self.conns[ci].dead && !self.conns[ci].tx.is_empty() {
+                    self.flush(ci);
+                }
                 if (r as usize) < room_len {
                     // A short read emptied the socket: the next segment raises a new edge (saves the recv that
                     // would only return EAGAIN).
@@ -615,7 +624,7 @@ impl<'a> Engine<'a> {
                 self.st.latency.saturating_record(now.saturating_sub(req.start).max(1));
             }
             if let Pace::Closed { .. } = self.pace {
-                self.issue(ci, now);
+                self.fill(ci, now);
             }
         }
     }
@@ -726,6 +735,8 @@ pub struct Point {
     pub seconds: f64,
     pub load: Stats,
     pub unloaded: Option<Stats>,
+    /// Items the server evicted from before the warm-up to the end of this point (None: `stats` did not answer).
+    pub evicted: Option<u64>,
 }
 
 impl Point {
@@ -837,7 +848,7 @@ fn run_point(args: &MemcachedArgs, shared: &Arc<Shared>, rate: Option<f64>, inde
         Some(h) => Some(h.join().map_err(|_| "the measuring thread panicked".to_string())??),
         None => None,
     };
-    Ok(Point { offered: rate, seconds: args.duration, load, unloaded })
+    Ok(Point { offered: rate, seconds: args.duration, load, unloaded, evicted: None })
 }
 
 /// The server's `evictions` counter (text `stats`), if it answers.
@@ -951,13 +962,12 @@ pub fn run(args: MemcachedArgs) -> Result<(), String> {
     println!("{}", table_header(open));
     let mut points = Vec::new();
     for (i, rate) in rates.iter().enumerate() {
-        let p = run_point(&args, &shared, *rate, i as u64)?;
+        let mut p = run_point(&args, &shared, *rate, i as u64)?;
+        p.evicted = evictions_before.zip(server_evictions(&args.server)).map(|(a, b)| b.saturating_sub(a));
         println!("{}", table_row(&p));
         points.push(p);
     }
-    let evictions_after = server_evictions(&args.server);
-    let evicted = evictions_before.zip(evictions_after).map(|(a, b)| b.saturating_sub(a));
-    finish(&args, &points, evicted)
+    finish(&args, &points)
 }
 
 // ---------------------------------------------------------------------------------------------- report
@@ -1014,7 +1024,7 @@ fn table_row(p: &Point) -> String {
         "  {offered:>10} {:>10.0} |             {avg:>7.1} {p50:>7.1} {p90:>7.1} {p99:>7.1} {p999:>7.1} {max:>8.1}\
          {unloaded} | {:>6} {:>6} {:>6} {:>6}",
         p.achieved(),
-        p.load.errors.total() + p.unloaded.as_ref().map_or(0, |u| u.errors.total()),
+        point_errors(p),
         p.load.misses + p.unloaded.as_ref().map_or(0, |u| u.misses),
         p.load.late_sends,
         p.load.unsent,
@@ -1034,14 +1044,14 @@ fn json_str(s: &str) -> String {
     s.chars().flat_map(|c| if c == '"' || c == '\\' { vec!['\\', c] } else { vec![c] }).collect()
 }
 
-/// Errors of a point: misses count as errors unless the server evicted items during the run.
-fn point_errors(p: &Point, evicted: Option<u64>) -> u64 {
+/// Errors of a point: misses count as errors unless the server evicted items since the warm-up.
+fn point_errors(p: &Point) -> u64 {
     let misses = p.load.misses + p.unloaded.as_ref().map_or(0, |u| u.misses);
-    let forgiven = evicted.is_some_and(|e| e > 0);
+    let forgiven = p.evicted.is_some_and(|e| e > 0);
     p.load.errors.total() + p.unloaded.as_ref().map_or(0, |u| u.errors.total()) + if forgiven { 0 } else { misses }
 }
 
-fn point_json(args: &MemcachedArgs, p: &Point, evicted: Option<u64>) -> String {
+fn point_json(args: &MemcachedArgs, p: &Point) -> String {
     let [avg, p50, p90, p99, p999, max] = p.load.latency_us();
     let mut e = p.load.errors;
     if let Some(u) = &p.unloaded {
@@ -1077,9 +1087,9 @@ fn point_json(args: &MemcachedArgs, p: &Point, evicted: Option<u64>) -> String {
         max,
         p.load.measured,
         p.load.measured_gets,
-        point_errors(p, evicted),
+        point_errors(p),
         p.load.misses + p.unloaded.as_ref().map_or(0, |u| u.misses),
-        evicted.map_or("null".to_string(), |e| e.to_string()),
+        p.evicted.map_or("null".to_string(), |e| e.to_string()),
         e.wrong_value,
         e.failed,
         e.protocol,
@@ -1091,8 +1101,9 @@ fn point_json(args: &MemcachedArgs, p: &Point, evicted: Option<u64>) -> String {
     )
 }
 
-fn finish(args: &MemcachedArgs, points: &[Point], evicted: Option<u64>) -> Result<(), String> {
-    let errors: u64 = points.iter().map(|p| point_errors(p, evicted)).sum();
+fn finish(args: &MemcachedArgs, points: &[Point]) -> Result<(), String> {
+    let errors: u64 = points.iter().map(point_errors).sum();
+    let evicted = points.last().and_then(|p| p.evicted);
     let misses: u64 = points.iter().map(|p| p.load.misses + p.unloaded.as_ref().map_or(0, |u| u.misses)).sum();
     let mut kinds = Errors::default();
     for p in points {
@@ -1102,8 +1113,8 @@ fn finish(args: &MemcachedArgs, points: &[Point], evicted: Option<u64>) -> Resul
         }
     }
     match evicted {
-        Some(0) => println!("  server evictions during the run: 0 (every miss is an error)"),
-        Some(e) => println!("  server evictions during the run: {e} (misses are not counted as errors)"),
+        Some(0) => println!("  server evictions since the warm-up: 0 (every miss is an error)"),
+        Some(e) => println!("  server evictions since the warm-up: {e} (misses are not counted as errors)"),
         None => println!("  server evictions: unknown (`stats` did not answer; every miss is an error)"),
     }
     println!(
@@ -1111,7 +1122,7 @@ fn finish(args: &MemcachedArgs, points: &[Point], evicted: Option<u64>) -> Resul
         kinds.wrong_value, kinds.failed, kinds.protocol, kinds.timeout, kinds.connection
     );
     if let Some(path) = &args.json {
-        let rows: Vec<String> = points.iter().map(|p| point_json(args, p, evicted)).collect();
+        let rows: Vec<String> = points.iter().map(|p| point_json(args, p)).collect();
         std::fs::write(path, format!("[\n{}\n]\n", rows.join(",\n")))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
