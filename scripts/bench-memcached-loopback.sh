@@ -73,7 +73,8 @@ lines += ["cmd", "0 0.25", "1 0.75"]
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
 
-echo "== memcached -t $MC_THREADS on 127.0.0.1:$PORT; $CONNS connections, 1 client thread, closed loop, ${DURATION}s per run"
+echo "== memcached -t $MC_THREADS on 127.0.0.1:$PORT; $CONNS connections, 1 client thread, closed loop," \
+    "${DURATION}s per run"
 for w in $WORKLOADS; do
     "$ixbench" memcached --server "127.0.0.1:$PORT" --workload "$w" --keys "$KEYS" --conns "$CONNS" \
         --duration 0.2 --warmup 0 >"$work/prefill-$w.txt"
