@@ -235,6 +235,12 @@ fn open_loop_text_and_binary_against_memcached() {
             assert!((600.0..1400.0).contains(&count), "{count} unloaded requests");
         }
     }
+    // Without the measuring connection.
+    let args = [QUICK, &["--rate", "3000", "--measure-conn", "false"]].concat();
+    let rows = ixbench(&m, "open-no-measure", &args);
+    assert_eq!(rows.len(), 1);
+    assert_clean(&rows[0]);
+    assert!(rows[0].contains("\"unloaded\":null"), "{}", rows[0]);
     let png = std::fs::read(&plot).expect("the plot");
     let _ = std::fs::remove_file(&plot);
     assert!(png.len() > 5000 && png.starts_with(b"\x89PNG\r\n\x1a\n"), "{} bytes", png.len());

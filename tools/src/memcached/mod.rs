@@ -72,9 +72,11 @@ pub struct MemcachedArgs {
     /// Open loop: most requests pipelined on a connection that falls behind its arrivals (1..=4).
     #[arg(long, default_value_t = 4)]
     pub max_pipeline: usize,
-    /// Open loop: no separate unloaded measuring connection.
-    #[arg(long)]
-    pub no_measure_conn: bool,
+    /// Open loop: a separate, unloaded connection on its own thread that sends one request at a time and
+    /// measures latency (mutilate's agent mode). `--measure-conn false` turns it off.
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub measure_conn: bool,
     /// Requests/s of the measuring connection (Poisson, one request at a time; 0: back to back).
     #[arg(long, default_value_t = 1000.0)]
     pub measure_rate: f64,
@@ -800,7 +802,7 @@ fn prefill(args: &MemcachedArgs, shared: &Arc<Shared>) -> Result<(u64, f64), Str
 fn run_point(args: &MemcachedArgs, shared: &Arc<Shared>, rate: Option<f64>, index: u64) -> Result<Point, String> {
     let fds = connect_all(&args.server, args.conns)?;
     let measure_fd = match rate {
-        Some(_) if !args.no_measure_conn => Some(connect(&args.server).map_err(|e| format!("measuring conn: {e}"))?),
+        Some(_) if args.measure_conn => Some(connect(&args.server).map_err(|e| format!("measuring conn: {e}"))?),
         _ => None,
     };
     // All threads start together, a little after the connections are up.
@@ -974,7 +976,7 @@ pub fn run(args: MemcachedArgs) -> Result<(), String> {
 
 fn print_header(args: &MemcachedArgs, open: bool) {
     let shape = if open {
-        let m = if args.no_measure_conn {
+        let m = if !args.measure_conn {
             "off".to_string()
         } else if args.measure_rate > 0.0 {
             format!("{}/s", args.measure_rate)
