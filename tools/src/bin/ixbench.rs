@@ -22,6 +22,11 @@
 //! - `ixbench pingpong`: one connection, NetPIPE-like: one-way latency (RTT/2) and goodput per message size.
 //! - `ixbench hold`: N concurrent connections (over several source addresses if asked), optional verified round
 //!   trips on each, held open, a last round trip on each, then all closed.
+//!
+//! memcached (library module `ix_tools::memcached`, IX §5.5): `ixbench memcached`, mutilate's ETC and USR
+//! workloads over the text or binary protocol, closed or open loop (Poisson, coordinated omission accounted, an
+//! unloaded measuring connection), `--sweep` for the latency-vs-throughput curve, JSON and a PNG plot. It also
+//! accepts loopback servers, for the Linux baseline on this host.
 use clap::{Parser, Subcommand, ValueEnum};
 use hdrhistogram::Histogram;
 use std::collections::VecDeque;
@@ -49,6 +54,8 @@ enum Cmd {
     Pingpong(PingpongArgs),
     /// Open many idle TCP connections, optionally echo over each, hold them, then close them all.
     Hold(HoldArgs),
+    /// memcached load (mutilate-style, IX §5.5): ETC/USR, closed or open loop, latency-vs-throughput sweeps.
+    Memcached(ix_tools::memcached::MemcachedArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -2142,6 +2149,7 @@ fn main() -> ExitCode {
         Cmd::Echo(a) => tcp::echo(a),
         Cmd::Pingpong(a) => tcp::pingpong(a),
         Cmd::Hold(a) => tcp::hold(a),
+        Cmd::Memcached(a) => ix_tools::memcached::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
