@@ -43,8 +43,8 @@ use super::buffer::{
 };
 use super::event::{
     base_ref, event, event_add, event_assign, event_base, event_base_get_npriorities, event_base_gettimeofday_cached,
-    event_base_set, event_del, event_get_fd, event_get_priority, event_initialized, event_pending, event_priority_set,
-    event_remove_timer,
+    event_base_set, event_del, event_del_noblock, event_finalize, event_get_fd, event_get_priority, event_initialized,
+    event_pending, event_priority_set, event_remove_timer,
 };
 use super::guard;
 use super::util::{
@@ -146,6 +146,9 @@ struct Bev {
     lock: Cell<*mut c_void>,
     own_lock: Cell<bool>,
     refcnt: Cell<usize>,
+    /// The last reference is gone and the finalizer is queued: a callback already dispatched when that happened
+    /// may still take and drop a reference, which must not start a second destruction.
+    finalizing: Cell<bool>,
     options: Cell<c_int>,
     read_suspended: Cell<Suspension>,
     write_suspended: Cell<Suspension>,
@@ -301,6 +304,11 @@ fn ev_del(ev: *mut event) -> c_int {
     unsafe { event_del(ev) }
 }
 
+fn ev_del_noblock(ev: *mut event) -> c_int {
+    // SAFETY: as ev_add.
+    unsafe { event_del_noblock(ev) }
+}
+
 fn ev_pending(ev: *mut event, what: c_short) -> bool {
     // SAFETY: as ev_add.
     unsafe { event_pending(ev, what, null_mut()) != 0 }
@@ -384,41 +392,57 @@ fn now_cached(base: *mut event_base) -> libc::timeval {
 // Reference counting and destruction
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Drops a reference taken with the lock held and unlocks (libevent's `bufferevent_decref_and_unlock_`); the last
-/// reference destroys the object. Returns true if it did. Takes a raw pointer: the object may be gone on return.
+/// Drops a reference taken with the lock held and unlocks (libevent's `bufferevent_decref_and_unlock_`). The last
+/// reference unlinks the object from its partners, stops its events and queues its destruction on the loop (as
+/// libevent's finalizers do): callbacks of a base run on its loop thread, so once the finalizer runs none of this
+/// bufferevent's callbacks is running, even if the last reference was dropped by another thread. Returns true if
+/// that was the last reference. Takes a raw pointer: the object may be gone on return.
 fn decref_and_unlock(p: *const Bev) -> bool {
     let b = linked(p).expect("decref of a NULL bufferevent");
     let n = b.refcnt.get();
     assert!(n > 0, "bufferevent reference count underflow");
     b.refcnt.set(n - 1);
-    if n > 1 {
+    if n > 1 || b.finalizing.get() {
         b.unlock();
-        return false;
+        return n == 1;
     }
-    destroy(p);
+    b.finalizing.set(true);
+    unlink(b);
+    // Without blocking: a callback of these events may be waiting for our lock on the loop thread.
+    ev_del_noblock(b.ev_write());
+    if let Some(r) = b.rate() {
+        if ev_initialized(r.refill.get()) {
+            ev_del_noblock(r.refill.get());
+        }
+    }
+    if let Some(d) = b.deferred.get() {
+        d.cancel();
+    }
+    // SAFETY: ev_read is assigned at creation with this object as its argument; the finalizer gets it back.
+    let queued = unsafe { event_finalize(0, b.ev_read(), Some(finalize_cb)) } == 0;
+    b.unlock();
+    if !queued {
+        // No base to run a finalizer (a bufferevent never given one): nothing can run its callbacks either.
+        destroy(p);
+    }
     true
 }
 
-/// Frees an object whose last reference is gone (the caller holds its lock): unlink from partners, stop its
-/// events and deferred callbacks, run the transport's destructor, free the buffers, the lock and the memory, then
-/// release the underlying bufferevent a filter held.
+unsafe extern "C" fn finalize_cb(_ev: *mut event, arg: *mut c_void) {
+    guard((), || destroy(arg.cast()))
+}
+
+/// Frees an object whose last reference is gone, from its finalizer: the transport's destructor (closing the
+/// socket with BEV_OPT_CLOSE_ON_FREE, a filter's free_context), the group membership, the buffers, the lock and the
+/// memory, then the reference a filter held on its underlying bufferevent.
 fn destroy(p: *const Bev) {
     let underlying = {
         let b = linked(p).expect("live");
-        unlink(b);
-        ev_del(b.ev_read());
-        ev_del(b.ev_write());
-        if let Some(r) = b.rate() {
-            if ev_initialized(r.refill.get()) {
-                ev_del(r.refill.get());
-            }
-        }
+        b.lock();
         let underlying = b.filter().map_or(null(), |f| f.underlying.get());
         destruct(b);
-        if let Some(r) = b.rate() {
-            if !r.group.get().is_null() {
-                remove_from_group(b, false);
-            }
+        if b.rate().is_some_and(|r| !r.group.get().is_null()) {
+            remove_from_group(b, false);
         }
         // SAFETY: the buffers were created for this object and nothing else frees them.
         unsafe {
@@ -436,7 +460,7 @@ fn destroy(p: *const Bev) {
     let rate = boxed.rate.get();
     drop(boxed);
     if !rate.is_null() {
-        // SAFETY: the Box from `rate_limit_of`, no longer referenced (its event was deleted above).
+        // SAFETY: the Box from `rate_limit_of`, no longer referenced (its event was deleted with the object's).
         drop(unsafe { Box::from_raw(rate) });
     }
     if let Some(u) = linked(underlying) {
@@ -998,6 +1022,7 @@ fn alloc_bev(base: *mut event_base, ops: &'static bufferevent_ops, options: c_in
         lock: Cell::new(null_mut()),
         own_lock: Cell::new(false),
         refcnt: Cell::new(1),
+        finalizing: Cell::new(false),
         options: Cell::new(options),
         read_suspended: Cell::default(),
         write_suspended: Cell::default(),
