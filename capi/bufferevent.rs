@@ -1452,7 +1452,7 @@ unsafe extern "C" fn getaddrinfo_cb(result: c_int, ai: *mut evutil_addrinfo, arg
         if result == 0 {
             // SAFETY: a successful lookup returns a non-empty list.
             let (addr, len) = unsafe { ((*ai).ai_addr, (*ai).ai_addrlen as usize) };
-            if len <= std::mem::size_of::<libc::sockaddr_storage>() {
+            if len <= CONN_ADDRESS_MAX {
                 // SAFETY: `addr` holds `len` bytes; the destination is a sockaddr_storage.
                 let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
                 // SAFETY: as above.
@@ -3401,6 +3401,474 @@ pub unsafe extern "C" fn bufferevent_rate_limit_group_reset_totals(g: *mut buffe
         if let Some(g) = group_ref(g) {
             g.total_read.set(0);
             g.total_written.set(0);
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Exports: libevent_core's internal bufferevent functions
+//
+// Debian's libevent_core exports these for its sibling libraries (libevent_extra's http and evdns call
+// disable_hard_, get_options_ and the conn_address functions) and libevent's own tests. Functions libevent
+// declares on `struct bufferevent_private *` take the same pointer as the public struct here, since libevent's
+// private struct begins with it. `bufferevent_init_common_` initializes memory its caller allocated with
+// libevent's private layout, which libix's objects do not have: it refuses (-1).
+// ---------------------------------------------------------------------------------------------------------------
+
+/// `struct ev_token_bucket` (ratelim-internal.h).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ev_token_bucket {
+    read_limit: isize,
+    write_limit: isize,
+    last_updated: u32,
+}
+
+impl ev_token_bucket {
+    fn to_bucket(self) -> TokenBucket {
+        TokenBucket {
+            read_limit: self.read_limit as i64,
+            write_limit: self.write_limit as i64,
+            last_updated: self.last_updated,
+        }
+    }
+    fn from_bucket(b: TokenBucket) -> ev_token_bucket {
+        ev_token_bucket {
+            read_limit: b.read_limit as isize,
+            write_limit: b.write_limit as isize,
+            last_updated: b.last_updated,
+        }
+    }
+}
+
+/// `ev_token_bucket_get_tick_`.
+///
+/// # Safety
+/// `tv` and `cfg` readable.
+#[no_mangle]
+pub unsafe extern "C" fn ev_token_bucket_get_tick_(tv: *const libc::timeval, cfg: *const ev_token_bucket_cfg) -> u32 {
+    guard(0, || {
+        // SAFETY: the caller's promise.
+        let (Some(tv), Some(cfg)) = (unsafe { tv.as_ref() }, unsafe { cfg.as_ref() }) else { return 0 };
+        cfg.tick_of(*tv)
+    })
+}
+
+/// `ev_token_bucket_init_`: a full first tick, or (reinitialize) only clipped to the maxima.
+///
+/// # Safety
+/// `bucket` writable; `cfg` readable.
+#[no_mangle]
+pub unsafe extern "C" fn ev_token_bucket_init_(
+    bucket: *mut ev_token_bucket,
+    cfg: *const ev_token_bucket_cfg,
+    current_tick: u32,
+    reinitialize: c_int,
+) -> c_int {
+    guard(-1, || {
+        // SAFETY: the caller's promise.
+        let (Some(bucket), Some(cfg)) = (unsafe { bucket.as_mut() }, unsafe { cfg.as_ref() }) else { return -1 };
+        let b = if reinitialize != 0 {
+            let mut b = bucket.to_bucket();
+            b.clip(cfg);
+            b
+        } else {
+            TokenBucket::new(cfg, current_tick)
+        };
+        *bucket = ev_token_bucket::from_bucket(b);
+        0
+    })
+}
+
+/// `ev_token_bucket_update_`: 1 if ticks passed and tokens were added, else 0.
+///
+/// # Safety
+/// `bucket` writable; `cfg` readable.
+#[no_mangle]
+pub unsafe extern "C" fn ev_token_bucket_update_(
+    bucket: *mut ev_token_bucket,
+    cfg: *const ev_token_bucket_cfg,
+    current_tick: u32,
+) -> c_int {
+    guard(0, || {
+        // SAFETY: the caller's promise.
+        let (Some(bucket), Some(cfg)) = (unsafe { bucket.as_mut() }, unsafe { cfg.as_ref() }) else { return 0 };
+        let mut b = bucket.to_bucket();
+        let r = b.update(cfg, current_tick);
+        *bucket = ev_token_bucket::from_bucket(b);
+        c_int::from(r)
+    })
+}
+
+/// `bufferevent_add_event_`: event_add with the timeout, or none if it is zero.
+///
+/// # Safety
+/// `ev` an assigned event; `tv` readable.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_add_event_(ev: *mut event, tv: *const libc::timeval) -> c_int {
+    // SAFETY: the caller's promise.
+    guard(-1, || ev_add(ev, unsafe { tv.as_ref() }.copied()))
+}
+
+/// `bufferevent_incref_and_lock_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_incref_and_lock_(bufev: *mut bufferevent) {
+    // SAFETY: the caller's promise.
+    guard((), || unsafe { bufferevent_lock(bufev) })
+}
+
+/// `bufferevent_decref_and_unlock_`: 1 if that was the last reference.
+///
+/// # Safety
+/// `bufev` a live bufferevent the caller locked holding a reference.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_decref_and_unlock_(bufev: *mut bufferevent) -> c_int {
+    guard(-1, || {
+        // SAFETY: the caller's promise.
+        if unsafe { bev(bufev) }.is_none() {
+            return -1;
+        }
+        c_int::from(decref_and_unlock(bufev.cast::<Bev>()))
+    })
+}
+
+/// `bufferevent_disable_hard_`: disable, also stopping a connect in progress (http's connection reset).
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_disable_hard_(bufev: *mut bufferevent, event: c_short) -> c_int {
+    guard(-1, || {
+        // SAFETY: the caller's promise.
+        let Some(b) = (unsafe { bev(bufev) }) else { return -1 };
+        b.lock();
+        b.public.enabled.set(b.enabled() & !event);
+        b.connecting.set(false);
+        let r = if be_disable(b, event) < 0 { -1 } else { 0 };
+        b.unlock();
+        r
+    })
+}
+
+/// `bufferevent_enable_locking_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent; `lock` NULL or an evthread lock.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_enable_locking_(bufev: *mut bufferevent, lock: *mut c_void) -> c_int {
+    // SAFETY: the caller's promise.
+    guard(-1, || unsafe { bev(bufev) }.map_or(-1, |b| enable_locking(b, lock)))
+}
+
+/// `bufferevent_generic_adj_timeouts_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_generic_adj_timeouts_(bufev: *mut bufferevent) -> c_int {
+    // SAFETY: the caller's promise.
+    guard(-1, || unsafe { bev(bufev) }.map_or(-1, generic_adj_timeouts))
+}
+
+/// `bufferevent_generic_adj_existing_timeouts_`: re-times the pending events.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_generic_adj_existing_timeouts_(bufev: *mut bufferevent) -> c_int {
+    guard(-1, || {
+        // SAFETY: the caller's promise.
+        let Some(b) = (unsafe { bev(bufev) }) else { return -1 };
+        let mut r = 0;
+        for (ev, what, tv) in [
+            (b.ev_read(), EV_READ, b.public.timeout_read.get()),
+            (b.ev_write(), EV_WRITE, b.public.timeout_write.get()),
+        ] {
+            if ev_pending(ev, what) {
+                if timer_is_set(&tv) {
+                    if ev_add(ev, Some(tv)) < 0 {
+                        r = -1;
+                    }
+                } else {
+                    // SAFETY: an event inside this live bufferevent.
+                    unsafe { event_remove_timer(ev) };
+                }
+            }
+        }
+        r
+    })
+}
+
+/// `bufferevent_init_generic_timeout_cbs_`: makes ev_read/ev_write the generic timeout timers.
+///
+/// # Safety
+/// `bufev` a live bufferevent whose events are not pending.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_init_generic_timeout_cbs_(bufev: *mut bufferevent) {
+    guard((), || {
+        // SAFETY: the caller's promise.
+        if let Some(b) = unsafe { bev(bufev) } {
+            generic_timeout_events(b);
+        }
+    })
+}
+
+/// `bufferevent_get_options_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_get_options_(bufev: *mut bufferevent) -> c_int {
+    guard(0, || {
+        // SAFETY: the caller's promise.
+        let Some(b) = (unsafe { bev(bufev) }) else { return 0 };
+        b.lock();
+        let r = b.options.get();
+        b.unlock();
+        r
+    })
+}
+
+/// `bufferevent_get_read_max_` (on `struct bufferevent_private *`, the same pointer here).
+///
+/// # Safety
+/// `bufev` a live bufferevent, locked by the caller.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_get_read_max_(bufev: *mut bufferevent) -> isize {
+    // SAFETY: the caller's promise.
+    guard(-1, || unsafe { bev(bufev) }.map_or(-1, read_max))
+}
+
+/// `bufferevent_get_write_max_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent, locked by the caller.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_get_write_max_(bufev: *mut bufferevent) -> isize {
+    // SAFETY: the caller's promise.
+    guard(-1, || unsafe { bev(bufev) }.map_or(-1, write_max))
+}
+
+/// `bufferevent_decrement_read_buckets_`: charges `bytes` read to the bucket and group.
+///
+/// # Safety
+/// `bufev` a live bufferevent, locked by the caller.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_decrement_read_buckets_(bufev: *mut bufferevent, bytes: isize) -> c_int {
+    guard(-1, || {
+        // SAFETY: the caller's promise.
+        let Some(b) = (unsafe { bev(bufev) }) else { return -1 };
+        decrement_read_buckets(b, bytes);
+        0
+    })
+}
+
+/// `bufferevent_decrement_write_buckets_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent, locked by the caller.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_decrement_write_buckets_(bufev: *mut bufferevent, bytes: isize) -> c_int {
+    guard(-1, || {
+        // SAFETY: the caller's promise.
+        let Some(b) = (unsafe { bev(bufev) }) else { return -1 };
+        decrement_write_buckets(b, bytes);
+        0
+    })
+}
+
+/// `bufferevent_init_common_`: refused (see the section comment).
+///
+/// # Safety
+/// None (nothing is touched).
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_init_common_(
+    _bufev_private: *mut c_void,
+    _base: *mut event_base,
+    _ops: *const bufferevent_ops,
+    _options: c_int,
+) -> c_int {
+    super::event::warnx("bufferevent_init_common_: libix does not initialize bufferevents laid out by the caller");
+    -1
+}
+
+/// `bufferevent_ratelim_init_`: libix's bufferevents are initialized by their constructors; nothing to do.
+///
+/// # Safety
+/// None (nothing is touched).
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_ratelim_init_(_bufev_private: *mut c_void) -> c_int {
+    0
+}
+
+/// `bufferevent_remove_from_rate_limit_group_internal_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_remove_from_rate_limit_group_internal_(
+    bufev: *mut bufferevent,
+    unsuspend: c_int,
+) -> c_int {
+    guard(-1, || {
+        // SAFETY: the caller's promise.
+        let Some(b) = (unsafe { bev(bufev) }) else { return -1 };
+        remove_from_group(b, unsuspend != 0);
+        0
+    })
+}
+
+/// `bufferevent_run_readcb_` (the caller holds the lock and a reference).
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_run_readcb_(bufev: *mut bufferevent, options: c_int) {
+    guard((), || {
+        // SAFETY: the caller's promise.
+        if let Some(b) = unsafe { bev(bufev) } {
+            run_readcb(b, options);
+        }
+    })
+}
+
+/// `bufferevent_run_writecb_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_run_writecb_(bufev: *mut bufferevent, options: c_int) {
+    guard((), || {
+        // SAFETY: the caller's promise.
+        if let Some(b) = unsafe { bev(bufev) } {
+            run_writecb(b, options);
+        }
+    })
+}
+
+/// `bufferevent_run_eventcb_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_run_eventcb_(bufev: *mut bufferevent, what: c_short, options: c_int) {
+    guard((), || {
+        // SAFETY: the caller's promise.
+        if let Some(b) = unsafe { bev(bufev) } {
+            run_eventcb(b, what, options);
+        }
+    })
+}
+
+/// `bufferevent_suspend_read_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_suspend_read_(bufev: *mut bufferevent, what: u16) {
+    guard((), || {
+        // SAFETY: the caller's promise.
+        if let Some(b) = unsafe { bev(bufev) } {
+            suspend_read(b, what);
+        }
+    })
+}
+
+/// `bufferevent_unsuspend_read_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_unsuspend_read_(bufev: *mut bufferevent, what: u16) {
+    guard((), || {
+        // SAFETY: the caller's promise.
+        if let Some(b) = unsafe { bev(bufev) } {
+            unsuspend_read(b, what);
+        }
+    })
+}
+
+/// `bufferevent_suspend_write_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_suspend_write_(bufev: *mut bufferevent, what: u16) {
+    guard((), || {
+        // SAFETY: the caller's promise.
+        if let Some(b) = unsafe { bev(bufev) } {
+            suspend_write(b, what);
+        }
+    })
+}
+
+/// `bufferevent_unsuspend_write_`.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_unsuspend_write_(bufev: *mut bufferevent, what: u16) {
+    guard((), || {
+        // SAFETY: the caller's promise.
+        if let Some(b) = unsafe { bev(bufev) } {
+            unsuspend_write(b, what);
+        }
+    })
+}
+
+/// The size libevent gives the connected address (`struct sockaddr_in6 conn_address`).
+const CONN_ADDRESS_MAX: usize = std::mem::size_of::<libc::sockaddr_in6>();
+
+/// `bufferevent_socket_get_conn_address_`: the address connected to (family AF_UNSPEC when none).
+///
+/// # Safety
+/// `bufev` a live bufferevent; the result is valid while it lives.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_socket_get_conn_address_(bufev: *mut bufferevent) -> *const libc::sockaddr {
+    // SAFETY: the caller's promise.
+    guard(null(), || unsafe { bev(bufev) }.map_or(null(), |b| b.conn_address.as_ptr().cast_const().cast()))
+}
+
+/// `bufferevent_socket_set_conn_address_`: 0, or EVUTIL_EAI_FAIL for an address larger than a sockaddr_in6.
+///
+/// # Safety
+/// `bufev` a live bufferevent; `addr` has `addrlen` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_socket_set_conn_address_(
+    bufev: *mut bufferevent,
+    addr: *const libc::sockaddr,
+    addrlen: usize,
+) -> c_int {
+    guard(-1, || {
+        // SAFETY: the caller's promise.
+        let Some(b) = (unsafe { bev(bufev) }) else { return -1 };
+        if addrlen > CONN_ADDRESS_MAX || addr.is_null() {
+            const EVUTIL_EAI_FAIL: c_int = -4;
+            return EVUTIL_EAI_FAIL;
+        }
+        let mut ss = b.conn_address.get();
+        // SAFETY: `addr` has `addrlen` bytes (the caller's promise), fewer than a sockaddr_storage holds.
+        unsafe {
+            ptr::copy_nonoverlapping(addr.cast::<u8>(), (&mut ss as *mut libc::sockaddr_storage).cast(), addrlen)
+        };
+        b.conn_address.set(ss);
+        0
+    })
+}
+
+/// `bufferevent_socket_set_conn_address_fd_`: refreshes the address from the socket's peer, if one was set.
+///
+/// # Safety
+/// `bufev` a live bufferevent.
+#[no_mangle]
+pub unsafe extern "C" fn bufferevent_socket_set_conn_address_fd_(bufev: *mut bufferevent, fd: c_int) {
+    guard((), || {
+        // SAFETY: the caller's promise.
+        if let Some(b) = unsafe { bev(bufev) } {
+            remember_peer(b, fd);
         }
     })
 }
