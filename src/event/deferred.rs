@@ -77,6 +77,12 @@ impl Deferred {
         self.event().flags() & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER) != 0
     }
 
+    /// Runs it at priority `pri` from now on (libevent's `event_deferred_cb_set_priority_`, used by
+    /// `bufferevent_priority_set`); false if the base has no such priority or the callback is queued right now.
+    pub fn set_priority(&self, pri: i32) -> bool {
+        self.base().priority_set(self.event(), pri).is_ok()
+    }
+
     /// Takes it off the queue if it is queued; tells whether it was.
     pub fn cancel(&self) -> bool {
         let was = self.is_scheduled();
@@ -133,6 +139,23 @@ mod tests {
         base.run(EVLOOP_NONBLOCK).expect("loop");
         assert_eq!(runs.load(Ordering::SeqCst), 1, "a cancelled callback does not run");
         assert!(!d.cancel());
+    }
+
+    #[test]
+    fn runs_at_the_priority_it_is_given() {
+        let base = Box::new(Base::new(Config::default()).expect("base"));
+        base.priority_init(3).expect("priorities");
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (o1, o2) = (order.clone(), order.clone());
+        let low = Deferred::new(&base, Arc::new(move || o1.lock().expect("lock").push("low")));
+        let high = Deferred::new(&base, Arc::new(move || o2.lock().expect("lock").push("high")));
+        assert!(low.set_priority(2));
+        assert!(high.set_priority(0));
+        assert!(!high.set_priority(3), "no such priority");
+        low.schedule();
+        high.schedule();
+        base.run(EVLOOP_NONBLOCK).expect("loop");
+        assert_eq!(*order.lock().expect("lock"), vec!["high", "low"]);
     }
 
     #[test]
