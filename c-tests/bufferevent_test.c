@@ -716,6 +716,42 @@ static void test_threadsafe(void)
 	event_base_free(base);
 }
 
+/* Deferred callbacks run at the bufferevent's priority. */
+static int order_log[4], order_n;
+static void order_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	if (order_n < 4)
+		order_log[order_n++] = (int)(long)arg;
+}
+
+static void test_priority(void)
+{
+	current_test = "priority";
+	struct event_base *base = event_base_new();
+	CHECK_INT(event_base_priority_init(base, 3), ==, 0);
+	struct bufferevent *low = bufferevent_socket_new(base, -1, BEV_OPT_DEFER_CALLBACKS);
+	struct bufferevent *high = bufferevent_socket_new(base, -1, BEV_OPT_DEFER_CALLBACKS);
+	CHECK_INT(bufferevent_get_priority(low), ==, 1);
+	CHECK_INT(bufferevent_priority_set(low, 2), ==, 0);
+	CHECK_INT(bufferevent_priority_set(high, 0), ==, 0);
+	CHECK_INT(bufferevent_priority_set(high, 3), ==, -1);
+	CHECK_INT(bufferevent_get_priority(low), ==, 2);
+	CHECK_INT(bufferevent_get_priority(high), ==, 0);
+	bufferevent_setcb(low, order_read, NULL, NULL, (void *)2L);
+	bufferevent_setcb(high, order_read, NULL, NULL, (void *)1L);
+	bufferevent_trigger(low, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
+	bufferevent_trigger(high, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
+	CHECK_INT(order_n, ==, 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	CHECK_INT(order_n, ==, 2);
+	CHECK_INT(order_log[0], ==, 1);
+	CHECK_INT(order_log[1], ==, 2);
+	bufferevent_free(low);
+	bufferevent_free(high);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	evthread_use_pthreads();
@@ -728,6 +764,7 @@ int main(void)
 	test_rate_limits();
 	test_free_in_callback_and_refcount();
 	test_threadsafe();
+	test_priority();
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);
 		return 1;

@@ -162,6 +162,8 @@ struct Bev {
     errno_pending: Cell<c_int>,
     /// Created on first use from `ev_base` (a bufferevent may be made before its base is set).
     deferred: OnceCell<Deferred>,
+    /// The priority `bufferevent_priority_set` gave, for the deferred callback (made later, perhaps).
+    deferred_priority: Cell<Option<c_int>>,
     read_wm_entry: Cell<*mut evbuffer_cb_entry>,
     dns_error: Cell<c_int>,
     dns_request: Cell<*mut c_void>,
@@ -487,6 +489,9 @@ fn deferred_of(b: &Bev) -> Option<&Deferred> {
     let me = BevPtr(b);
     let unlocked = b.options.get() & OPT_UNLOCK_CALLBACKS != 0;
     let d = Deferred::new(base, Arc::new(move || run_deferred(me, unlocked)));
+    if let Some(pri) = b.deferred_priority.get() {
+        d.set_priority(pri);
+    }
     Some(b.deferred.get_or_init(|| d))
 }
 
@@ -1033,6 +1038,7 @@ fn alloc_bev(base: *mut event_base, ops: &'static bufferevent_ops, options: c_in
         eventcb_pending: Cell::new(0),
         errno_pending: Cell::new(0),
         deferred: OnceCell::new(),
+        deferred_priority: Cell::new(None),
         read_wm_entry: Cell::new(null_mut()),
         dns_error: Cell::new(0),
         dns_request: Cell::new(null_mut()),
@@ -2837,6 +2843,13 @@ pub unsafe extern "C" fn bufferevent_priority_set(bufev: *mut bufferevent, prior
                 0
             }
         };
+        if r == 0 {
+            // The deferred callbacks follow the events' priority, as in libevent.
+            b.deferred_priority.set(Some(priority));
+            if let Some(d) = b.deferred.get() {
+                d.set_priority(priority);
+            }
+        }
         b.unlock();
         r
     })
