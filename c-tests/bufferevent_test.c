@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -752,6 +753,85 @@ static void test_priority(void)
 	event_base_free(base);
 }
 
+/* BEV_OPT_THREADSAFE across threads: a worker writes through a bufferevent, locked, while the loop thread sends its
+ * output and a second bufferevent receives it; then the worker frees its bufferevent while the loop still runs
+ * (the last reference going in another thread must neither deadlock nor free memory under a running callback). */
+#define THREAD_WRITES 2000
+struct threaded {
+	struct event_base *base;
+	struct bufferevent *writer;
+	size_t received;
+	int done;
+};
+
+static void *writer_thread(void *arg)
+{
+	struct threaded *t = arg;
+	char chunk[100];
+	memset(chunk, 't', sizeof(chunk));
+	for (int i = 0; i < THREAD_WRITES; i++) {
+		bufferevent_lock(t->writer);
+		bufferevent_write(t->writer, chunk, sizeof(chunk));
+		bufferevent_unlock(t->writer);
+		if (i % 100 == 0)
+			usleep(1000);
+	}
+	/* Let the loop drain the output before the free (CLOSE_ON_FREE would cut it short). */
+	for (;;) {
+		bufferevent_lock(t->writer);
+		size_t left = evbuffer_get_length(bufferevent_get_output(t->writer));
+		bufferevent_unlock(t->writer);
+		if (left == 0)
+			break;
+		usleep(1000);
+	}
+	bufferevent_free(t->writer);
+	return NULL;
+}
+
+static void threaded_read(struct bufferevent *bev, void *arg)
+{
+	struct threaded *t = arg;
+	char buf[4096];
+	size_t n;
+	while ((n = bufferevent_read(bev, buf, sizeof(buf))) > 0)
+		t->received += n;
+}
+
+static void threaded_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct threaded *t = arg;
+	(void)bev;
+	if (what & BEV_EVENT_EOF) {
+		t->done = 1;
+		event_base_loopbreak(t->base);
+	}
+}
+
+static void test_threads(void)
+{
+	current_test = "threads";
+	struct threaded t = {0};
+	t.base = event_base_new();
+	int fds[2];
+	socketpair_nb(fds);
+	t.writer = bufferevent_socket_new(t.base, fds[0], BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE);
+	struct bufferevent *reader = bufferevent_socket_new(t.base, fds[1], BEV_OPT_CLOSE_ON_FREE | BEV_OPT_THREADSAFE);
+	bufferevent_setcb(reader, threaded_read, NULL, threaded_event, &t);
+	bufferevent_enable(reader, EV_READ);
+	bufferevent_enable(t.writer, EV_WRITE);
+	pthread_t th;
+	pthread_create(&th, NULL, writer_thread, &t);
+	struct timeval limit = {30, 0};
+	event_base_loopexit(t.base, &limit); /* a hang guard: only a failing run gets there */
+	event_base_dispatch(t.base);
+	pthread_join(th, NULL);
+	CHECK(t.done);
+	CHECK_INT(t.received, ==, THREAD_WRITES * 100);
+	bufferevent_free(reader);
+	event_base_free(t.base);
+}
+
 int main(void)
 {
 	evthread_use_pthreads();
@@ -765,6 +845,7 @@ int main(void)
 	test_free_in_callback_and_refcount();
 	test_threadsafe();
 	test_priority();
+	test_threads();
 	if (failures) {
 		fprintf(stderr, "%d check(s) failed\n", failures);
 		return 1;

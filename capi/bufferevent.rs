@@ -43,8 +43,8 @@ use super::buffer::{
 };
 use super::event::{
     base_ref, event, event_add, event_assign, event_base, event_base_get_npriorities, event_base_gettimeofday_cached,
-    event_base_set, event_del, event_del_noblock, event_finalize, event_get_fd, event_get_priority, event_initialized,
-    event_pending, event_priority_set, event_remove_timer,
+    event_base_set, event_del, event_del_noblock, event_finalize, event_get_base, event_get_fd, event_get_priority,
+    event_initialized, event_pending, event_priority_set, event_remove_timer,
 };
 use super::guard;
 use super::util::{
@@ -420,8 +420,10 @@ fn decref_and_unlock(p: *const Bev) -> bool {
     if let Some(d) = b.deferred.get() {
         d.cancel();
     }
+    // SAFETY: an event inside this live bufferevent.
+    let has_base = ev_initialized(b.ev_read()) && !unsafe { event_get_base(b.ev_read()) }.is_null();
     // SAFETY: ev_read is assigned at creation with this object as its argument; the finalizer gets it back.
-    let queued = unsafe { event_finalize(0, b.ev_read(), Some(finalize_cb)) } == 0;
+    let queued = has_base && unsafe { event_finalize(0, b.ev_read(), Some(finalize_cb)) } == 0;
     b.unlock();
     if !queued {
         // No base to run a finalizer (a bufferevent never given one): nothing can run its callbacks either.
@@ -2769,6 +2771,9 @@ pub unsafe extern "C" fn bufferevent_getwatermark(
             EV_READ => b.public.wm_read.get(),
             _ => return -1,
         };
+        // Taken and released as libevent does, so a reader waits for a writer holding the lock.
+        b.lock();
+        b.unlock();
         // SAFETY: the caller's promise: NULL or writable.
         unsafe {
             if let Some(o) = lowmark.as_mut() {
@@ -3229,8 +3234,15 @@ pub unsafe extern "C" fn bufferevent_set_max_single_write(bufev: *mut buffereven
 /// `bufev` a live bufferevent.
 #[no_mangle]
 pub unsafe extern "C" fn bufferevent_get_max_single_read(bufev: *mut bufferevent) -> isize {
-    // SAFETY: the caller's promise.
-    guard(-1, || unsafe { bev(bufev) }.map_or(-1, |b| b.max_single_read.get()))
+    guard(-1, || {
+        // SAFETY: the caller's promise.
+        unsafe { bev(bufev) }.map_or(-1, |b| {
+            b.lock();
+            let r = b.max_single_read.get();
+            b.unlock();
+            r
+        })
+    })
 }
 
 /// `bufferevent_get_max_single_write`.
@@ -3239,8 +3251,15 @@ pub unsafe extern "C" fn bufferevent_get_max_single_read(bufev: *mut bufferevent
 /// `bufev` a live bufferevent.
 #[no_mangle]
 pub unsafe extern "C" fn bufferevent_get_max_single_write(bufev: *mut bufferevent) -> isize {
-    // SAFETY: the caller's promise.
-    guard(-1, || unsafe { bev(bufev) }.map_or(-1, |b| b.max_single_write.get()))
+    guard(-1, || {
+        // SAFETY: the caller's promise.
+        unsafe { bev(bufev) }.map_or(-1, |b| {
+            b.lock();
+            let r = b.max_single_write.get();
+            b.unlock();
+            r
+        })
+    })
 }
 
 fn decrement_own_limit(bufev: *mut bufferevent, decr: isize, write: bool) -> c_int {
