@@ -835,6 +835,14 @@ static void test_threads(void)
 int main(void)
 {
 	evthread_use_pthreads();
+	/* Run under LD_PRELOAD, the test says which implementation it must be running on. */
+	const char *want = getenv("BUFFEREVENT_TEST_EXPECT_METHOD");
+	if (want) {
+		current_test = "implementation";
+		struct event_base *base = event_base_new();
+		CHECK(strcmp(event_base_get_method(base), want) == 0);
+		event_base_free(base);
+	}
 	test_public_struct();
 	test_socket_data_and_watermarks();
 	test_timeouts();
