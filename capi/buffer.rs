@@ -150,6 +150,19 @@ pub(crate) fn evthread_lock(lock: *mut c_void) {
     call_lock_fn(&lock_fns().lock, lock);
 }
 
+/// Tries to lock an evthread lock without waiting (EVTHREAD_TRY); true if it is now held (or there is no lock).
+pub(crate) fn evthread_try_lock(lock: *mut c_void) -> bool {
+    const EVTHREAD_TRY: c_uint = 0x10;
+    let f = lock_fns().lock.load(Ordering::Acquire);
+    if f.is_null() || lock.is_null() {
+        return true;
+    }
+    // SAFETY: stored from the application's `int (*)(unsigned, void *)` by evthread_set_lock_callbacks.
+    let f: LockFn = unsafe { std::mem::transmute::<*mut c_void, LockFn>(f) };
+    // SAFETY: the application's lock function on a lock it allocated, asked not to wait.
+    unsafe { f(EVTHREAD_TRY, lock) == 0 }
+}
+
 /// Unlocks what [`evthread_lock`] locked.
 pub(crate) fn evthread_unlock(lock: *mut c_void) {
     call_lock_fn(&lock_fns().unlock, lock);

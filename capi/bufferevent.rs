@@ -39,7 +39,7 @@ use super::buffer::{
     evbuffer_cb_set_flags, evbuffer_enable_locking, evbuffer_free, evbuffer_freeze, evbuffer_get_length, evbuffer_new,
     evbuffer_read, evbuffer_remove, evbuffer_remove_buffer, evbuffer_remove_cb_entry, evbuffer_set_flags,
     evbuffer_unfreeze, evbuffer_write_atmost, evthread_alloc_recursive, evthread_free_recursive, evthread_lock,
-    evthread_unlock,
+    evthread_try_lock, evthread_unlock,
 };
 use super::event::{
     base_ref, event, event_add, event_assign, event_base, event_base_get_npriorities, event_base_gettimeofday_cached,
@@ -1949,14 +1949,19 @@ fn group_suspend(g: &Group, write: bool) {
         g.read_suspended.set(true);
         g.pending_unsuspend_read.set(false);
     }
+    // A member whose lock is busy is not waited for (its holder may be waiting for the group lock we hold): it
+    // finds the group suspended when it next asks how much it may move.
     let members = g.members.borrow().clone();
-    for m in members {
-        let Some(b) = linked(m) else { continue };
+    for b in members.into_iter().filter_map(linked) {
+        if !evthread_try_lock(b.lock.get()) {
+            continue;
+        }
         if write {
             suspend_write(b, SUSPEND_BW_GROUP);
         } else {
             suspend_read(b, SUSPEND_BW_GROUP);
         }
+        b.unlock();
     }
 }
 
@@ -1967,24 +1972,31 @@ fn group_unsuspend(g: &Group, write: bool) {
     } else {
         g.read_suspended.set(false);
     }
+    // Members whose lock is busy are retried at the next refill (pending_unsuspend_*), as in libevent.
     let members = g.members.borrow().clone();
+    let mut again = false;
     if !members.is_empty() {
         let n = c_int::try_from(members.len()).unwrap_or(c_int::MAX);
         // SAFETY: the group's own generator state.
         let first = unsafe { evutil_weakrand_range_(g.rand.get(), n) } as usize;
         for i in 0..members.len() {
             let Some(b) = linked(members[(first + i) % members.len()]) else { continue };
+            if !evthread_try_lock(b.lock.get()) {
+                again = true;
+                continue;
+            }
             if write {
                 unsuspend_write(b, SUSPEND_BW_GROUP);
             } else {
                 unsuspend_read(b, SUSPEND_BW_GROUP);
             }
+            b.unlock();
         }
     }
     if write {
-        g.pending_unsuspend_write.set(false);
+        g.pending_unsuspend_write.set(again);
     } else {
-        g.pending_unsuspend_read.set(false);
+        g.pending_unsuspend_read.set(again);
     }
 }
 
@@ -3054,7 +3066,8 @@ pub unsafe extern "C" fn bufferevent_rate_limit_group_set_min_share(
     guard(-1, || group_ref(g).map_or(-1, |g| set_min_share(g, share)))
 }
 
-/// `bufferevent_rate_limit_group_free`: the group must have no members.
+/// `bufferevent_rate_limit_group_free`. libevent requires that the group have no members (it asserts); members
+/// left (say, bufferevents freed but not yet finalized) are detached here rather than left pointing at freed memory.
 ///
 /// # Safety
 /// `g` a live group, not used afterwards.
@@ -3063,8 +3076,19 @@ pub unsafe extern "C" fn bufferevent_rate_limit_group_free(g: *mut bufferevent_r
     guard((), || {
         let Some(gr) = group_ref(g) else { return };
         gr.lock();
+        let members = std::mem::take(&mut *gr.members.borrow_mut());
         ev_del(gr.refill.get());
         gr.unlock();
+        // Member locks are taken after the group's is released (elsewhere the group lock nests inside them).
+        for b in members.into_iter().filter_map(linked) {
+            b.lock();
+            if let Some(r) = b.rate() {
+                r.group.set(null());
+            }
+            unsuspend_read(b, SUSPEND_BW_GROUP);
+            unsuspend_write(b, SUSPEND_BW_GROUP);
+            b.unlock();
+        }
         evthread_free_recursive(gr.lock.get());
         // SAFETY: from Box::into_raw in bufferevent_rate_limit_group_new; the caller's promise that it is unused.
         drop(unsafe { Box::from_raw(g) });
