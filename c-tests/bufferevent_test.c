@@ -832,6 +832,38 @@ static void test_threads(void)
 	event_base_free(t.base);
 }
 
+/* How much one readiness reads: libevent 2.1.12 reads at most 4096 bytes per callback (evbuffer_read's cap, under
+ * the 16384 max_single_read), whatever is waiting; and no more than max_single_read when that is smaller. */
+static void test_read_size_per_readiness(void)
+{
+	current_test = "read_size";
+	struct event_base *base = event_base_new();
+	int fds[2];
+	socketpair_nb(fds);
+	int sz = 1 << 20;
+	setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	static char data[20000];
+	memset(data, 'q', sizeof(data));
+	CHECK_INT(write(fds[1], data, sizeof(data)), ==, sizeof(data));
+	struct seen s = {0};
+	struct bufferevent *b = bufferevent_socket_new(base, fds[0], BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(b, on_read, NULL, on_event, &s);
+	bufferevent_enable(b, EV_READ);
+	run_until(base, &s.reads);
+	CHECK_INT(s.input_at_read, ==, 4096);
+	bufferevent_set_max_single_read(b, 1000);
+	s.drain = 1;
+	int r = s.reads;
+	while (s.reads == r)
+		event_base_loop(base, EVLOOP_ONCE);
+	/* The first callback left its 4096 in the input; the next readiness added max_single_read. */
+	CHECK_INT(s.input_at_read, ==, 4096 + 1000);
+	bufferevent_free(b);
+	close(fds[1]);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	evthread_use_pthreads();
@@ -846,6 +878,7 @@ int main(void)
 	test_public_struct();
 	test_socket_data_and_watermarks();
 	test_timeouts();
+	test_read_size_per_readiness();
 	test_connect();
 	test_pair();
 	test_filter();
