@@ -365,6 +365,25 @@ static void test_timeouts(void)
 	run_until(base, &s.events);
 	CHECK_INT(s.last_what, ==, BEV_EVENT_TIMEOUT | BEV_EVENT_READING);
 
+	/* Write timeout: the peer reads nothing, the socket buffers fill, the output stays pending. */
+	current_test = "write_timeout";
+	int wfds[2];
+	socketpair_nb(wfds);
+	struct seen w = {0};
+	struct bufferevent *wb = bufferevent_socket_new(base, wfds[0], BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(wb, NULL, on_write, on_event, &w);
+	struct timeval wtv = {0, 100000};
+	bufferevent_set_timeouts(wb, NULL, &wtv);
+	static char lots[4 << 20];
+	bufferevent_write(wb, lots, sizeof(lots));
+	run_until(base, &w.events);
+	CHECK_INT(w.last_what, ==, BEV_EVENT_TIMEOUT | BEV_EVENT_WRITING);
+	CHECK_INT(w.writes, ==, 0);
+	CHECK(evbuffer_get_length(wb->output) > 0);
+	CHECK_INT(bufferevent_get_enabled(wb) & EV_WRITE, ==, 0);
+	bufferevent_free(wb);
+	close(wfds[1]);
+
 	/* Compat settimeout takes seconds. */
 	bufferevent_settimeout(b, 7, 0);
 	CHECK_INT(b->timeout_read.tv_sec, ==, 7);
