@@ -31,7 +31,10 @@ use std::sync::Arc;
 
 use crate::buffer::callbacks::{Info, CB_ENABLED, CB_NODEFER};
 use crate::bufferevent::flags::*;
-use crate::bufferevent::{BucketCfg, Suspension, TokenBucket};
+use crate::bufferevent::{
+    group_share, pair_transfer_amount, read_cb_due, socket_read_amount, write_cb_due, BucketCfg, ReadAmount,
+    Suspension, TokenBucket,
+};
 use crate::event::deferred::Deferred;
 
 use super::buffer::{
@@ -608,10 +611,10 @@ fn run_eventcb(b: &Bev, what: c_short, options: c_int) {
 /// The data callbacks whose watermark condition holds (or all asked for, with TRIG_IGNORE_WATERMARKS).
 fn trigger(b: &Bev, iotype: c_short, options: c_int) {
     let ignore = options & TRIG_IGNORE_WATERMARKS != 0;
-    if iotype & EV_READ != 0 && (ignore || buf_len(b.input()) >= b.public.wm_read.get().low) {
+    if iotype & EV_READ != 0 && read_cb_due(buf_len(b.input()), b.public.wm_read.get().low, ignore) {
         run_readcb(b, options);
     }
-    if iotype & EV_WRITE != 0 && (ignore || buf_len(b.output()) <= b.public.wm_write.get().low) {
+    if iotype & EV_WRITE != 0 && write_cb_due(buf_len(b.output()), b.public.wm_write.get().low, ignore) {
         run_writecb(b, options);
     }
 }
@@ -1203,20 +1206,15 @@ fn socket_read(fd: c_int, what_ev: c_short, p: *const Bev) {
             what |= EVENT_TIMEOUT;
         } else {
             let input = b.input();
-            let mut howmuch: isize = -1;
             let high = b.public.wm_read.get().high;
-            if high != 0 {
-                howmuch = high as isize - buf_len(input) as isize;
-                if howmuch <= 0 {
-                    // The watermark was lowered under the buffered amount: stop reading.
+            // The rate-limit query may itself suspend reading (a dry group), so it comes before the check below.
+            let howmuch = match socket_read_amount(high, buf_len(input), || read_max(b)) {
+                ReadAmount::Suspend => {
                     suspend_read(b, SUSPEND_WM);
                     break 'out;
                 }
-            }
-            let readmax = read_max(b);
-            if howmuch < 0 || howmuch > readmax {
-                howmuch = readmax;
-            }
+                ReadAmount::Upto(n) => n,
+            };
             if b.read_suspended.get().is_suspended() {
                 break 'out;
             }
@@ -1530,26 +1528,11 @@ fn pair_transfer(src: &Bev, dst: &Bev, ignore_wm: bool) {
     freeze(src.output(), true, false);
     freeze(dst.input(), false, false);
     'done: {
-        let high = dst.public.wm_read.get().high;
-        let n = if high != 0 {
-            let dst_size = buf_len(dst.input());
-            if dst_size < high {
-                let n = high - dst_size;
-                move_buffer(dst.input(), src.output(), Some(n));
-                n
-            } else {
-                if !ignore_wm {
-                    break 'done;
-                }
-                let n = buf_len(src.output());
-                move_buffer(dst.input(), src.output(), None);
-                n
-            }
-        } else {
-            let n = buf_len(src.output());
-            move_buffer(dst.input(), src.output(), None);
-            n
-        };
+        let amount = pair_transfer_amount(dst.public.wm_read.get().high, buf_len(dst.input()), ignore_wm);
+        let Some(limit) = amount else { break 'done };
+        // libevent counts the room below the watermark as moved even when less was pending.
+        let n = limit.unwrap_or_else(|| buf_len(src.output()));
+        move_buffer(dst.input(), src.output(), limit);
         if n != 0 {
             reset_generic_read_timeout(dst);
             if buf_len(dst.output()) != 0 {
@@ -1851,9 +1834,8 @@ fn rlim_max(b: &Bev, is_write: bool) -> isize {
             0
         } else {
             let lim = g.limit.get();
-            let n = g.members.borrow().len().max(1) as i64;
-            let share = (if is_write { lim.write_limit } else { lim.read_limit }) / n;
-            (share as isize).max(g.min_share.get())
+            let tokens = if is_write { lim.write_limit } else { lim.read_limit };
+            group_share(tokens, g.members.borrow().len(), g.min_share.get())
         };
         g.unlock();
         max = max.min(share);

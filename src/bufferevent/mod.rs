@@ -6,7 +6,9 @@
 //! and its callbacks, buffers and events are C objects; what is decided without them lives here:
 //! - [`flags`]: libevent's option, event, trigger, suspension and flush constants;
 //! - [`TokenBucket`] / [`BucketCfg`]: the rate-limit arithmetic (libevent's `ev_token_bucket_*`);
-//! - [`Suspension`]: why reading or writing is held back (watermark, bandwidth, group, lookup, filter).
+//! - [`Suspension`]: why reading or writing is held back (watermark, bandwidth, group, lookup, filter);
+//! - the watermark rules: [`read_cb_due`], [`write_cb_due`], [`socket_read_amount`], [`pair_transfer_amount`],
+//!   [`group_share`].
 
 pub mod flags;
 
@@ -142,6 +144,62 @@ impl TokenBucket {
     }
 }
 
+/// Whether the read callback is due with `input_len` bytes buffered: at or above the low watermark (a trigger may
+/// ignore watermarks).
+pub fn read_cb_due(input_len: usize, low: usize, ignore_watermarks: bool) -> bool {
+    ignore_watermarks || input_len >= low
+}
+
+/// Whether the write callback is due with `output_len` bytes pending: at or below the low watermark.
+pub fn write_cb_due(output_len: usize, low: usize, ignore_watermarks: bool) -> bool {
+    ignore_watermarks || output_len <= low
+}
+
+/// What one read readiness of a socket may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadAmount {
+    /// The input is at or over the high watermark (it was lowered under the buffered amount): stop reading.
+    Suspend,
+    /// Read at most this much (the read cap after rate limits, within the room below the high watermark).
+    Upto(isize),
+}
+
+/// libevent's rule for a socket read: the room below the high watermark (if any), capped by `read_max()` (the
+/// single-read limit after rate limits, asked only when reading goes ahead: asking may suspend reading).
+pub fn socket_read_amount(high: usize, buffered: usize, read_max: impl FnOnce() -> isize) -> ReadAmount {
+    if high == 0 {
+        return ReadAmount::Upto(read_max());
+    }
+    let room = high as isize - buffered as isize;
+    if room <= 0 {
+        ReadAmount::Suspend
+    } else {
+        ReadAmount::Upto(room.min(read_max()))
+    }
+}
+
+/// How much a pair moves from one side's output to the other's input: None when nothing may move (the reader is
+/// at its high watermark and this is no flush), else `Some(Some(n))` for at most `n` bytes or `Some(None)` for
+/// everything.
+pub fn pair_transfer_amount(dst_high: usize, dst_len: usize, ignore_watermarks: bool) -> Option<Option<usize>> {
+    if dst_high == 0 {
+        Some(None)
+    } else if dst_len < dst_high {
+        Some(Some(dst_high - dst_len))
+    } else if ignore_watermarks {
+        Some(None)
+    } else {
+        None
+    }
+}
+
+/// A group member's share of the group's tokens: an equal part, but never under the minimum share (libevent's
+/// rule, which lets small shares still make progress).
+pub fn group_share(group_limit: i64, members: usize, min_share: isize) -> isize {
+    let share = group_limit / members.max(1) as i64;
+    (share as isize).max(min_share)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +247,28 @@ mod tests {
         assert!(s.has(flags::SUSPEND_BW));
         assert!(s.unsuspend(flags::SUSPEND_BW));
         assert!(!s.is_suspended());
+    }
+
+    #[test]
+    fn watermark_rules() {
+        assert!(read_cb_due(10, 10, false));
+        assert!(!read_cb_due(9, 10, false));
+        assert!(read_cb_due(0, 10, true));
+        assert!(write_cb_due(3, 3, false));
+        assert!(!write_cb_due(4, 3, false));
+        assert!(write_cb_due(4, 3, true));
+        assert_eq!(socket_read_amount(0, 500, || 4096), ReadAmount::Upto(4096));
+        assert_eq!(socket_read_amount(1000, 400, || 4096), ReadAmount::Upto(600));
+        assert_eq!(socket_read_amount(1000, 400, || 100), ReadAmount::Upto(100));
+        assert_eq!(socket_read_amount(1000, 1000, || unreachable!("not asked when suspending")), ReadAmount::Suspend);
+        assert_eq!(socket_read_amount(100, 1000, || 4096), ReadAmount::Suspend);
+        assert_eq!(pair_transfer_amount(0, 50, false), Some(None));
+        assert_eq!(pair_transfer_amount(100, 30, false), Some(Some(70)));
+        assert_eq!(pair_transfer_amount(100, 100, false), None);
+        assert_eq!(pair_transfer_amount(100, 100, true), Some(None));
+        assert_eq!(group_share(3000, 30, 64), 100);
+        assert_eq!(group_share(300, 30, 64), 64);
+        assert_eq!(group_share(-50, 3, 0), 0);
+        assert_eq!(group_share(500, 0, 0), 500);
     }
 }
