@@ -4,14 +4,15 @@
 //! `struct bufferevent` is public in libevent: applications read `input`, `output`, `ev_read`, `ev_write`,
 //! `enabled`, the watermarks and callbacks directly, so [`bufferevent`] has libevent's layout (checked at compile
 //! time) and is the first field of [`Bev`], the private object (libevent's `bufferevent_private`) that every
-//! `struct bufferevent *` points to. The pure logic (constants, token buckets, suspension reasons) is in
-//! [`crate::bufferevent`].
+//! `struct bufferevent *` points to. The pure logic (constants, token buckets, suspension reasons, watermark rules)
+//! is in [`crate::bufferevent`].
 //!
 //! Concurrency and reentrancy follow libevent: a bufferevent has an optional recursive lock (BEV_OPT_THREADSAFE,
 //! shared with its buffers and, for pairs and filters, with the partner or underlying bufferevent), callbacks run
 //! with it held (unless BEV_OPT_UNLOCK_CALLBACKS), and a reference count keeps the object alive while any of its
 //! own code is on the stack: every callback entry point takes a reference first, so an application may free the
-//! bufferevent from inside any callback and the memory goes when the last reference is dropped. All mutable state
+//! bufferevent from inside any callback; the last reference queues the destruction as an event finalizer, run on
+//! the loop thread when none of the bufferevent's callbacks can be running (libevent's way). All mutable state
 //! is in `Cell`s, touched under the lock (or by the single thread using an unlocked bufferevent, libevent's rule).
 //!
 //! Transports are the variants of [`Kind`] (libevent's `bufferevent_ops` tables): each has enable, disable,
@@ -3284,12 +3285,8 @@ fn decrement_own_limit(bufev: *mut bufferevent, decr: isize, write: bool) -> c_i
     let new = *slot;
     r.limit.set(lim);
     let mut ret = 0;
-    let (mine, other) = if write {
-        (b.write_suspended.get(), b.read_suspended.get())
-    } else {
-        (b.read_suspended.get(), b.write_suspended.get())
-    };
-    let _ = mine;
+    // The refill event serves both directions: it stays while the other one still waits for tokens.
+    let other = if write { b.read_suspended.get() } else { b.write_suspended.get() };
     if old > 0 && new <= 0 {
         if write {
             suspend_write(b, SUSPEND_BW);
