@@ -139,7 +139,9 @@ int main(int argc, char **argv)
 	socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
 	fcntl(fds[0], F_SETFL, O_NONBLOCK);
 	fcntl(fds[1], F_SETFL, O_NONBLOCK);
-	bevs[5] = bufferevent_socket_new(base, fds[0], BEV_OPT_CLOSE_ON_FREE);
+	/* Odd seeds: the socket bufferevent defers its callbacks. */
+	int sock_opts = BEV_OPT_CLOSE_ON_FREE | (strtoull(argv[1], NULL, 10) % 2 ? BEV_OPT_DEFER_CALLBACKS : 0);
+	bevs[5] = bufferevent_socket_new(base, fds[0], sock_opts);
 	peer_fd = fds[1];
 	for (int i = 0; i < NBEV; i++)
 		if (i != 2) /* fpairA's callbacks belong to the filter */
