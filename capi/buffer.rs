@@ -144,6 +144,53 @@ fn call_lock_fn(slot: &AtomicPtr<c_void>, lock: *mut c_void) {
     }
 }
 
+/// Locks an evthread lock (NULL: no locking configured, nothing to do); for bufferevents, which share their lock
+/// with their buffers.
+pub(crate) fn evthread_lock(lock: *mut c_void) {
+    call_lock_fn(&lock_fns().lock, lock);
+}
+
+/// Tries to lock an evthread lock without waiting (EVTHREAD_TRY); true if it is now held (or there is no lock).
+pub(crate) fn evthread_try_lock(lock: *mut c_void) -> bool {
+    const EVTHREAD_TRY: c_uint = 0x10;
+    let f = lock_fns().lock.load(Ordering::Acquire);
+    if f.is_null() || lock.is_null() {
+        return true;
+    }
+    // SAFETY: stored from the application's `int (*)(unsigned, void *)` by evthread_set_lock_callbacks.
+    let f: LockFn = unsafe { std::mem::transmute::<*mut c_void, LockFn>(f) };
+    // SAFETY: the application's lock function on a lock it allocated, asked not to wait.
+    unsafe { f(EVTHREAD_TRY, lock) == 0 }
+}
+
+/// Unlocks what [`evthread_lock`] locked.
+pub(crate) fn evthread_unlock(lock: *mut c_void) {
+    call_lock_fn(&lock_fns().unlock, lock);
+}
+
+/// A new recursive lock from the application's evthread callbacks; NULL when none are set (no locking).
+pub(crate) fn evthread_alloc_recursive() -> *mut c_void {
+    let alloc = lock_fns().alloc.load(Ordering::Acquire);
+    if alloc.is_null() {
+        return null_mut();
+    }
+    // SAFETY: stored from the application's `void *(*)(unsigned)`.
+    let alloc: AllocFn = unsafe { std::mem::transmute::<*mut c_void, AllocFn>(alloc) };
+    // SAFETY: the application's allocator for locks, asked for a recursive one as libevent does.
+    unsafe { alloc(EVTHREAD_LOCKTYPE_RECURSIVE) }
+}
+
+/// Frees a lock from [`evthread_alloc_recursive`].
+pub(crate) fn evthread_free_recursive(lock: *mut c_void) {
+    let f = lock_fns().free.load(Ordering::Acquire);
+    if !f.is_null() && !lock.is_null() {
+        // SAFETY: stored from the application's `void (*)(void *, unsigned)`.
+        let f: FreeFn = unsafe { std::mem::transmute::<*mut c_void, FreeFn>(f) };
+        // SAFETY: the lock came from the matching alloc function.
+        unsafe { f(lock, EVTHREAD_LOCKTYPE_RECURSIVE) };
+    }
+}
+
 /// Holds a buffer's lock (if it has one) until dropped.
 struct Locked<'a>(&'a Handle);
 

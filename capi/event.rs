@@ -345,7 +345,7 @@ fn debug_assert_not_added(ev: EvPtr, what: &str) {
 ///
 /// # Safety
 /// `b` is NULL or a live handle from `event_base_new*`.
-unsafe fn base_ref<'a>(b: *const event_base) -> Option<&'a Base> {
+pub(crate) unsafe fn base_ref<'a>(b: *const event_base) -> Option<&'a Base> {
     // SAFETY: the caller's promise; handles are `Base`s placed by `mm_box`.
     unsafe { b.cast::<Base>().as_ref() }
 }
@@ -2032,12 +2032,29 @@ pub unsafe extern "C" fn evthread_use_pthreads() -> c_int {
     0
 }
 
-/// `evthread_enable_lock_debugging` (accepted; libix's own locks are checked by Rust).
+/// `evthread_enable_lock_debugging`: libix's own locks are checked by Rust, so there is nothing to wrap; but in
+/// libevent this call also makes lock allocation succeed when no lock callbacks were set (its debug locks stand
+/// alone), which programs see: BEV_OPT_THREADSAFE bufferevents can then be created (libevent's test-ratelim does
+/// so). Without callbacks, libix installs its pthread locks for that.
 ///
 /// # Safety
 /// None.
 #[no_mangle]
-pub unsafe extern "C" fn evthread_enable_lock_debugging() {}
+pub unsafe extern "C" fn evthread_enable_lock_debugging() {
+    if !evthread_lock_fns_.alloc.load(Ordering::Acquire).is_null() {
+        return;
+    }
+    let lock = LockCallbacksC {
+        lock_api_version: 1,
+        supported_locktypes: EVTHREAD_LOCKTYPE_RECURSIVE,
+        alloc: posix_lock_alloc as *mut c_void,
+        free: posix_lock_free as *mut c_void,
+        lock: posix_lock as *mut c_void,
+        unlock: posix_unlock as *mut c_void,
+    };
+    // SAFETY: a valid struct of the C layout.
+    unsafe { evthread_set_lock_callbacks((&lock as *const LockCallbacksC).cast()) };
+}
 
 /// `evthread_enable_lock_debuging` (libevent's misspelled alias).
 ///

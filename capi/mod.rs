@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 pub mod buffer;
+pub mod bufferevent;
 pub mod event;
 pub mod listener;
 pub mod native;

@@ -28,6 +28,7 @@ pub type evutil_addrinfo = libc::addrinfo;
 
 /// `struct evutil_weakrand_state` (util-internal.h): the generator's whole state.
 #[repr(C)]
+#[derive(Default)]
 pub struct evutil_weakrand_state {
     seed: u32,
 }

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod buffer;
+pub mod bufferevent;
 #[path = "../capi/mod.rs"]
 pub mod capi;
 pub mod event;

@@ -27,6 +27,10 @@ use super::signal::Signals;
 use super::sys;
 use super::time::{Clock, SystemClock, Usec};
 
+/// libevent's `MAX_DEFERREDS_QUEUED`: how many deferred callbacks a loop iteration makes active at once (one
+/// more, in fact: libevent's check is `>`); later ones wait for the next iteration.
+pub const MAX_DEFERREDS_QUEUED: u32 = 32;
+
 /// `event_base_loop` flag: run until an iteration ran callbacks.
 pub const EVLOOP_ONCE: i32 = 0x01;
 /// `event_base_loop` flag: do not block.
@@ -190,6 +194,8 @@ struct Inner {
     gotterm: bool,
     brk: bool,
     cont: bool,
+    /// Deferred callbacks made active in this loop iteration (libevent's `n_deferreds_queued`).
+    deferreds_queued: u32,
     running_priority: i32,
     owner: u64,
     current: Option<EvPtr>,
@@ -268,6 +274,7 @@ impl Base {
             gotterm: false,
             brk: false,
             cont: false,
+            deferreds_queued: 0,
             running_priority: -1,
             owner: 0,
             current: None,
@@ -839,6 +846,7 @@ impl Base {
         let mut result = Ok(0);
         loop {
             g.cont = false;
+            g.deferreds_queued = 0;
             if g.gotterm || g.brk {
                 break;
             }
@@ -1243,6 +1251,9 @@ impl Inner {
             ev.set_flags((ev.flags() & !EVLIST_ACTIVE_LATER) | EVLIST_ACTIVE);
             let q = self.active.prio_queue(ev.pri());
             self.active.push_back(q, ev, ncalls);
+            if ev.closure() == CLOSURE_CB_SELF {
+                self.deferreds_queued += 1;
+            }
         }
     }
 
@@ -1559,8 +1570,34 @@ fn dataplane_turn(poller: &dyn Poller, timeout: Option<Usec>) -> Option<Usec> {
     crate::socket::before_wait(t).map(|d| Usec(d.as_micros().min(i64::MAX as u128) as i64))
 }
 
-// Deferred callbacks (`deferred.rs`) ride on engine-owned events; this is the one primitive they need from the base.
+// Deferred callbacks (`deferred.rs`) ride on engine-owned events; these are the primitives they need from the base.
 impl Base {
+    /// Schedules a deferred callback as libevent's `event_deferred_cb_schedule_`: straight onto its priority's
+    /// active queue (so, scheduled from a callback, it runs in this same loop iteration, after what is queued)
+    /// while at most [`MAX_DEFERREDS_QUEUED`] have been this iteration; past that, on the next iteration, so a
+    /// chain of deferred callbacks cannot starve I/O. True if it was newly scheduled (false: it already was).
+    pub fn schedule_deferred(&self, ev: EvPtr) -> bool {
+        let mut g = self.lock();
+        let flags = ev.flags();
+        if flags & EVLIST_ACTIVE != 0 {
+            return false;
+        }
+        if g.deferreds_queued > MAX_DEFERREDS_QUEUED {
+            drop(g);
+            return self.active_later_if_idle(ev);
+        }
+        let newly = flags & EVLIST_ACTIVE_LATER == 0;
+        if newly {
+            ev.set_res(EV_TIMEOUT);
+            g.deferreds_queued += 1;
+        } else {
+            g.remove_active_later(ev);
+        }
+        g.insert_active(ev, 1);
+        let _ = g.notify_if_needed();
+        newly
+    }
+
     /// Queues `ev` to run on the next loop iteration, as `active_later` does, but only if it is not queued already;
     /// tells whether it queued it. Checking and queueing under one lock is what makes "schedule once" exact when
     /// several threads schedule the same deferred callback.

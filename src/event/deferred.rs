@@ -1,8 +1,9 @@
 //! Deferred callbacks: work a component (an evbuffer's callbacks, soon bufferevent's) hands to an event loop to run
 //! later, from the loop, instead of running it now inside the caller's stack. This is libevent's
-//! `event_deferred_cb_*`: a callback is scheduled at most once at a time, runs on the loop iteration after it was
-//! scheduled (at the base's middle priority, like libevent's), counts as an active event while queued (so a loop
-//! does not exit or block while one is pending), and can be cancelled.
+//! `event_deferred_cb_*`: a callback is scheduled at most once at a time, runs from the loop (in the current
+//! iteration when scheduled from a callback, up to 32 per iteration, as libevent), at the base's middle priority
+//! unless told otherwise, counts as an active event while queued (so a loop does not exit or block while one is
+//! pending), and can be cancelled.
 //!
 //! A [`Deferred`] owns an engine event (boxed, stable address) whose callback is a trampoline to a Rust closure,
 //! so the base needs only one primitive ([`Base::active_later_if_idle`]).
@@ -13,7 +14,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::base::{Base, DelMode};
-use super::raw::{EvPtr, EventCb, RawEvent, EVLIST_ACTIVE, EVLIST_ACTIVE_LATER};
+use super::raw::{EvPtr, EventCb, RawEvent, CLOSURE_CB_SELF, EVLIST_ACTIVE, EVLIST_ACTIVE_LATER};
 
 /// The work a deferred callback runs.
 pub type DeferredFn = Arc<dyn Fn() + Send + Sync>;
@@ -51,8 +52,10 @@ impl Deferred {
         let rec = NonNull::from(Box::leak(rec));
         let d = Deferred { rec };
         let arg = rec.as_ptr().cast::<c_void>();
-        // An fd-less, condition-less event: it only ever becomes active through `schedule`.
+        // An fd-less, condition-less event: it only ever becomes active through `schedule`. Marked as a deferred
+        // callback for the base's per-iteration count.
         let _ = Base::assign(Some(base), d.event(), -1, 0, Some(trampoline as EventCb), arg);
+        d.event().set_closure(CLOSURE_CB_SELF);
         d
     }
 
@@ -66,15 +69,23 @@ impl Deferred {
         unsafe { &*(*self.rec.as_ptr()).base }
     }
 
-    /// Queues the callback for the base's next loop iteration. Returns false (and does nothing) if it is queued
-    /// already: many schedules before it runs make one run.
+    /// Queues the callback (libevent's `event_deferred_cb_schedule_`): from outside the loop, for its next
+    /// iteration; from a callback, at the end of its priority's queue in this iteration (after the first 32 of an
+    /// iteration, in the next one). Returns false (and does nothing) if it is queued already: many schedules before
+    /// it runs make one run.
     pub fn schedule(&self) -> bool {
-        self.base().active_later_if_idle(self.event())
+        self.base().schedule_deferred(self.event())
     }
 
     /// Whether it is queued and has not run yet.
     pub fn is_scheduled(&self) -> bool {
         self.event().flags() & (EVLIST_ACTIVE | EVLIST_ACTIVE_LATER) != 0
+    }
+
+    /// Runs it at priority `pri` from now on (libevent's `event_deferred_cb_set_priority_`, used by
+    /// `bufferevent_priority_set`); false if the base has no such priority or the callback is queued right now.
+    pub fn set_priority(&self, pri: i32) -> bool {
+        self.base().priority_set(self.event(), pri).is_ok()
     }
 
     /// Takes it off the queue if it is queued; tells whether it was.
@@ -133,6 +144,23 @@ mod tests {
         base.run(EVLOOP_NONBLOCK).expect("loop");
         assert_eq!(runs.load(Ordering::SeqCst), 1, "a cancelled callback does not run");
         assert!(!d.cancel());
+    }
+
+    #[test]
+    fn runs_at_the_priority_it_is_given() {
+        let base = Box::new(Base::new(Config::default()).expect("base"));
+        base.priority_init(3).expect("priorities");
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (o1, o2) = (order.clone(), order.clone());
+        let low = Deferred::new(&base, Arc::new(move || o1.lock().expect("lock").push("low")));
+        let high = Deferred::new(&base, Arc::new(move || o2.lock().expect("lock").push("high")));
+        assert!(low.set_priority(2));
+        assert!(high.set_priority(0));
+        assert!(!high.set_priority(3), "no such priority");
+        low.schedule();
+        high.schedule();
+        base.run(EVLOOP_NONBLOCK).expect("loop");
+        assert_eq!(*order.lock().expect("lock"), vec!["high", "low"]);
     }
 
     #[test]

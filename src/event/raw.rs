@@ -63,6 +63,8 @@ pub const CLOSURE_EVENT: u8 = 0;
 pub const CLOSURE_SIGNAL: u8 = 1;
 /// `ev_closure`: a persistent non-signal event (timeout rescheduled).
 pub const CLOSURE_PERSIST: u8 = 2;
+/// `ev_closure`: a deferred callback (libevent's EV_CLOSURE_CB_SELF); run like a plain event.
+pub const CLOSURE_CB_SELF: u8 = 3;
 /// `ev_closure`: finalizer pending.
 pub const CLOSURE_FINALIZE: u8 = 5;
 /// `ev_closure`: finalizer pending, then free the event's memory.
