@@ -1391,6 +1391,13 @@ impl Conn {
                 self.snd_nxt = self.iss;
                 self.send_syn(self.mss, false, cx);
             }
+            _ if self.snd_una == self.snd_max && !self.has_unsent() && self.app_waits_for_window() => {
+                // The app holds the data (IX flow control: sendv took nothing) and waits for the peer's window:
+                // ask for it with a keepalive-style segment, so a lost window update cannot stall the flow. Not a
+                // retry either.
+                self.retries -= 1;
+                self.send_keepalive(cx);
+            }
             _ if self.snd_una == self.snd_max && self.has_unsent() && self.snd_wnd == 0 => {
                 // Zero-window probe (RFC 9293 §3.8.6.1): one byte past the window; do not count it as a retry.
                 self.retries -= 1;
@@ -1411,6 +1418,11 @@ impl Conn {
             }
         }
         None
+    }
+
+    /// The app's last `sendv` found the peer's window shut, and TCP has nothing of its own to probe with.
+    pub fn app_waits_for_window(&self) -> bool {
+        self.app_blocked && self.snd_wnd == 0 && matches!(self.state, State::Established | State::CloseWait)
     }
 
     /// Whether data is waiting to be sent.

@@ -982,7 +982,8 @@ impl TcpStack {
             let delayed = conn.ack_delayed();
             let dack_armed = conn.timers[1].is_some();
             let state = conn.state;
-            let probe = conn.has_unsent() && !in_flight;
+            // Zero-window probing: TCP's own unsent data, or an app blocked on a shut window (persist timer).
+            let probe = (conn.has_unsent() || conn.app_waits_for_window()) && !in_flight;
             self.emit_pending(slot, link, io);
             if let Some(c) = self.slots[slot as usize].conn.as_mut() {
                 if std::mem::take(&mut c.tx_starved) {
