@@ -248,6 +248,8 @@ struct Inner {
     next_poll: Option<dataplane::time::Instant>,
     /// The dataplane's address: the local address of every connection it carries.
     address: Ipv4Addr,
+    /// The previous cycle's dirty list, emptied: swapped in so marking sockets dirty does not allocate.
+    dirty_spare: Vec<SockId>,
 }
 
 struct Layer {
@@ -304,6 +306,7 @@ impl Layer {
                 dirty: Vec::new(),
                 connects: Vec::new(),
                 next_poll: None,
+                dirty_spare: Vec::new(),
                 address: to_ipv4(cfg.ip.addr),
             }),
             _port: port,
@@ -500,14 +503,17 @@ impl Inner {
     /// turned into socket state and readiness. Returns whether anything happened.
     fn cycle(&mut self) -> bool {
         let mut busy = false;
-        let mut dirty = std::mem::take(&mut self.dirty);
+        // The dirty list swaps with a kept spare (no allocation once warm); the command list is allocated only
+        // by a cycle that has commands (it names app memory, so it is not kept between cycles).
+        let spare = std::mem::take(&mut self.dirty_spare);
+        let mut dirty = std::mem::replace(&mut self.dirty, spare);
         // A socket is marked dirty by every write and every `TcpSent`: it must get one `sendv` per cycle, since
         // each names the unhanded bytes as they stood before the cycle (two would send the same bytes twice).
         dirty.sort_unstable_by_key(|id| id.0);
         dirty.dedup();
         let connects = std::mem::take(&mut self.connects);
         for q in 0..self.queues.len() {
-            let mut cmds: Vec<Cmd> = std::mem::take(&mut self.pending[q]).into_iter().map(Cmd::Plain).collect();
+            let mut cmds: Vec<Cmd> = self.pending[q].drain(..).map(Cmd::Plain).collect();
             for &(cq, id, dst) in &connects {
                 if cq == q {
                     cmds.push(Cmd::Connect { id, dst });
@@ -551,16 +557,19 @@ impl Inner {
                 0,
             );
             busy |= n > 0;
-            let rets: Vec<_> = self.queues[q].0.rets().to_vec();
-            for (cmd, ret) in cmds.iter().zip(rets) {
+            // Results and events are read in place, one copy at a time (they stay in the queue's arrays).
+            for (i, cmd) in cmds.iter().enumerate() {
+                let ret = self.queues[q].0.rets()[i];
                 self.command_result(q, cmd, ret);
             }
-            let events: Vec<Event> = self.queues[q].0.events().to_vec();
-            for ev in events {
+            for i in 0..self.queues[q].0.events().len() {
+                let ev = self.queues[q].0.events()[i];
                 self.event(q, ev);
             }
             busy |= self.queues[q].0.dataplane().has_pending_tx();
         }
+        dirty.clear();
+        self.dirty_spare = dirty;
         let pending_tx = self.queues.iter_mut().any(|q| q.0.dataplane().has_pending_tx());
         self.note_pending(pending_tx);
         let now = now_us();
