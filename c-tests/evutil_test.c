@@ -78,26 +78,7 @@ void *evutil_getaddrinfo_async_(void *dns_base, const char *nodename, const char
 void event_mm_free_(void *p);
 #define EVUTIL_EAI_NEED_RESOLVE -90002
 
-static int failures;
-static const char *current_test;
-
-#define CHECK(cond)                                                                                    \
-	do {                                                                                           \
-		if (!(cond)) {                                                                         \
-			fprintf(stderr, "FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, current_test, #cond); \
-			failures++;                                                                    \
-		}                                                                                      \
-	} while (0)
-
-#define CHECK_INT(a, op, b)                                                                            \
-	do {                                                                                           \
-		long long a_ = (long long)(a), b_ = (long long)(b);                                    \
-		if (!(a_ op b_)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d [%s]: %s %s %s (%lld vs %lld)\n", __FILE__, __LINE__, \
-			    current_test, #a, #op, #b, a_, b_);                                        \
-			failures++;                                                                    \
-		}                                                                                      \
-	} while (0)
+#include "check.h"
 
 #define CHECK_STR(a, b)                                                                                \
 	do {                                                                                           \

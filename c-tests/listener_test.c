@@ -31,26 +31,7 @@
 /* One pass of the loop: poll without waiting, run what is active, return. */
 #define ONE_PASS (EVLOOP_ONCE | EVLOOP_NONBLOCK)
 
-static int failures;
-static const char *current_test;
-
-#define CHECK(cond)                                                                                    \
-	do {                                                                                           \
-		if (!(cond)) {                                                                         \
-			fprintf(stderr, "FAIL %s:%d [%s]: %s\n", __FILE__, __LINE__, current_test, #cond); \
-			failures++;                                                                    \
-		}                                                                                      \
-	} while (0)
-
-#define CHECK_INT(a, op, b)                                                                            \
-	do {                                                                                           \
-		long long a_ = (long long)(a), b_ = (long long)(b);                                    \
-		if (!(a_ op b_)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d [%s]: %s %s %s (%lld vs %lld)\n", __FILE__, __LINE__, \
-			    current_test, #a, #op, #b, a_, b_);                                        \
-			failures++;                                                                    \
-		}                                                                                      \
-	} while (0)
+#include "check.h"
 
 /* ---------------------------------------------------------------------------------------------------------- */
 /* Helpers */
