@@ -624,46 +624,55 @@ fn trigger(b: &Bev, iotype: c_short, options: c_int) {
 // Suspension (watermarks, bandwidth, lookups, filters)
 // ---------------------------------------------------------------------------------------------------------------
 
-fn suspend_read(b: &Bev, why: u16) {
-    b.lock();
-    let mut s = b.read_suspended.get();
-    if s.suspend(why) {
-        be_disable(b, EV_READ);
+/// The suspension reasons of one direction (`write`: output, else input).
+fn suspension(b: &Bev, write: bool) -> &Cell<Suspension> {
+    if write {
+        &b.write_suspended
+    } else {
+        &b.read_suspended
     }
-    b.read_suspended.set(s);
+}
+
+/// Stops one direction for `why` (a bit of the suspension set); the event goes when the first reason comes.
+fn suspend(b: &Bev, write: bool, why: u16) {
+    b.lock();
+    let cell = suspension(b, write);
+    let mut s = cell.get();
+    if s.suspend(why) {
+        be_disable(b, if write { EV_WRITE } else { EV_READ });
+    }
+    cell.set(s);
     b.unlock();
+}
+
+/// Lifts `why`; the direction resumes when no reason is left and the app has it enabled.
+fn unsuspend(b: &Bev, write: bool, why: u16) {
+    b.lock();
+    let cell = suspension(b, write);
+    let mut s = cell.get();
+    let free = s.unsuspend(why);
+    cell.set(s);
+    let ev = if write { EV_WRITE } else { EV_READ };
+    if free && b.enabled() & ev != 0 {
+        be_enable(b, ev);
+    }
+    b.unlock();
+}
+
+fn suspend_read(b: &Bev, why: u16) {
+    suspend(b, false, why);
 }
 
 fn unsuspend_read(b: &Bev, why: u16) {
-    b.lock();
-    let mut s = b.read_suspended.get();
-    let free = s.unsuspend(why);
-    b.read_suspended.set(s);
-    if free && b.enabled() & EV_READ != 0 {
-        be_enable(b, EV_READ);
-    }
-    b.unlock();
+    unsuspend(b, false, why);
 }
 
 fn suspend_write(b: &Bev, why: u16) {
-    b.lock();
-    let mut s = b.write_suspended.get();
-    if s.suspend(why) {
-        be_disable(b, EV_WRITE);
-    }
-    b.write_suspended.set(s);
-    b.unlock();
+    suspend(b, true, why);
 }
 
 fn unsuspend_write(b: &Bev, why: u16) {
-    b.lock();
-    let mut s = b.write_suspended.get();
-    let free = s.unsuspend(why);
-    b.write_suspended.set(s);
-    if free && b.enabled() & EV_WRITE != 0 {
-        be_enable(b, EV_WRITE);
-    }
-    b.unlock();
+    unsuspend(b, true, why);
 }
 
 /// The input buffer's watermark callback: stop reading at the high watermark, resume below it.
@@ -1235,7 +1244,7 @@ fn socket_read(fd: c_int, what_ev: c_short, p: *const Bev) {
             } else if res == 0 {
                 what |= EVENT_EOF;
             } else {
-                decrement_read_buckets(b, res as isize);
+                decrement_buckets(b, res as isize, false);
                 trigger(b, EV_READ, 0);
                 break 'out;
             }
@@ -1309,7 +1318,7 @@ fn socket_write(fd: c_int, what_ev: c_short, p: *const Bev) {
                     run_eventcb(b, what, 0);
                     break 'out;
                 }
-                decrement_write_buckets(b, res as isize);
+                decrement_buckets(b, res as isize, true);
             }
             if buf_len(b.output()) == 0 {
                 ev_del(b.ev_write());
@@ -1861,63 +1870,42 @@ fn refill_event_add(r: &RateLimit) -> c_int {
     unsafe { event_add(r.refill.get(), &tv) }
 }
 
-fn decrement_read_buckets(b: &Bev, bytes: isize) {
+/// Charges `bytes` read (or written, `write`) to the bufferevent's bucket and its group's, suspending the
+/// direction when a bucket runs dry and resuming it when the charge leaves it positive again.
+fn decrement_buckets(b: &Bev, bytes: isize, write: bool) {
     let Some(r) = b.rate() else { return };
+    let take = |lim: &mut TokenBucket| {
+        let left = if write { &mut lim.write_limit } else { &mut lim.read_limit };
+        *left -= bytes as i64;
+        *left
+    };
     if !r.cfg.get().is_null() {
         let mut lim = r.limit.get();
-        lim.read_limit -= bytes as i64;
+        let left = take(&mut lim);
         r.limit.set(lim);
-        if lim.read_limit <= 0 {
-            suspend_read(b, SUSPEND_BW);
+        if left <= 0 {
+            suspend(b, write, SUSPEND_BW);
             refill_event_add(r);
-        } else if b.read_suspended.get().has(SUSPEND_BW) {
-            if !b.write_suspended.get().has(SUSPEND_BW) {
+        } else if suspension(b, write).get().has(SUSPEND_BW) {
+            // The refill event serves both directions: it goes only when the other one does not wait on it.
+            if !suspension(b, !write).get().has(SUSPEND_BW) {
                 ev_del(r.refill.get());
             }
-            unsuspend_read(b, SUSPEND_BW);
+            unsuspend(b, write, SUSPEND_BW);
         }
     }
     if let Some(g) = group_ref(r.group.get()) {
         g.lock();
         let mut lim = g.limit.get();
-        lim.read_limit -= bytes as i64;
+        let left = take(&mut lim);
         g.limit.set(lim);
-        g.total_read.set(g.total_read.get() + bytes as u64);
-        if lim.read_limit <= 0 {
-            group_suspend(g, false);
-        } else if g.read_suspended.get() {
-            group_unsuspend(g, false);
-        }
-        g.unlock();
-    }
-}
-
-fn decrement_write_buckets(b: &Bev, bytes: isize) {
-    let Some(r) = b.rate() else { return };
-    if !r.cfg.get().is_null() {
-        let mut lim = r.limit.get();
-        lim.write_limit -= bytes as i64;
-        r.limit.set(lim);
-        if lim.write_limit <= 0 {
-            suspend_write(b, SUSPEND_BW);
-            refill_event_add(r);
-        } else if b.write_suspended.get().has(SUSPEND_BW) {
-            if !b.read_suspended.get().has(SUSPEND_BW) {
-                ev_del(r.refill.get());
-            }
-            unsuspend_write(b, SUSPEND_BW);
-        }
-    }
-    if let Some(g) = group_ref(r.group.get()) {
-        g.lock();
-        let mut lim = g.limit.get();
-        lim.write_limit -= bytes as i64;
-        g.limit.set(lim);
-        g.total_written.set(g.total_written.get() + bytes as u64);
-        if lim.write_limit <= 0 {
-            group_suspend(g, true);
-        } else if g.write_suspended.get() {
-            group_unsuspend(g, true);
+        let total = if write { &g.total_written } else { &g.total_read };
+        total.set(total.get() + bytes as u64);
+        let suspended = if write { g.write_suspended.get() } else { g.read_suspended.get() };
+        if left <= 0 {
+            group_suspend(g, write);
+        } else if suspended {
+            group_unsuspend(g, write);
         }
         g.unlock();
     }
@@ -3696,7 +3684,7 @@ pub unsafe extern "C" fn bufferevent_decrement_read_buckets_(bufev: *mut buffere
     guard(-1, || {
         // SAFETY: the caller's promise.
         let Some(b) = (unsafe { bev(bufev) }) else { return -1 };
-        decrement_read_buckets(b, bytes);
+        decrement_buckets(b, bytes, false);
         0
     })
 }
@@ -3710,7 +3698,7 @@ pub unsafe extern "C" fn bufferevent_decrement_write_buckets_(bufev: *mut buffer
     guard(-1, || {
         // SAFETY: the caller's promise.
         let Some(b) = (unsafe { bev(bufev) }) else { return -1 };
-        decrement_write_buckets(b, bytes);
+        decrement_buckets(b, bytes, true);
         0
     })
 }
