@@ -212,6 +212,8 @@ struct Socket {
     sndbuf: usize,
     options: HashMap<(i32, i32), i32>,
     linger: Option<libc::linger>,
+    /// The app closed it; a connection lives on only to send what was written (an orphan), then goes.
+    closed: bool,
     watch: Option<Watch>,
     /// SO_RCVTIMEO / SO_SNDTIMEO: how long a blocking call waits (`None`: for ever).
     rcvtimeo: Option<Duration>,
@@ -431,6 +433,7 @@ impl Socket {
             sndbuf: DEFAULT_SNDBUF,
             options: HashMap::new(),
             linger: None,
+            closed: false,
             watch: None,
             rcvtimeo: None,
             sndtimeo: None,
@@ -724,15 +727,15 @@ impl Inner {
             }
             Event::TcpDead { cookie, reason, .. } => {
                 let id = SockId(cookie);
-                let queued = self.in_accept_queue(id);
                 let Some(s) = self.get(id) else { return };
-                let orphan = s.fd.is_none();
+                // Closed by the app (still sending when it died): nobody will read or accept it any more.
+                let orphan = s.closed;
                 if let Kind::Conn(c) = &mut s.kind {
                     c.state = ConnState::Dead;
                     // Every lent buffer and every sent byte is released by the dataplane. What arrived before the
                     // end stays readable, as on Linux (the peer's data and FIN often come in the cycle that ends the
                     // connection): unread bytes are copied out now, before the next cycle reuses the buffers.
-                    if orphan && !queued {
+                    if orphan {
                         c.rx.clear();
                         c.rx_bytes = 0;
                     } else {
@@ -745,7 +748,7 @@ impl Inner {
                         c.error = dead_errno(reason);
                     }
                 }
-                if orphan && !queued {
+                if orphan {
                     self.remove(id);
                 } else {
                     self.post(id);
@@ -773,12 +776,6 @@ impl Inner {
         let h = u32::from_be_bytes(remote.addr.0).wrapping_mul(0x9e37_79b1)
             ^ (remote.port as u32).wrapping_mul(0x85eb_ca6b);
         Some(listening[(h.rotate_left(13) as usize) % listening.len()])
-    }
-
-    fn in_accept_queue(&mut self, id: SockId) -> bool {
-        self.slots
-            .iter()
-            .any(|(_, s)| matches!(s, Some(Socket { kind: Kind::Listener(l), .. }) if l.ready.contains(&id)))
     }
 }
 
@@ -1392,6 +1389,7 @@ pub fn close(fd: RawFd) -> Result<(), Errno> {
         return Ok(());
     };
     s.fd = None;
+    s.closed = true;
     if let Some(w) = s.watch.take() {
         w.sink.remove(fd);
     }
