@@ -1188,6 +1188,122 @@ static void test_debug_mode_catches_unassigned(void)
 	exit(0);
 }
 
+/* libevent_core's deferred callbacks on an embedded struct event_callback: internal exports, but the ones
+ * libevent_extra (evhttp, evdns) is built on, so a libevent_core stand-in must behave as libevent here. */
+typedef void (*deferred_cb_fn)(struct event_callback *, void *);
+void event_deferred_cb_init_(struct event_callback *, ev_uint8_t, deferred_cb_fn, void *);
+void event_deferred_cb_set_priority_(struct event_callback *, ev_uint8_t);
+void event_deferred_cb_cancel_(struct event_base *, struct event_callback *);
+int event_deferred_cb_schedule_(struct event_base *, struct event_callback *);
+
+struct deferred_probe {
+	struct event_callback cb;
+	struct event_base *base;
+	int runs, again;
+	char order[8];
+	char name;
+};
+
+static void deferred_probe_cb(struct event_callback *cb, void *arg)
+{
+	struct deferred_probe *p = arg;
+	CHECK(cb == &p->cb);
+	p->runs++;
+	size_t n = strlen(p->order);
+	if (n + 1 < sizeof(p->order))
+		p->order[n] = p->name;
+	if (p->again > 0) {
+		p->again--;
+		CHECK_INT(event_deferred_cb_schedule_(p->base, &p->cb), ==, 1);
+	}
+}
+
+static char deferred_shared_order[8];
+static void deferred_order_cb(struct event_callback *cb, void *arg)
+{
+	(void)cb;
+	size_t n = strlen(deferred_shared_order);
+	if (n + 1 < sizeof(deferred_shared_order))
+		deferred_shared_order[n] = *(char *)arg;
+}
+
+static void deferred_free_self_cb(struct event_callback *cb, void *arg)
+{
+	*(int *)arg += 1;
+	free(cb); /* evdns frees its reply struct from the callback this way */
+}
+
+static void test_deferred_callbacks(void)
+{
+	struct event_base *base = event_base_new();
+	struct deferred_probe p;
+	memset(&p, 0, sizeof(p));
+	p.base = base;
+	p.name = 'a';
+	event_deferred_cb_init_(&p.cb, 0, deferred_probe_cb, &p);
+
+	/* Scheduled twice before the loop: runs once, from the loop. */
+	CHECK_INT(event_deferred_cb_schedule_(base, &p.cb), ==, 1);
+	CHECK_INT(event_deferred_cb_schedule_(base, &p.cb), ==, 0);
+	CHECK_INT(p.runs, ==, 0);
+	(void)event_base_loop(base, EVLOOP_NONBLOCK); /* 1 in libevent too: no event is added */
+	CHECK_INT(p.runs, ==, 1);
+
+	/* Cancelled: does not run; cancelling again (or an idle callback) is harmless. */
+	CHECK_INT(event_deferred_cb_schedule_(base, &p.cb), ==, 1);
+	event_deferred_cb_cancel_(base, &p.cb);
+	event_deferred_cb_cancel_(base, &p.cb);
+	CHECK_INT(event_base_loop(base, EVLOOP_NONBLOCK), ==, 1); /* nothing pending */
+	CHECK_INT(p.runs, ==, 1);
+
+	/* Rescheduled from its own callback: a pending deferred callback keeps a plain loop going until done. */
+	p.again = 3;
+	CHECK_INT(event_deferred_cb_schedule_(base, &p.cb), ==, 1);
+	CHECK_INT(event_base_dispatch(base), ==, 1);
+	CHECK_INT(p.runs, ==, 5);
+
+	/* A callback that frees its own struct. */
+	int freed = 0;
+	struct event_callback *heap_cb = malloc(sizeof(*heap_cb));
+	event_deferred_cb_init_(heap_cb, 0, deferred_free_self_cb, &freed);
+	CHECK_INT(event_deferred_cb_schedule_(base, heap_cb), ==, 1);
+	(void)event_base_loop(base, EVLOOP_NONBLOCK); /* 1 in libevent too: no event is added */
+	CHECK_INT(freed, ==, 1);
+	event_base_free(base);
+
+	/* Priorities: the lower number runs first whatever the scheduling order; set_priority moves one. */
+	base = event_base_new();
+	CHECK_INT(event_base_priority_init(base, 3), ==, 0);
+	struct event_callback low, mid, high;
+	char l = 'l', m = 'm', h = 'h';
+	event_deferred_cb_init_(&low, 2, deferred_order_cb, &l);
+	event_deferred_cb_init_(&mid, 2, deferred_order_cb, &m);
+	event_deferred_cb_init_(&high, 2, deferred_order_cb, &h);
+	event_deferred_cb_set_priority_(&high, 0);
+	event_deferred_cb_set_priority_(&mid, 1);
+	CHECK_INT(event_deferred_cb_schedule_(base, &low), ==, 1);
+	CHECK_INT(event_deferred_cb_schedule_(base, &mid), ==, 1);
+	CHECK_INT(event_deferred_cb_schedule_(base, &high), ==, 1);
+	while (strlen(deferred_shared_order) < 3 && event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK) == 0)
+		;
+	CHECK(strcmp(deferred_shared_order, "hml") == 0);
+	event_base_free(base);
+
+	/* A NULL base means event_init()'s (evdns bases made without a base rely on it). */
+	struct event_base *legacy = event_init();
+	memset(&p, 0, sizeof(p));
+	p.name = 'n';
+	event_deferred_cb_init_(&p.cb, 0, deferred_probe_cb, &p);
+	CHECK_INT(event_deferred_cb_schedule_(NULL, &p.cb), ==, 1);
+	(void)event_loop(EVLOOP_NONBLOCK);
+	CHECK_INT(p.runs, ==, 1);
+	CHECK_INT(event_deferred_cb_schedule_(NULL, &p.cb), ==, 1);
+	event_deferred_cb_cancel_(NULL, &p.cb);
+	CHECK_INT(event_loop(EVLOOP_NONBLOCK), ==, 1);
+	CHECK_INT(p.runs, ==, 1);
+	event_base_free(legacy);
+}
+
 static void test_fork_reinit(void)
 {
 	struct event_base *base = event_base_new();
@@ -1283,6 +1399,7 @@ int main(void)
 	run("compat", test_compat);
 	run("get_assignment", test_get_assignment);
 	run("finalize", test_finalize);
+	run("deferred_callbacks", test_deferred_callbacks);
 	run("fork_reinit", test_fork_reinit);
 
 	CHECK_INT(evthread_use_pthreads(), ==, 0);

@@ -152,9 +152,16 @@ cmake -S "$src_dir" -B "$tmp/build-sonames" -DIX_INSTALL_LIBEVENT_SONAMES=ON -DI
 cmake --install "$tmp/build-sonames" --prefix "$prefix2" >"$tmp/install2.log" \
     || { cat "$tmp/install2.log"; fail "install with sonames"; }
 lib2="$prefix2/lib"
-for so in libevent-2.1.so.7 libevent_core-2.1.so.7 libevent_pthreads-2.1.so.7 libevent_extra-2.1.so.7; do
+for so in libevent_core-2.1.so.7 libevent_pthreads-2.1.so.7; do
     [ "$(readlink "$lib2/$so")" = "libix.so.$major" ] || fail "$so does not link libix.so.$major"
 done
+# libevent_extra stays libevent's own (it runs on libix); libevent-2.1.so.7 (core + extra) is a stub needing both.
+[ ! -e "$lib2/libevent_extra-2.1.so.7" ] || fail "libevent_extra-2.1.so.7 installed: it must stay libevent's"
+needed="$(readelf -d "$lib2/libevent-2.1.so.7" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+case "$needed" in
+*"libix.so.$major "*"libevent_extra-2.1.so.7 "*) ;;
+*) fail "libevent-2.1.so.7 needs '$needed', expected libix.so.$major and libevent_extra-2.1.so.7" ;;
+esac
 for so in libevent.so libevent_core.so libevent_pthreads.so; do
     [ "$(readlink "$lib2/$so")" = "libix.so" ] || fail "$so does not link libix.so"
 done
@@ -187,5 +194,36 @@ real="$(env -u LD_LIBRARY_PATH "$tmp/plain")" || fail "plain program on the real
 ours="$(LD_LIBRARY_PATH="$lib2" "$tmp/plain")" || fail "plain program on libix"
 step "unmodified -levent_core program: '$real' on Debian's libevent, '$ours' with LD_LIBRARY_PATH=$lib2"
 [ "$ours" = "libix" ] || fail "with LD_LIBRARY_PATH=$lib2 the program says '$ours', expected libix"
+
+# An unmodified -levent program using libevent_extra (evhttp, evtag): libevent's own libevent_extra on libix.
+cat >"$tmp/extra.c" <<'EOF'
+#include <stdio.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/tag.h>
+int main(void)
+{
+	struct event_base *base = event_base_new();
+	struct evhttp *http = base ? evhttp_new(base) : NULL;
+	if (!http || !evhttp_bind_socket_with_handle(http, "127.0.0.1", 0))
+		return 2;
+	struct evbuffer *buf = evbuffer_new();
+	ev_uint32_t got = 0;
+	evtag_init();
+	evtag_marshal_int(buf, 7, 123456);
+	if (evtag_unmarshal_int(buf, 7, &got) < 0 || got != 123456)
+		return 3;
+	printf("%s\n", event_base_get_method(base));
+	evbuffer_free(buf);
+	evhttp_free(http);
+	event_base_free(base);
+	return 0;
+}
+EOF
+gcc -Wall -Werror -o "$tmp/extra" "$tmp/extra.c" -levent || fail "building an evhttp program against Debian's libevent"
+ours="$(LD_LIBRARY_PATH="$lib2" "$tmp/extra")" || fail "evhttp/evtag program on libix + libevent_extra (rc $?)"
+[ "$ours" = "libix" ] || fail "the -levent program says '$ours' with LD_LIBRARY_PATH=$lib2, expected libix"
+step "unmodified -levent program (evhttp bind, evtag round trip): '$ours' with libevent's libevent_extra on top"
 
 echo "packaging: PASSED"

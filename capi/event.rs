@@ -79,7 +79,7 @@ pub static event_global_current_base_: AtomicPtr<event_base> = AtomicPtr::new(nu
 #[no_mangle]
 pub static event_debug_logging_mask_: AtomicU32 = AtomicU32::new(0);
 
-fn current_base() -> *mut event_base {
+pub(crate) fn current_base() -> *mut event_base {
     event_global_current_base_.load(Ordering::Acquire)
 }
 

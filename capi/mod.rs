@@ -7,6 +7,7 @@
 
 pub mod buffer;
 pub mod bufferevent;
+pub mod core_internal;
 pub mod event;
 pub mod listener;
 pub mod native;
