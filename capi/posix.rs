@@ -28,6 +28,14 @@ macro_rules! sys {
     }};
 }
 
+/// Runs a dataplane socket's branch of an interposed call out of line, so that the kernel path (every call on a
+/// kernel fd) keeps a small frame and no thread-local access.
+#[cold]
+#[inline(never)]
+fn dataplane<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
 fn fail<T: From<i8>>(errno: i32) -> T {
     set_errno(errno);
     T::from(-1)
@@ -266,8 +274,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     if socket::owns(fd) {
-        let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], 0)));
+        return dataplane(|| {
+            let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
+            recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], 0)))
+        });
     }
     sys!(libc::SYS_read, fd, buf, n) as ssize_t
 }
@@ -293,12 +303,14 @@ pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, bufl
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     if socket::owns(fd) {
-        // SAFETY: readv's contract.
-        let mut bufs = match unsafe { iovecs_mut(iov, n) } {
-            Ok(b) => b,
-            Err(e) => return fail_ssize(e),
-        };
-        return recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, 0)));
+        return dataplane(|| {
+            // SAFETY: readv's contract.
+            let mut bufs = match unsafe { iovecs_mut(iov, n) } {
+                Ok(b) => b,
+                Err(e) => return fail_ssize(e),
+            };
+            recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, 0)))
+        });
     }
     sys!(libc::SYS_readv, fd, iov, n) as ssize_t
 }
@@ -317,15 +329,17 @@ pub unsafe extern "C" fn recvfrom(
     len: *mut socklen_t,
 ) -> ssize_t {
     if socket::owns(fd) {
-        let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], flags));
-        if r.is_ok() && !addr.is_null() {
-            if let Ok(peer) = socket::name(fd, false) {
-                // SAFETY: recvfrom's contract for addr/len.
-                unsafe { put_v4(peer, addr, len) };
+        return dataplane(|| {
+            let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
+            let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], flags));
+            if r.is_ok() && !addr.is_null() {
+                if let Ok(peer) = socket::name(fd, false) {
+                    // SAFETY: recvfrom's contract for addr/len.
+                    unsafe { put_v4(peer, addr, len) };
+                }
             }
-        }
-        return recv_result(r);
+            recv_result(r)
+        });
     }
     sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t
 }
@@ -347,29 +361,31 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_i
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     if socket::owns(fd) {
-        if msg.is_null() {
-            return fail_ssize(libc::EFAULT);
-        }
-        // SAFETY: recvmsg's contract: `msg` is a valid msghdr.
-        let m = unsafe { &mut *msg };
-        // SAFETY: its iovecs name writable memory.
-        let mut bufs = match unsafe { iovecs_mut(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int) } {
-            Ok(b) => b,
-            Err(e) => return fail_ssize(e),
-        };
-        let r = guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, flags));
-        if r.is_ok() {
-            m.msg_controllen = 0;
-            m.msg_flags = 0;
-            if !m.msg_name.is_null() {
-                match socket::name(fd, false) {
-                    // SAFETY: msg_name/msg_namelen as recvmsg requires.
-                    Ok(peer) => unsafe { put_v4(peer, m.msg_name as *mut sockaddr, &mut m.msg_namelen) },
-                    Err(_) => m.msg_namelen = 0,
+        return dataplane(|| {
+            if msg.is_null() {
+                return fail_ssize(libc::EFAULT);
+            }
+            // SAFETY: recvmsg's contract: `msg` is a valid msghdr.
+            let m = unsafe { &mut *msg };
+            // SAFETY: its iovecs name writable memory.
+            let mut bufs = match unsafe { iovecs_mut(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int) } {
+                Ok(b) => b,
+                Err(e) => return fail_ssize(e),
+            };
+            let r = guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, flags));
+            if r.is_ok() {
+                m.msg_controllen = 0;
+                m.msg_flags = 0;
+                if !m.msg_name.is_null() {
+                    match socket::name(fd, false) {
+                        // SAFETY: msg_name/msg_namelen as recvmsg requires.
+                        Ok(peer) => unsafe { put_v4(peer, m.msg_name as *mut sockaddr, &mut m.msg_namelen) },
+                        Err(_) => m.msg_namelen = 0,
+                    }
                 }
             }
-        }
-        return recv_result(r);
+            recv_result(r)
+        });
     }
     sys!(libc::SYS_recvmsg, fd, msg, flags) as ssize_t
 }
@@ -381,8 +397,10 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
     if socket::owns(fd) {
-        let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
-        return send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], false)), 0);
+        return dataplane(|| {
+            let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
+            send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], false)), 0)
+        });
     }
     sys!(libc::SYS_write, fd, buf, n) as ssize_t
 }
@@ -394,12 +412,14 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     if socket::owns(fd) {
-        // SAFETY: writev's contract.
-        let bufs = match unsafe { iovecs(iov, n) } {
-            Ok(b) => b,
-            Err(e) => return fail_ssize(e),
-        };
-        return send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, false)), 0);
+        return dataplane(|| {
+            // SAFETY: writev's contract.
+            let bufs = match unsafe { iovecs(iov, n) } {
+                Ok(b) => b,
+                Err(e) => return fail_ssize(e),
+            };
+            send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, false)), 0)
+        });
     }
     sys!(libc::SYS_writev, fd, iov, n) as ssize_t
 }
@@ -418,9 +438,11 @@ pub unsafe extern "C" fn sendto(
     len: socklen_t,
 ) -> ssize_t {
     if socket::owns(fd) {
-        let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
-        let dontwait = flags & libc::MSG_DONTWAIT != 0;
-        return send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], dontwait)), flags);
+        return dataplane(|| {
+            let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
+            let dontwait = flags & libc::MSG_DONTWAIT != 0;
+            send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], dontwait)), flags)
+        });
     }
     sys!(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t
 }
@@ -442,20 +464,22 @@ pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     if socket::owns(fd) {
-        if msg.is_null() {
-            return fail_ssize(libc::EFAULT);
-        }
-        // SAFETY: sendmsg's contract: `msg` is a valid msghdr whose iovecs name readable memory.
-        let bufs = unsafe {
-            let m = &*msg;
-            iovecs(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int)
-        };
-        let bufs = match bufs {
-            Ok(b) => b,
-            Err(e) => return fail_ssize(e),
-        };
-        let dontwait = flags & libc::MSG_DONTWAIT != 0;
-        return send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, dontwait)), flags);
+        return dataplane(|| {
+            if msg.is_null() {
+                return fail_ssize(libc::EFAULT);
+            }
+            // SAFETY: sendmsg's contract: `msg` is a valid msghdr whose iovecs name readable memory.
+            let bufs = unsafe {
+                let m = &*msg;
+                iovecs(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int)
+            };
+            let bufs = match bufs {
+                Ok(b) => b,
+                Err(e) => return fail_ssize(e),
+            };
+            let dontwait = flags & libc::MSG_DONTWAIT != 0;
+            send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, dontwait)), flags)
+        });
     }
     sys!(libc::SYS_sendmsg, fd, msg, flags) as ssize_t
 }
@@ -466,6 +490,8 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
 /// As close(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    // An event loop may still hold a deleted event's epoll registration for `fd`: it goes before the fd does.
+    crate::event::linger::before_close(fd);
     if socket::owns(fd) {
         return match guard(Err(libc::EIO), || socket::close(fd)) {
             Ok(()) => 0,
@@ -473,6 +499,32 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
         };
     }
     sys!(libc::SYS_close, fd) as c_int
+}
+
+/// `dup2(2)`: replacing `newfd` closes it, so its lingering epoll registrations go first (as for `close`).
+///
+/// # Safety
+/// As dup2(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup2(oldfd: c_int, newfd: c_int) -> c_int {
+    if oldfd == newfd {
+        // Onto itself: a no-op that only checks oldfd (dup3 would say EINVAL).
+        return if sys!(libc::SYS_fcntl, oldfd, libc::F_GETFD) < 0 { -1 } else { newfd };
+    }
+    crate::event::linger::before_close(newfd);
+    sys!(libc::SYS_dup3, oldfd, newfd, 0) as c_int
+}
+
+/// `dup3(2)`: as [`dup2`].
+///
+/// # Safety
+/// As dup3(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dup3(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int {
+    if oldfd != newfd {
+        crate::event::linger::before_close(newfd);
+    }
+    sys!(libc::SYS_dup3, oldfd, newfd, flags) as c_int
 }
 
 /// `shutdown(2)`.
@@ -541,34 +593,36 @@ pub unsafe extern "C" fn getsockopt(
     len: *mut socklen_t,
 ) -> c_int {
     if socket::owns(fd) {
-        if value.is_null() || len.is_null() {
-            return fail(libc::EFAULT);
-        }
-        let mut bytes = [0u8; 16];
-        let size = match guard(Err(libc::EIO), || socket::getsockopt(fd, level, name)) {
-            Ok(OptValue::Int(v)) => {
-                bytes[..4].copy_from_slice(&v.to_ne_bytes());
-                4
+        return dataplane(|| {
+            if value.is_null() || len.is_null() {
+                return fail(libc::EFAULT);
             }
-            Ok(OptValue::Linger(l)) => {
-                bytes[..4].copy_from_slice(&l.l_onoff.to_ne_bytes());
-                bytes[4..8].copy_from_slice(&l.l_linger.to_ne_bytes());
-                8
+            let mut bytes = [0u8; 16];
+            let size = match guard(Err(libc::EIO), || socket::getsockopt(fd, level, name)) {
+                Ok(OptValue::Int(v)) => {
+                    bytes[..4].copy_from_slice(&v.to_ne_bytes());
+                    4
+                }
+                Ok(OptValue::Linger(l)) => {
+                    bytes[..4].copy_from_slice(&l.l_onoff.to_ne_bytes());
+                    bytes[4..8].copy_from_slice(&l.l_linger.to_ne_bytes());
+                    8
+                }
+                Ok(OptValue::Timeval(t)) => {
+                    bytes[..8].copy_from_slice(&t.tv_sec.to_ne_bytes());
+                    bytes[8..].copy_from_slice(&t.tv_usec.to_ne_bytes());
+                    16
+                }
+                Err(e) => return fail(e),
+            };
+            // SAFETY: getsockopt's contract: `value` has `*len` writable bytes.
+            unsafe {
+                let n = (*len as usize).min(size);
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), value as *mut u8, n);
+                *len = n as socklen_t;
             }
-            Ok(OptValue::Timeval(t)) => {
-                bytes[..8].copy_from_slice(&t.tv_sec.to_ne_bytes());
-                bytes[8..].copy_from_slice(&t.tv_usec.to_ne_bytes());
-                16
-            }
-            Err(e) => return fail(e),
-        };
-        // SAFETY: getsockopt's contract: `value` has `*len` writable bytes.
-        unsafe {
-            let n = (*len as usize).min(size);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), value as *mut u8, n);
-            *len = n as socklen_t;
-        }
-        return 0;
+            0
+        });
     }
     sys!(libc::SYS_getsockopt, fd, level, name, value, len) as c_int
 }

@@ -48,16 +48,17 @@ impl FdSlot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooMany;
 
-/// fd -> events.
+/// fd -> events. A slot keeps its list's allocation when its last event goes (as libevent keeps its evmap
+/// entries), so the common del/add cycle on one fd allocates nothing.
 #[derive(Debug, Default)]
 pub struct IoMap {
-    slots: Vec<Option<Box<FdSlot>>>,
+    slots: Vec<FdSlot>,
 }
 
 impl IoMap {
     /// The slot of `fd`, if any event waits on it.
     pub fn get(&self, fd: i32) -> Option<&FdSlot> {
-        usize::try_from(fd).ok().and_then(|i| self.slots.get(i)).and_then(|s| s.as_deref())
+        usize::try_from(fd).ok().and_then(|i| self.slots.get(i)).filter(|s| !s.events.is_empty())
     }
 
     /// (current interest, conditions that adding an event with `events` would newly need).
@@ -86,9 +87,9 @@ impl IoMap {
     pub fn insert(&mut self, fd: i32, ev: EvPtr, events: i16) {
         let i = fd as usize;
         if i >= self.slots.len() {
-            self.slots.resize_with(i + 1, || None);
+            self.slots.resize_with(i + 1, FdSlot::default);
         }
-        let s = self.slots[i].get_or_insert_with(Box::default);
+        let s = &mut self.slots[i];
         if events & EV_READ != 0 {
             s.nread += 1;
         }
@@ -104,7 +105,7 @@ impl IoMap {
     /// Forgets `ev` on `fd`; returns (interest before, conditions no longer needed), or None if it was not there.
     pub fn remove(&mut self, fd: i32, ev: EvPtr, events: i16) -> Option<(i16, i16)> {
         let i = usize::try_from(fd).ok()?;
-        let s = self.slots.get_mut(i)?.as_mut()?;
+        let s = self.slots.get_mut(i)?;
         let pos = s.events.iter().position(|&e| e == ev)?;
         s.events.remove(pos);
         let old = s.mask();
@@ -120,15 +121,12 @@ impl IoMap {
         drop_one(&mut s.nread, EV_READ);
         drop_one(&mut s.nwrite, EV_WRITE);
         drop_one(&mut s.nclose, EV_CLOSED);
-        if s.events.is_empty() {
-            self.slots[i] = None;
-        }
         Some((old, gone))
     }
 
     /// (fd, slot) for every fd with events, ascending.
     pub fn iter(&self) -> impl Iterator<Item = (i32, &FdSlot)> + '_ {
-        self.slots.iter().enumerate().filter_map(|(fd, s)| s.as_deref().map(|s| (fd as i32, s)))
+        self.slots.iter().enumerate().filter(|(_, s)| !s.events.is_empty()).map(|(fd, s)| (fd as i32, s))
     }
 
     /// Checks the counters against the events.

@@ -10,6 +10,7 @@
 //! - [`heap`], [`queue`], [`map`]: the timer heap, the active queues, the fd and signal maps.
 //! - [`signal`]: the sigaction self-pipe. [`time`]: [`Usec`] and the injected [`Clock`]. [`sys`]: every syscall.
 //! - [`once`]: engine-owned events (`event_base_once`, `event_base_loopexit`).
+//! - [`linger`]: deferred epoll removals (a deleted fd's registration kept until the next wait).
 //! - [`deferred`]: deferred callbacks (libevent's `event_deferred_cb_*`), run by the loop on its next iteration.
 //!
 //! The C ABI over this is `capi/event.rs`; it owns the process-wide settings libevent's API defines (current base,
@@ -21,6 +22,7 @@
 pub mod base;
 pub mod deferred;
 pub mod heap;
+pub mod linger;
 pub mod map;
 pub mod once;
 pub mod poller;

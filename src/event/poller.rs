@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 use std::sync::Mutex;
 
+use super::linger::Lingering;
 use super::raw::{EV_CLOSED, EV_READ, EV_WRITE};
 use super::sys;
 use super::time::Usec;
@@ -81,7 +82,8 @@ pub const MAX_EPOLL_TIMEOUT_MS: i64 = 35 * 60 * 1000;
 const INITIAL_NEVENT: usize = 32;
 const MAX_NEVENT: usize = 4096;
 
-/// epoll on kernel fds, as libevent's epoll backend (without changelist) behaves.
+/// epoll on kernel fds, as libevent's epoll backend (without changelist) behaves, except that removals wait for
+/// the next `wait` (`linger`): a delete and re-add of the same interest in between costs no system call.
 #[derive(Debug)]
 pub struct Epoll {
     epfd: OwnedFd,
@@ -96,13 +98,17 @@ pub struct Epoll {
     /// Where the socket layer posts the readiness of the dataplane sockets this loop watches (created on the
     /// first one, its wake-up eventfd then joins the set).
     sink: std::sync::OnceLock<std::sync::Arc<crate::socket::ReadySink>>,
+    /// Registrations whose last event was deleted, removed just before the next wait (see `linger`).
+    lingering: std::sync::Arc<Lingering>,
 }
 
 impl Epoll {
     /// A new epoll instance; `precise`: sub-millisecond timeouts (epoll_pwait2) for EVENT_BASE_FLAG_PRECISE_TIMER.
     pub fn new(precise: bool) -> io::Result<Epoll> {
+        let epfd = sys::epoll_create()?;
         Ok(Epoll {
-            epfd: sys::epoll_create()?,
+            lingering: Lingering::new(std::os::fd::AsRawFd::as_raw_fd(&epfd)),
+            epfd,
             precise,
             buf: Mutex::new(vec![libc::epoll_event { events: 0, u64: 0 }; INITIAL_NEVENT]),
             watching_dataplane: std::sync::atomic::AtomicBool::new(false),
@@ -200,7 +206,7 @@ impl Poller for Epoll {
         let bits = epoll_bits(new);
         let err = |e: &io::Error| e.raw_os_error().unwrap_or(0);
         if new.mask == 0 {
-            if old.mask == 0 {
+            if old.mask == 0 || self.lingering.keep(fd, epoll_bits(old)) {
                 return Ok(());
             }
             return match sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_DEL, fd, epoll_bits(old)) {
@@ -215,6 +221,16 @@ impl Poller for Epoll {
                 Err(e) if err(&e) == libc::ENOENT => sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits),
                 r => r,
             }
+        } else if let Some(kept) = self.lingering.take(fd) {
+            // Deleted and re-added before the next wait: still registered, with the same file (a close would
+            // have removed it). The same bits cost nothing; other bits one MOD.
+            if kept == bits {
+                return Ok(());
+            }
+            match sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_MOD, fd, bits) {
+                Err(e) if err(&e) == libc::ENOENT => sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits),
+                r => r,
+            }
         } else {
             // ADD, retried as MOD for the dup2() quirk (a closed fd's epitem lingers while a dup is open).
             match sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits) {
@@ -225,6 +241,7 @@ impl Poller for Epoll {
     }
 
     fn wait(&self, out: &mut Vec<Ready>, timeout: Option<Usec>) -> io::Result<()> {
+        self.lingering.flush();
         let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         let sink = self.sink.get();
         let mut timeout = timeout;

@@ -60,9 +60,18 @@ pub fn epoll_ctl(epfd: &OwnedFd, op: c_int, fd: RawFd, events: u32) -> io::Resul
 
 /// `epoll_ctl` with an explicit token in the event's data.
 pub fn epoll_ctl_token(epfd: &OwnedFd, op: c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    epoll_ctl_raw_token(epfd.as_raw_fd(), op, fd, events, token)
+}
+
+/// `epoll_ctl` on an epoll fd held by number (the fd number is the token). An invalid `epfd` is an error, no more.
+pub fn epoll_ctl_raw(epfd: RawFd, op: c_int, fd: RawFd, events: u32) -> io::Result<()> {
+    epoll_ctl_raw_token(epfd, op, fd, events, fd as u32 as u64)
+}
+
+fn epoll_ctl_raw_token(epfd: RawFd, op: c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
     let mut ev = libc::epoll_event { events, u64: token };
-    // SAFETY: `ev` is a valid epoll_event; epfd is an epoll fd we own.
-    cvt(unsafe { libc::epoll_ctl(epfd.as_raw_fd(), op, fd, &mut ev) }).map(|_| ())
+    // SAFETY: `ev` is a valid epoll_event; the kernel checks both fd numbers.
+    cvt(unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) }).map(|_| ())
 }
 
 /// Waits on `epfd`; `timeout`: None = forever. With `precise`, uses epoll_pwait2's nanosecond timeout (falling back

@@ -75,7 +75,14 @@ fn now_us() -> u64 {
 /// Whether `fd` is a dataplane socket (and the calling thread is not inside the layer).
 #[inline]
 pub fn owns(fd: RawFd) -> bool {
-    fdmap::is_dataplane(fd) && !INSIDE.with(|c| c.get())
+    fdmap::is_dataplane(fd) && !inside_layer()
+}
+
+/// `inside`, out of line: inlined, the compiler would compute the thread-local's address (a call) before the
+/// bitmap test, on every call on a kernel fd.
+#[inline(never)]
+fn inside_layer() -> bool {
+    INSIDE.with(|c| c.get())
 }
 
 /// Whether the calling thread is inside the layer (its kernel calls must not be interposed).
