@@ -71,7 +71,7 @@ fn run_embedded(addr: CbAddr, id: u64) {
             return; // cancelled (and maybe scheduled anew under another proxy)
         }
         let proxy = c.proxy.swap(null_mut(), Ordering::AcqRel);
-        c.flags &= !(EVLIST_ACTIVE as i16);
+        c.flags &= !EVLIST_ACTIVE;
         (c.cb, c.arg, proxy)
     };
     // SAFETY: the proxy came from Box::into_raw in `event_deferred_cb_schedule_` and was just taken from the
@@ -102,9 +102,9 @@ pub unsafe extern "C" fn event_deferred_cb_init_(
         unsafe { ptr::write_bytes(cb, 0, 1) };
         // SAFETY: as above.
         let c = unsafe { &mut *cb };
-        c.flags = EVLIST_INIT as i16;
+        c.flags = EVLIST_INIT;
         c.pri = pri;
-        c.closure = CLOSURE_CB_SELF as u8;
+        c.closure = CLOSURE_CB_SELF;
         c.cb = f;
         c.arg = arg;
     })
@@ -152,7 +152,7 @@ pub unsafe extern "C" fn event_deferred_cb_schedule_(base: *mut event_base, cb: 
         let p = Box::into_raw(proxy);
         c.proxy.store(p, Ordering::Release);
         c.proxy_id = id;
-        c.flags |= EVLIST_ACTIVE as i16;
+        c.flags |= EVLIST_ACTIVE;
         // SAFETY: just made; only `run_embedded` or `event_deferred_cb_cancel_` frees it, both under HANDOFF.
         i32::from(unsafe { (*p).schedule() })
     })
@@ -169,7 +169,7 @@ pub unsafe extern "C" fn event_deferred_cb_cancel_(_base: *mut event_base, cb: *
         let Some(c) = (unsafe { cb.as_mut() }) else { return };
         let p = {
             let _h = handoff();
-            c.flags &= !(EVLIST_ACTIVE as i16);
+            c.flags &= !EVLIST_ACTIVE;
             c.proxy.swap(null_mut(), Ordering::AcqRel)
         };
         if !p.is_null() {
