@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::heap::TimerHeap;
-use super::map::{IoMap, SignalMap, NSIG};
+use super::map::{FdSlot, IoMap, SignalMap, NSIG};
 use super::once::{self, OncePtr};
 use super::poller::{Epoll, Interest, Poller, Ready};
 use super::queue::{ActiveQueues, QueueId};
@@ -1457,17 +1457,15 @@ impl Inner {
     /// `ev_events & what` (which includes EV_ET for edge-triggered events when the backend reports, as epoll's
     /// dispatch passes EV_ET along).
     fn io_active(&mut self, fd: c_int, what: i16) {
-        let Some(slot) = self.io.get(fd) else { return };
-        let mut evs = std::mem::take(&mut self.scratch);
-        evs.clear();
-        evs.extend(slot.newest_first());
-        for &e in &evs {
+        // By index, newest first: activation never changes the fd map, and most fds have one event.
+        let n = self.io.get(fd).map_or(0, FdSlot::len);
+        for i in 0..n {
+            let Some(e) = self.io.get(fd).and_then(|s| s.nth_newest(i)) else { break };
             let want = e.events();
             if want & what & !EV_ET != 0 {
                 self.active_nolock(e, want & what, 1);
             }
         }
-        self.scratch = evs;
     }
 
     fn signal_active(&mut self, sig: c_int, ncalls: i16) {

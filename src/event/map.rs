@@ -38,6 +38,22 @@ impl FdSlot {
         self.events.iter().rev().copied()
     }
 
+    /// How many events wait on the fd.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether no event waits on the fd.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The `i`-th event counting from the newest (0).
+    pub fn nth_newest(&self, i: usize) -> Option<EvPtr> {
+        let n = self.events.len();
+        (i < n).then(|| self.events[n - 1 - i])
+    }
+
     /// Whether the newest event is edge-triggered (what a re-registration after fork uses).
     pub fn newest_is_edge(&self) -> bool {
         self.events.last().is_some_and(|e| e.events() & EV_ET != 0)

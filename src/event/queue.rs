@@ -85,28 +85,28 @@ impl ActiveQueues {
 
     /// Appends `ev` to queue `q`; records the slot in the event.
     pub fn push_back(&mut self, q: QueueId, ev: EvPtr, ncalls: i16) {
-        let node = Node { ev: Some(ev), ncalls, queue: q, prev: NIL, next: NIL };
+        let l = self.list_mut(q);
+        let tail = l.tail;
+        let node = Node { ev: Some(ev), ncalls, queue: q, prev: tail, next: NIL };
         let slot = match self.free.pop() {
-            Some(s) => {
-                self.nodes[s as usize] = node;
-                s
-            }
+            Some(s) => s,
             None => {
                 self.nodes.push(node);
                 (self.nodes.len() - 1) as u32
             }
         };
-        let tail = self.list(q).tail;
-        self.nodes[slot as usize].prev = tail;
-        if tail != NIL {
-            self.nodes[tail as usize].next = slot;
-        }
         let l = self.list_mut(q);
         if l.head == NIL {
             l.head = slot;
         }
         l.tail = slot;
         l.len += 1;
+        if let Some(n) = self.nodes.get_mut(slot as usize) {
+            *n = node;
+        }
+        if let Some(t) = self.nodes.get_mut(tail as usize) {
+            t.next = slot;
+        }
         ev.set_active_slot(slot);
     }
 
@@ -122,11 +122,12 @@ impl ActiveQueues {
 
     fn unlink(&mut self, slot: u32) -> (EvPtr, i16) {
         let n = self.nodes[slot as usize];
-        if n.prev != NIL {
-            self.nodes[n.prev as usize].next = n.next;
+        // NIL (u32::MAX) is never a valid index, so `get_mut` doubles as the "has a neighbour" test.
+        if let Some(p) = self.nodes.get_mut(n.prev as usize) {
+            p.next = n.next;
         }
-        if n.next != NIL {
-            self.nodes[n.next as usize].prev = n.prev;
+        if let Some(x) = self.nodes.get_mut(n.next as usize) {
+            x.prev = n.prev;
         }
         let l = self.list_mut(n.queue);
         if l.head == slot {
