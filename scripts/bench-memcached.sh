@@ -179,7 +179,7 @@ for v in variants:
     ticks = int(open(os.path.join(out, f"{v}-cpu.ticks")).read()) if os.path.exists(os.path.join(out, f"{v}-cpu.ticks")) else 0
     reqs = cpu[0].get("requests", 0)
     res[v] = {
-        "unloaded_avg": un[0].get("avg"), "unloaded_p99": un[0].get("p99"),
+        "unloaded_avg": un[0].get("avg"), "unloaded_p50": un[0].get("p50"), "unloaded_p99": un[0].get("p99"),
         "usr_max_rps_p99_500us": max_under(usr), "etc_max_rps_p99_500us": max_under(etc),
         # the highest offered rate still met the SLO: the true maximum is at least this (the sweep was too short)
         "usr_max_at_sweep_top": bool(usr) and max_under(usr) > 0 and max_under(usr) == max_under(usr[-1:]),
