@@ -24,7 +24,9 @@
 #   TCP_LINUX [linux]            the Linux TCP echo baseline: linux (sleeps in epoll_wait, as memcached does) or
 #                                linux-busy (spins on epoll_wait(0))
 #   ECHO_CONNS [64] ECHO_DURATION [5] ECHO_WARMUP [1] PP_SECS [3]
-#   MC_DURATION [4] MC_WARMUP [0.5] MC_CONNS [32] MC_KEYS [100000] CPU_RATE [40000] PLOT_MAX_US [2000]
+#   MC_DURATION [4] MC_WARMUP [0.5] MC_CONNS [32] MC_KEYS [100000] CPU_RATE [40000]
+#   PLOT_MAX_US [auto]           latency axis of the plots (auto: 1.5x the largest latency of the points that kept
+#                                up, per plot; set it to compare the linux and libix plots by eye)
 #   USR_RATES [10000,20000,40000,60000,80000,100000,125000,150000,175000,200000]
 #   ETC_RATES [10000,20000,40000,60000,80000,100000,125000,150000]
 #   PARTS ["tcp memcached"]      which halves to run
@@ -49,7 +51,7 @@ MC_WARMUP="${MC_WARMUP:-0.5}"
 MC_CONNS="${MC_CONNS:-32}"
 MC_KEYS="${MC_KEYS:-100000}"
 CPU_RATE="${CPU_RATE:-40000}"
-PLOT_MAX_US="${PLOT_MAX_US:-2000}"
+PLOT_MAX_US="${PLOT_MAX_US:-}"
 USR_RATES="${USR_RATES:-10000,20000,40000,60000,80000,100000,125000,150000,175000,200000}"
 ETC_RATES="${ETC_RATES:-10000,20000,40000,60000,80000,100000,125000,150000}"
 PARTS="${PARTS:-tcp memcached}"
@@ -152,9 +154,10 @@ echo
 echo "################ summary (one run; ${secs} s; loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg))"
 rc=0
 failed_list="$(IFS=';'; echo "${failed[*]:-}")"
-python3 - "$out" "$TCP_LINUX" "$ECHO_CONNS" "$CPU_RATE" "$secs" "$NICE" "$failed_list" <<'PY' || rc=$?
+python3 - "$out" "$TCP_LINUX" "$ECHO_CONNS" "$CPU_RATE" "$secs" "$NICE" "$failed_list" "$PARTS" <<'PY' || rc=$?
 import json, os, sys
-out, tcp_linux, conns, cpu_rate, secs, nice, failed = sys.argv[1:8]
+out, tcp_linux, conns, cpu_rate, secs, nice, failed, parts = sys.argv[1:9]
+parts = parts.split()
 def load(*parts):
     p = os.path.join(out, *parts)
     try:
@@ -202,7 +205,9 @@ metrics, complete = [], True
 for name, unit, lx, ix, higher, note in rows:
     ratio = ix / lx if (lx and ix is not None) else None
     if lx is None or ix is None:
-        better, complete = "-", False
+        better = "-"
+        # a figure missing from a half that ran makes the run incomplete
+        complete = complete and ("tcp" if name.startswith("TCP") else "memcached") not in parts
     elif lx == ix:
         better = "neither" if lx == 0 else "tie"
     else:
