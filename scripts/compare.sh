@@ -4,7 +4,7 @@
 #
 #   sudo scripts/compare.sh
 #
-# About 6 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental), bounded well under 15.
+# About 4 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental; 234 s measured on 7 Dec).
 # It runs scripts/bench-tcp.sh and scripts/bench-memcached.sh with reduced parameters, each against one Linux
 # server and one libix server on the same veth (client in a namespace on CPU 0, server in another on CPU 1):
 #   memcached (Debian's binary; Linux: kernel TCP + real libevent; libix: the same binary under ixrun, AF_XDP)
