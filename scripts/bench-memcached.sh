@@ -140,14 +140,17 @@ for v in $VARIANTS; do
     start_server "$v"
     # (1) Unloaded latency: one connection, one request at a time.
     ixb 1 --workload usr --conns 1 --depth 1 --duration "$DURATION" --warmup "$WARMUP" \
-        --json "$out/$v-unloaded.json" | tail -3
+        --json "$out/$v-unloaded.json" >"$out/$v-unloaded.txt"
+    tail -3 "$out/$v-unloaded.txt"
     # (2) Sweeps (the prefill of the first run is reused: same keys, same values).
     ixb "$(npoints "$USR_RATES")" --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" \
         --warmup "$WARMUP" --sweep "$USR_RATES" --json "$out/$v-usr.json" --plot "$out/$v-usr.png" \
-        "${plot_args[@]}" | tail -$(($(npoints "$USR_RATES") + 5))
+        "${plot_args[@]}" >"$out/$v-usr.txt"
+    tail -$(($(npoints "$USR_RATES") + 5)) "$out/$v-usr.txt"
     ixb "$(npoints "$ETC_RATES")" --workload etc --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" \
         --sweep "$ETC_RATES" --json "$out/$v-etc.json" --plot "$out/$v-etc.png" "${plot_args[@]}" \
-        | tail -$(($(npoints "$ETC_RATES") + 5))
+        >"$out/$v-etc.txt"
+    tail -$(($(npoints "$ETC_RATES") + 5)) "$out/$v-etc.txt"
     # (3) Server CPU per request at an equal offered load.
     c0="$(cpu_ticks "$server_pid")"
     ixb 1 --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" --warmup 0 --rate "$CPU_RATE" \
