@@ -3,8 +3,9 @@
 #
 #   sudo scripts/bench-tcp.sh   (env: DURATION=5 WARMUP=1 PP_SECS=1.5 PP_SIZES=64,256,1024,4096,16384,65536
 #                                     CONNS="1 8 64" ROUNDS="1 1024" SIZE=64 VARIANTS="linux linux-busy libix"
-#                                     NPTCP=1 NICE=0)
-# About 4.5 minutes; figures and their reading in BENCHMARKS.md (section TCP).
+#                                     NPTCP=1 NICE=0 OUT=<dir>)
+# About 4.5 minutes; results in OUT (default a new /tmp/bench-tcp.XXXXXX); figures and their reading in
+# BENCHMARKS.md (section TCP).
 #
 # Topology (as scripts/bench-udp.sh): two namespaces joined by one veth pair with 1 queue:
 #   client ns <TH_NS>  veth <TH_PEER>  198.18.0.2/24  ixbench, pinned to CPU 0
@@ -41,7 +42,12 @@ NICE="${NICE:-0}"
 NPTCP="${NPTCP:-1}"
 VARIANTS="${VARIANTS:-linux linux-busy libix}"
 PORT=7
-out="$(mktemp -d /tmp/bench-tcp.XXXXXX)"
+if [ -n "${OUT:-}" ]; then
+    out="$OUT"
+    mkdir -p "$out"
+else
+    out="$(mktemp -d /tmp/bench-tcp.XXXXXX)"
+fi
 bin="$out/bin"
 mkdir -p "$bin" "$out/stats"
 

@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# The comparison in one command: libix against Linux, the same workloads, the same client, in one run, and one
+# table of ratios (issue "ixbench: the side-by-side report that shows libix against Linux").
+#
+#   sudo scripts/compare.sh
+#
+# About 4 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental; 234 s measured on 7 Dec).
+# It runs scripts/bench-tcp.sh and scripts/bench-memcached.sh with reduced parameters, each against one Linux
+# server and one libix server on the same veth (client in a namespace on CPU 0, server in another on CPU 1):
+#   memcached (Debian's binary; Linux: kernel TCP + real libevent; libix: the same binary under ixrun, AF_XDP)
+#     - unloaded latency, USR, one connection, one request at a time: p50 and p99
+#     - max requests/s whose p99 < 500 us, open-loop sweeps of USR and of ETC (and, as a fallback on a noisy
+#       machine where no point meets the SLO, the highest rate the server kept up with)
+#     - server CPU seconds per million requests (its utime+stime from /proc) at the same offered USR load
+#   TCP echo (Linux: c-tests/kernel_tcp_echo.c, epoll; libix: c-tests/ix_tcp_echo.c, native API)
+#     - echo messages/s, 64 B, n=1 and n=1024 round trips per connection (RST close), ECHO_CONNS connections
+#     - ping-pong one-way latency (RTT/2) at 64 B, p50
+# Prints "metric | linux | libix | ratio | better?" and writes summary.json (the same table, plus the run's
+# details), the sub-runs' JSON and logs, and the memcached latency-vs-throughput plots (PNG), all in OUT.
+#
+# env knobs (defaults in brackets):
+#   OUT [/tmp/ixcompare.XXXXXX]  results directory
+#   NICE [-10]                   nice level of client and server, both sides alike (a shared machine)
+#   TCP_LINUX [linux]            the Linux TCP echo baseline: linux (sleeps in epoll_wait, as memcached does) or
+#                                linux-busy (spins on epoll_wait(0))
+#   ECHO_CONNS [64] ECHO_DURATION [5] ECHO_WARMUP [1] PP_SECS [3]
+#   MC_DURATION [4] MC_WARMUP [0.5] MC_CONNS [32] MC_KEYS [100000] CPU_RATE [40000]
+#   PLOT_MAX_US [auto]           latency axis of the plots (auto: 1.5x the largest latency of the points that kept
+#                                up, per plot; set it to compare the linux and libix plots by eye)
+#   USR_RATES [10000,20000,40000,60000,80000,100000,125000,150000,175000,200000]
+#   ETC_RATES [10000,20000,40000,60000,80000,100000,125000,150000]
+#   PARTS ["tcp memcached"]      which halves to run
+# Any failure or signal stops the running half, whose own cleanup kills its servers and deletes its namespaces
+# and interfaces (unique names per run); the script then checks that none is left. Exit status: 0 when every
+# metric has both figures, 1 otherwise. Optional in CI (.ci/bench), never part of scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+[ "$(id -u)" -eq 0 ] || { echo "scripts/compare.sh needs root (network namespaces, AF_XDP)" >&2; exit 1; }
+[ "$(nproc)" -ge 2 ] || { echo "scripts/compare.sh needs 2 CPUs (client on CPU 0, server on CPU 1)" >&2; exit 1; }
+export PATH="$HOME/.cargo/bin:$PATH"
+
+NICE="${NICE:--10}"
+TCP_LINUX="${TCP_LINUX:-linux}"
+ECHO_CONNS="${ECHO_CONNS:-64}"
+ECHO_DURATION="${ECHO_DURATION:-5}"
+ECHO_WARMUP="${ECHO_WARMUP:-1}"
+PP_SECS="${PP_SECS:-3}"
+MC_DURATION="${MC_DURATION:-4}"
+MC_WARMUP="${MC_WARMUP:-0.5}"
+MC_CONNS="${MC_CONNS:-32}"
+MC_KEYS="${MC_KEYS:-100000}"
+CPU_RATE="${CPU_RATE:-40000}"
+PLOT_MAX_US="${PLOT_MAX_US:-}"
+USR_RATES="${USR_RATES:-10000,20000,40000,60000,80000,100000,125000,150000,175000,200000}"
+ETC_RATES="${ETC_RATES:-10000,20000,40000,60000,80000,100000,125000,150000}"
+PARTS="${PARTS:-tcp memcached}"
+case "$TCP_LINUX" in linux | linux-busy) ;; *) echo "TCP_LINUX must be linux or linux-busy" >&2; exit 2 ;; esac
+if [ -n "${OUT:-}" ]; then
+    out="$OUT"
+    mkdir -p "$out"
+else
+    out="$(mktemp -d /tmp/ixcompare.XXXXXX)"
+fi
+start=$(date +%s)
+
+# Each half runs as a job of its own (set -m: its own process group), so that a signal reaches the half's script
+# and its servers at once (the script's trap then cleans up, after its bounded client command returns); tee
+# ignores the signals, to keep the cleanup's output.
+set -m
+child=""
+tee_pid=""
+on_signal() {
+    trap - INT TERM
+    echo "compare: interrupted; stopping ${child:-nothing}" >&2
+    if [ -n "$child" ]; then
+        kill -TERM -- "-$child" 2>/dev/null || true
+        wait "$child" 2>/dev/null || true
+    fi
+    [ -z "$tee_pid" ] || wait "$tee_pid" 2>/dev/null || true
+    exit 130
+}
+trap on_signal INT TERM
+leftovers() {   # namespaces or interfaces of this run's halves still there (their names end in their pids)
+    { ip netns list; ip -o link show; } 2>/dev/null | grep -oE "ix[nsdp](bt|bm)[0-9]+" | sort -u |
+        while read -r name; do
+            pid="${name##*[a-z]}"
+            grep -qx "$pid" "$out/pids" 2>/dev/null && echo "$name"
+        done || true
+}
+: >"$out/pids"
+# run_half NAME CMD...: one half, its output on the terminal and in OUT/NAME.log; returns its exit status.
+run_half() {
+    local name="$1" rc=0
+    shift
+    # The job is the half's script itself (not a subshell around it), so that waiting for it waits for its cleanup.
+    rm -f "$out/.fifo"
+    mkfifo "$out/.fifo"
+    (trap '' INT TERM HUP; exec tee "$out/$name.log" <"$out/.fifo") &
+    tee_pid=$!
+    "$@" >"$out/.fifo" 2>&1 &
+    child=$!
+    wait "$child" || rc=$?
+    child=""
+    wait "$tee_pid" || true
+    tee_pid=""
+    rm -f "$out/.fifo"
+    # The half's script names its namespaces after its pid: read it from its log header.
+    grep -oE "ix[ns](bt|bm)[0-9]+" "$out/$name.log" | head -1 | grep -oE "[0-9]+$" >>"$out/pids" || true
+    return "$rc"
+}
+
+echo "== libix vs Linux, one run: results in $out"
+{
+    echo "date: $(date -u +%FT%TZ)"
+    dirty="$(git -C "$root" diff --quiet HEAD 2>/dev/null || echo ' (dirty)')"
+    echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty"
+    echo "kernel $(uname -r), $(nproc) CPUs:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+    echo "loadavg at start: $(cat /proc/loadavg)"
+    echo "nice: $NICE; client on CPU 0, server on CPU 1"
+} | tee "$out/machine.txt"
+
+echo "== building (release)"
+bash scripts/setup.sh >/dev/null
+cargo build --release -q -p ix-tools -p libix
+
+failed=()
+if [[ " $PARTS " == *" tcp "* ]]; then
+    echo
+    echo "################ TCP: ping-pong and echo ($TCP_LINUX vs libix)"
+    OUT="$out/tcp" VARIANTS="$TCP_LINUX libix" PP_SIZES=64 PP_SECS="$PP_SECS" CONNS="$ECHO_CONNS" ROUNDS="1 1024" \
+        SIZE=64 DURATION="$ECHO_DURATION" WARMUP="$ECHO_WARMUP" NPTCP=0 NICE="$NICE" \
+        run_half tcp bash scripts/bench-tcp.sh || failed+=("tcp (rc $?)")
+fi
+if [[ " $PARTS " == *" memcached "* ]]; then
+    echo
+    echo "################ memcached: unloaded latency, USR and ETC sweeps, CPU per request (linux vs libix)"
+    OUT="$out/memcached" VARIANTS="linux libix" DURATION="$MC_DURATION" WARMUP="$MC_WARMUP" KEYS="$MC_KEYS" \
+        THREADS=1 CONNS="$MC_CONNS" USR_RATES="$USR_RATES" ETC_RATES="$ETC_RATES" CPU_RATE="$CPU_RATE" \
+        PLOT_MAX_US="$PLOT_MAX_US" NICE="$NICE" \
+        run_half memcached bash scripts/bench-memcached.sh || failed+=("memcached (rc $?)")
+fi
+trap - INT TERM
+set +m
+
+left="$(leftovers)"
+[ -z "$left" ] || { echo "compare: left behind: $left" >&2; failed+=("cleanup"); }
+# The plots next to summary.json.
+for f in "$out"/memcached/*.png; do
+    [ -e "$f" ] && cp "$f" "$out/memcached-$(basename "$f")"
+done
+secs=$(($(date +%s) - start))
+echo
+echo "################ summary (one run; ${secs} s; loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg))"
+rc=0
+failed_list="$(IFS=';'; echo "${failed[*]:-}")"
+python3 - "$out" "$TCP_LINUX" "$ECHO_CONNS" "$CPU_RATE" "$secs" "$NICE" "$failed_list" "$PARTS" <<'PY' || rc=$?
+import json, os, sys
+out, tcp_linux, conns, cpu_rate, secs, nice, failed, parts = sys.argv[1:9]
+parts = parts.split()
+def load(*parts):
+    p = os.path.join(out, *parts)
+    try:
+        return json.load(open(p))
+    except (OSError, ValueError):
+        return None
+mc = load("memcached", "summary.json") or {}
+def mcv(v, key):
+    return (mc.get(v) or {}).get(key)
+def pp(v):
+    d = load("tcp", f"{v}.pp.json")
+    s = d and next((s for s in d.get("sizes", []) if s["size"] == 64), None)
+    return s and s["one_way_us"]["p50"]
+def echo(v, n):
+    d = load("tcp", f"{v}.e{n}c{conns}.json")
+    return d and d.get("msgs_per_s")
+def slo_note(key):
+    top = [v for v in ("linux", "libix") if mcv(v, key)]
+    return "0: no sweep point met the SLO" + (f"; {'+'.join(top)} met it at the sweep's top rate (a lower bound)"
+                                              if top else "")
+# (name, unit, linux, libix, higher is better, note)
+rows = [
+    ("memcached USR unloaded p50", "us", mcv("linux", "unloaded_p50"), mcv("libix", "unloaded_p50"), False,
+     "1 conn, 1 request at a time"),
+    ("memcached USR unloaded p99", "us", mcv("linux", "unloaded_p99"), mcv("libix", "unloaded_p99"), False,
+     "1 conn, 1 request at a time"),
+    ("memcached USR max RPS, p99 < 500 us", "req/s", mcv("linux", "usr_max_rps_p99_500us"),
+     mcv("libix", "usr_max_rps_p99_500us"), True, slo_note("usr_max_at_sweep_top")),
+    ("memcached ETC max RPS, p99 < 500 us", "req/s", mcv("linux", "etc_max_rps_p99_500us"),
+     mcv("libix", "etc_max_rps_p99_500us"), True, slo_note("etc_max_at_sweep_top")),
+    ("memcached USR max RPS kept up (no SLO)", "req/s", mcv("linux", "usr_max_sustained_rps"),
+     mcv("libix", "usr_max_sustained_rps"), True, ">= 95% of offered, <= 0.1% unsent, no errors"),
+    ("memcached ETC max RPS kept up (no SLO)", "req/s", mcv("linux", "etc_max_sustained_rps"),
+     mcv("libix", "etc_max_sustained_rps"), True, ">= 95% of offered, <= 0.1% unsent, no errors"),
+    ("memcached server CPU per 1M requests", "s", mcv("linux", "cpu_us_per_req"), mcv("libix", "cpu_us_per_req"),
+     False, f"USR offered {cpu_rate}/s; achieved linux {mcv('linux', 'cpu_point_achieved_rps')}, "
+            f"libix {mcv('libix', 'cpu_point_achieved_rps')}"),
+    (f"TCP echo msgs/s, n=1, c={conns}", "msg/s", echo(tcp_linux, 1), echo("libix", 1), True,
+     "64 B, RST close, new connection per message"),
+    (f"TCP echo msgs/s, n=1024, c={conns}", "msg/s", echo(tcp_linux, 1024), echo("libix", 1024), True,
+     "64 B, 1024 round trips per connection"),
+    ("TCP ping-pong one-way latency 64 B, p50", "us", pp(tcp_linux), pp("libix"), False, "RTT/2, 1 connection"),
+]
+metrics, complete = [], True
+for name, unit, lx, ix, higher, note in rows:
+    ratio = ix / lx if (lx and ix is not None) else None
+    if lx is None or ix is None:
+        better = "-"
+        # a figure missing from a half that ran makes the run incomplete
+        complete = complete and ("tcp" if name.startswith("TCP") else "memcached") not in parts
+    elif lx == ix:
+        better = "neither" if lx == 0 else "tie"
+    else:
+        better = "libix" if (ix > lx) == higher else "linux"
+    metrics.append({"metric": name, "unit": unit, "linux": lx, "libix": ix, "ratio_libix_over_linux": ratio,
+                    "higher_is_better": higher, "better": better, "note": note})
+def fmt(x):
+    if x is None:
+        return "-"
+    if x == 0:
+        return "0"
+    return f"{x:,.0f}" if abs(x) >= 1000 else (f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}")
+w = max(len(m["metric"]) + len(m["unit"]) + 3 for m in metrics)
+print(f"{'metric':<{w}} | {'linux':>10} | {'libix':>10} | {'ratio':>6} | better?")
+print(f"{'-' * w}-+-{'-' * 10}-+-{'-' * 10}-+-{'-' * 6}-+--------")
+for m in metrics:
+    label = f"{m['metric']} ({m['unit']})"
+    r = "-" if m["ratio_libix_over_linux"] is None else f"{m['ratio_libix_over_linux']:.2f}"
+    print(f"{label:<{w}} | {fmt(m['linux']):>10} | {fmt(m['libix']):>10} | {r:>6} | {m['better']}")
+print(f"(ratio = libix / linux; linux TCP baseline: {tcp_linux}; one run on a shared machine: noisy)")
+machine = open(os.path.join(out, "machine.txt")).read().splitlines()
+summary = {
+    "run": {"seconds": int(secs), "nice": int(nice), "tcp_linux_baseline": tcp_linux, "machine": machine,
+            "loadavg_end": open("/proc/loadavg").read().split()[:3],
+            "failed_parts": failed.split(";") if failed else []},
+    "metrics": metrics,
+    "plots": sorted(f for f in os.listdir(out) if f.endswith(".png")),
+    "details": {"memcached": "memcached/ (summary.json, per-variant JSON, logs)",
+                "tcp": "tcp/ (per-point JSON and text)"},
+}
+json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
+sys.exit(0 if complete and not failed else 1)
+PY
+[ "${#failed[@]}" -eq 0 ] || echo "compare: failed parts: ${failed[*]}" >&2
+echo "results: $out (summary.json, memcached-*.png, tcp/, memcached/)"
+exit "$rc"
