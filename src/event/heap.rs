@@ -65,7 +65,6 @@ impl TimerHeap {
         self.v.swap(i, last);
         self.v.pop();
         if i < self.v.len() {
-            self.v[i].ev.set_heap_idx(i);
             if i > 0 && self.v[i].before(&self.v[(i - 1) / 2]) {
                 self.sift_up(i);
             } else {
@@ -101,21 +100,25 @@ impl TimerHeap {
         Ok(())
     }
 
+    // Both sifts move a hole instead of swapping: each level copies one entry and writes one recorded index.
     fn sift_up(&mut self, mut i: usize) {
+        let e = self.v[i];
         while i > 0 {
             let p = (i - 1) / 2;
-            if !self.v[i].before(&self.v[p]) {
+            if !e.before(&self.v[p]) {
                 break;
             }
-            self.v.swap(i, p);
+            self.v[i] = self.v[p];
             self.v[i].ev.set_heap_idx(i);
-            self.v[p].ev.set_heap_idx(p);
             i = p;
         }
+        self.v[i] = e;
+        e.ev.set_heap_idx(i);
     }
 
     fn sift_down(&mut self, mut i: usize) {
         let n = self.v.len();
+        let e = self.v[i];
         loop {
             let l = 2 * i + 1;
             if l >= n {
@@ -123,13 +126,68 @@ impl TimerHeap {
             }
             let r = l + 1;
             let c = if r < n && self.v[r].before(&self.v[l]) { r } else { l };
-            if !self.v[c].before(&self.v[i]) {
+            if !self.v[c].before(&e) {
                 break;
             }
-            self.v.swap(i, c);
+            self.v[i] = self.v[c];
             self.v[i].ev.set_heap_idx(i);
-            self.v[c].ev.set_heap_idx(c);
             i = c;
+        }
+        self.v[i] = e;
+        e.ev.set_heap_idx(i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    proptest! {
+        /// Random adds and removals against a sorted set: the heap property and every recorded index hold after
+        /// each step, and the top is always the earliest (deadline, then order of adding).
+        #[test]
+        fn matches_a_sorted_set(ops in proptest::collection::vec((0u8..3, 0usize..24, 0i64..50), 1..400)) {
+            let evs: Vec<EvPtr> = (0..24).map(|_| EvPtr::leaked_for_test()).collect();
+            for e in &evs {
+                e.set_heap_idx(usize::MAX);
+            }
+            let mut heap = TimerHeap::default();
+            let mut model: BTreeSet<(i64, u64, usize)> = BTreeSet::new();
+            let mut seq_of = vec![None::<(i64, u64)>; evs.len()];
+            let mut seq = 0u64;
+            for (op, k, deadline) in ops {
+                match op {
+                    0 if seq_of[k].is_none() => {
+                        seq += 1;
+                        evs[k].set_deadline(Usec(deadline));
+                        heap.push(evs[k], Usec(deadline));
+                        model.insert((deadline, seq, k));
+                        seq_of[k] = Some((deadline, seq));
+                    }
+                    1 => {
+                        let was = seq_of[k].take();
+                        prop_assert_eq!(heap.remove(evs[k]), was.is_some());
+                        if let Some((d, s)) = was {
+                            model.remove(&(d, s, k));
+                        }
+                    }
+                    _ => {
+                        if let Some(&(d, s, i)) = model.iter().next() {
+                            prop_assert!(heap.is_top(evs[i]));
+                            prop_assert!(heap.remove(evs[i]));
+                            model.remove(&(d, s, i));
+                            seq_of[i] = None;
+                        }
+                    }
+                }
+                prop_assert_eq!(heap.len(), model.len());
+                prop_assert!(heap.check().is_ok(), "{:?}", heap.check());
+                if let Some(&(d, _, i)) = model.iter().next() {
+                    prop_assert_eq!(heap.top(), Some((Usec(d), evs[i])));
+                }
+            }
         }
     }
 }

@@ -203,6 +203,14 @@ impl EvPtr {
         NonNull::new(p).map(EvPtr)
     }
 
+    /// A fresh all-zero event that lives for the rest of the process (unit tests of the engine's structures).
+    #[cfg(test)]
+    pub fn leaked_for_test() -> EvPtr {
+        let p = Box::into_raw(Box::new(RawEvent::zeroed()));
+        // SAFETY: a leaked box: valid for the whole process, and each test uses its events from one thread.
+        unsafe { EvPtr::new(p) }.expect("non-null")
+    }
+
     /// The address, as C sees it.
     pub fn as_ptr(self) -> *mut RawEvent {
         self.0.as_ptr()
