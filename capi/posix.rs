@@ -28,12 +28,17 @@ macro_rules! sys {
     }};
 }
 
-/// Runs a dataplane socket's branch of an interposed call out of line, so that the kernel path (every call on a
-/// kernel fd) keeps a small frame and no thread-local access.
+/// The branch of an interposed call for an fd the bitmap marks as a dataplane socket, out of line so that the
+/// kernel path (every call on a kernel fd) keeps a small frame and no thread-local access: `on_dataplane`, or
+/// `kernel` when the socket layer itself is the caller.
 #[cold]
 #[inline(never)]
-fn dataplane<T>(f: impl FnOnce() -> T) -> T {
-    f()
+fn dataplane<T>(kernel: impl FnOnce() -> T, on_dataplane: impl FnOnce() -> T) -> T {
+    if socket::inside() {
+        kernel()
+    } else {
+        on_dataplane()
+    }
 }
 
 fn fail<T: From<i8>>(errno: i32) -> T {
@@ -273,8 +278,8 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 /// As read(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
-    if socket::owns(fd) {
-        return dataplane(|| {
+    if socket::maybe_owns(fd) {
+        return dataplane(move || sys!(libc::SYS_read, fd, buf, n) as ssize_t, move || {
             let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
             recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], 0)))
         });
@@ -302,8 +307,8 @@ pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, bufl
 /// As readv(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    if socket::owns(fd) {
-        return dataplane(|| {
+    if socket::maybe_owns(fd) {
+        return dataplane(move || sys!(libc::SYS_readv, fd, iov, n) as ssize_t, move || {
             // SAFETY: readv's contract.
             let mut bufs = match unsafe { iovecs_mut(iov, n) } {
                 Ok(b) => b,
@@ -328,8 +333,8 @@ pub unsafe extern "C" fn recvfrom(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> ssize_t {
-    if socket::owns(fd) {
-        return dataplane(|| {
+    if socket::maybe_owns(fd) {
+        return dataplane(move || sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t, move || {
             let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
             let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], flags));
             if r.is_ok() && !addr.is_null() {
@@ -360,8 +365,8 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_i
 /// As recvmsg(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    if socket::owns(fd) {
-        return dataplane(|| {
+    if socket::maybe_owns(fd) {
+        return dataplane(move || sys!(libc::SYS_recvmsg, fd, msg, flags) as ssize_t, move || {
             if msg.is_null() {
                 return fail_ssize(libc::EFAULT);
             }
@@ -396,8 +401,8 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 /// As write(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
-    if socket::owns(fd) {
-        return dataplane(|| {
+    if socket::maybe_owns(fd) {
+        return dataplane(move || sys!(libc::SYS_write, fd, buf, n) as ssize_t, move || {
             let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
             send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], false)), 0)
         });
@@ -411,8 +416,8 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
 /// As writev(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    if socket::owns(fd) {
-        return dataplane(|| {
+    if socket::maybe_owns(fd) {
+        return dataplane(move || sys!(libc::SYS_writev, fd, iov, n) as ssize_t, move || {
             // SAFETY: writev's contract.
             let bufs = match unsafe { iovecs(iov, n) } {
                 Ok(b) => b,
@@ -437,8 +442,8 @@ pub unsafe extern "C" fn sendto(
     addr: *const sockaddr,
     len: socklen_t,
 ) -> ssize_t {
-    if socket::owns(fd) {
-        return dataplane(|| {
+    if socket::maybe_owns(fd) {
+        return dataplane(move || sys!(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t, move || {
             let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
             let dontwait = flags & libc::MSG_DONTWAIT != 0;
             send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], dontwait)), flags)
@@ -463,8 +468,8 @@ pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c
 /// As sendmsg(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    if socket::owns(fd) {
-        return dataplane(|| {
+    if socket::maybe_owns(fd) {
+        return dataplane(move || sys!(libc::SYS_sendmsg, fd, msg, flags) as ssize_t, move || {
             if msg.is_null() {
                 return fail_ssize(libc::EFAULT);
             }
@@ -592,8 +597,8 @@ pub unsafe extern "C" fn getsockopt(
     value: *mut c_void,
     len: *mut socklen_t,
 ) -> c_int {
-    if socket::owns(fd) {
-        return dataplane(|| {
+    if socket::maybe_owns(fd) {
+        return dataplane(move || sys!(libc::SYS_getsockopt, fd, level, name, value, len) as c_int, move || {
             if value.is_null() || len.is_null() {
                 return fail(libc::EFAULT);
             }

@@ -4,8 +4,9 @@
 //! Public fields keep their libevent meaning, because programs read them through macros (`EVENT_FD`,
 //! `event_initialized` in 1.4 code, `ev->ev_arg`, ...): `ev_flags` (EVLIST_* bits), `ev_pri`, the callback and its
 //! argument, `ev_fd`, `ev_base`, `ev_events`, `ev_res`, `ev_timeout` (absolute deadline, monotonic clock). The
-//! private areas hold our own bookkeeping: the active-queue slot (offset 0), the timer-heap index (offset 40, where
-//! libevent keeps `min_heap_idx`) and the EV_PERSIST interval (offset 88, libevent's `ev_io_timeout`).
+//! private areas hold our own bookkeeping: the active-queue links (offset 0, where libevent keeps its own), the
+//! queue and due signal calls (offset 72), the timer-heap index (offset 40, where libevent keeps `min_heap_idx`)
+//! and the EV_PERSIST interval (offset 88, libevent's `ev_io_timeout`).
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_short, c_void};
@@ -91,9 +92,10 @@ union CbSlot {
 /// libevent 2.1's `struct event` (event_struct.h), field for field at the same offsets.
 #[repr(C)]
 pub struct RawEvent {
-    /// `ev_evcallback.evcb_active_next` (16 bytes): first 4 bytes hold our active-queue slot.
-    active_slot: u32,
-    _active_rest: [u32; 3],
+    /// `ev_evcallback.evcb_active_next` (16 bytes, private in libevent, its active-queue link): ours, while the
+    /// event is queued (EVLIST_ACTIVE or EVLIST_ACTIVE_LATER).
+    active_next: *mut RawEvent,
+    active_prev: *mut RawEvent,
     /// `ev_evcallback.evcb_flags`: EVLIST_* bits.
     flags: i16,
     /// `ev_evcallback.evcb_pri`.
@@ -113,8 +115,11 @@ pub struct RawEvent {
     _pad1: u32,
     /// `ev_base`.
     base: *mut c_void,
-    /// `ev_.ev_io.ev_io_next` / `ev_.ev_signal.ev_signal_next`: unused.
-    _list_next: [usize; 2],
+    /// `ev_.ev_io.ev_io_next` / `ev_.ev_signal.ev_signal_next` (16 bytes, private in libevent): the queue a
+    /// queued event is on, and how many times a signal event's callback is due.
+    active_queue: u16,
+    active_ncalls: i16,
+    _list_rest: [u32; 3],
     /// `ev_.ev_io.ev_timeout`: the EV_PERSIST interval.
     io_timeout: Timeval,
     /// `ev_events`.
@@ -144,8 +149,8 @@ impl RawEvent {
     /// An all-zero event (not initialized: `event_initialized` is false), as `calloc` would give.
     pub const fn zeroed() -> RawEvent {
         RawEvent {
-            active_slot: 0,
-            _active_rest: [0; 3],
+            active_next: std::ptr::null_mut(),
+            active_prev: std::ptr::null_mut(),
             flags: 0,
             pri: 0,
             closure: 0,
@@ -157,7 +162,9 @@ impl RawEvent {
             fd: -1,
             _pad1: 0,
             base: std::ptr::null_mut(),
-            _list_next: [0; 2],
+            active_queue: 0,
+            active_ncalls: 0,
+            _list_rest: [0; 3],
             io_timeout: Timeval { tv_sec: 0, tv_usec: 0 },
             events: 0,
             res: 0,
@@ -349,15 +356,47 @@ impl EvPtr {
         // SAFETY: as in `flags`.
         unsafe { addr_of_mut!((*self.0.as_ptr()).heap_idx).write(i as i32) }
     }
-    /// Our active-queue slot (valid while EVLIST_ACTIVE or EVLIST_ACTIVE_LATER).
-    pub fn active_slot(self) -> u32 {
+    /// The next event on its active queue (meaningful while queued).
+    pub fn active_next(self) -> Option<EvPtr> {
         // SAFETY: as in `flags`.
-        unsafe { addr_of!((*self.0.as_ptr()).active_slot).read() }
+        NonNull::new(unsafe { addr_of!((*self.0.as_ptr()).active_next).read() }).map(EvPtr)
     }
-    /// Sets the active-queue slot.
-    pub fn set_active_slot(self, s: u32) {
+    /// The previous event on its active queue (meaningful while queued).
+    pub fn active_prev(self) -> Option<EvPtr> {
         // SAFETY: as in `flags`.
-        unsafe { addr_of_mut!((*self.0.as_ptr()).active_slot).write(s) }
+        NonNull::new(unsafe { addr_of!((*self.0.as_ptr()).active_prev).read() }).map(EvPtr)
+    }
+    /// Sets the next link.
+    pub fn set_active_next(self, e: Option<EvPtr>) {
+        let p = e.map_or(std::ptr::null_mut(), EvPtr::as_ptr);
+        // SAFETY: as in `flags`.
+        unsafe { addr_of_mut!((*self.0.as_ptr()).active_next).write(p) }
+    }
+    /// Sets the previous link.
+    pub fn set_active_prev(self, e: Option<EvPtr>) {
+        let p = e.map_or(std::ptr::null_mut(), EvPtr::as_ptr);
+        // SAFETY: as in `flags`.
+        unsafe { addr_of_mut!((*self.0.as_ptr()).active_prev).write(p) }
+    }
+    /// The active queue the event is on (meaningful while queued).
+    pub fn active_queue(self) -> u16 {
+        // SAFETY: as in `flags`.
+        unsafe { addr_of!((*self.0.as_ptr()).active_queue).read() }
+    }
+    /// Sets the active queue.
+    pub fn set_active_queue(self, q: u16) {
+        // SAFETY: as in `flags`.
+        unsafe { addr_of_mut!((*self.0.as_ptr()).active_queue).write(q) }
+    }
+    /// How many times a queued signal event's callback is due.
+    pub fn active_ncalls(self) -> i16 {
+        // SAFETY: as in `flags`.
+        unsafe { addr_of!((*self.0.as_ptr()).active_ncalls).read() }
+    }
+    /// Sets the due count.
+    pub fn set_active_ncalls(self, n: i16) {
+        // SAFETY: as in `flags`.
+        unsafe { addr_of_mut!((*self.0.as_ptr()).active_ncalls).write(n) }
     }
 }
 

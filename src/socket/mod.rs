@@ -78,6 +78,13 @@ pub fn owns(fd: RawFd) -> bool {
     fdmap::is_dataplane(fd) && !inside_layer()
 }
 
+/// Whether `fd` is a dataplane socket by the fd map alone (the caller checks [`inside`] before acting on it):
+/// one atomic load, inlined into every interposed call.
+#[inline]
+pub fn maybe_owns(fd: RawFd) -> bool {
+    fdmap::is_dataplane(fd)
+}
+
 /// `inside`, out of line: inlined, the compiler would compute the thread-local's address (a call) before the
 /// bitmap test, on every call on a kernel fd.
 #[inline(never)]
