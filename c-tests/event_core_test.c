@@ -1371,6 +1371,47 @@ static void test_recycled_fd_after_delete(void)
 	event_base_free(base);
 }
 
+/* Timers with equal deadlines (added from one callback, on the loop's cached time) fire in the order of libevent's
+ * min-heap, which is not the order of adding: libix's heap moves as libevent's does. */
+static char equal_order[16];
+static struct event *equal_ev[7];
+static void equal_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	size_t n = strlen(equal_order);
+	if (n + 1 < sizeof(equal_order))
+		equal_order[n] = *(char *)arg;
+}
+
+static void equal_add_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	struct timeval tv = {0, 20000};
+	for (int i = 0; i < 7; i++)
+		CHECK_INT(evtimer_add(equal_ev[i], &tv), ==, 0);
+	CHECK_INT(evtimer_del(equal_ev[2]), ==, 0);
+}
+
+static void test_equal_deadlines_order(void)
+{
+	struct event_base *base = event_base_new();
+	static char names[] = "abcdefg";
+	for (int i = 0; i < 7; i++)
+		equal_ev[i] = evtimer_new(base, equal_cb, &names[i]);
+	struct timeval zero = {0, 0};
+	CHECK_INT(event_base_once(base, -1, EV_TIMEOUT, equal_add_cb, NULL, &zero), ==, 0);
+	CHECK_INT(event_base_dispatch(base), ==, 1);
+	CHECK(strcmp(equal_order, "afedgb") == 0);
+	if (strcmp(equal_order, "afedgb") != 0)
+		fprintf(stderr, "  order: %s\n", equal_order);
+	for (int i = 0; i < 7; i++)
+		event_free(equal_ev[i]);
+	event_base_free(base);
+}
+
 static void test_fork_reinit(void)
 {
 	struct event_base *base = event_base_new();
@@ -1468,6 +1509,7 @@ int main(void)
 	run("finalize", test_finalize);
 	run("deferred_callbacks", test_deferred_callbacks);
 	run("recycled_fd_after_delete", test_recycled_fd_after_delete);
+	run("equal_deadlines_order", test_equal_deadlines_order);
 	run("fork_reinit", test_fork_reinit);
 
 	CHECK_INT(evthread_use_pthreads(), ==, 0);

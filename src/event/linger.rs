@@ -84,7 +84,9 @@ impl Lingering {
             g.fds.push(fd);
         }
         g.bits[i] = bits;
-        MAYBE[word].fetch_or(bit, Ordering::AcqRel);
+        if MAYBE[word].load(Ordering::Acquire) & bit == 0 {
+            MAYBE[word].fetch_or(bit, Ordering::AcqRel);
+        }
         true
     }
 
