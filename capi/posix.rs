@@ -723,9 +723,16 @@ fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int) -> c_int {
     // Readiness another thread's cycle gives a dataplane fd wakes no kernel wait (an event loop's sink may own the
     // placeholder): such waits are sliced.
     let slice_ms = if user.iter().any(|u| socket::owns(u.fd)) { 10 } else { -1 };
+    // Spin before sleeping, as libix's event loops do (IX_SPIN_US): a caller blocked in poll() on a dataplane
+    // socket otherwise pays a kernel sleep and wake-up per request.
+    let spin = socket::spin();
+    let spin_until = (slice_ms >= 0 && !spin.is_zero()).then(|| std::time::Instant::now() + spin);
     loop {
         socket::drive();
         let mut wait = socket::before_wait(None).map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+        if spin_until.is_some_and(|t| std::time::Instant::now() < t) {
+            wait = 0;
+        }
         if slice_ms >= 0 {
             wait = if wait < 0 { slice_ms } else { wait.min(slice_ms) };
         }
