@@ -122,8 +122,13 @@ impl IoMap {
     pub fn remove(&mut self, fd: i32, ev: EvPtr, events: i16) -> Option<(i16, i16)> {
         let i = usize::try_from(fd).ok()?;
         let s = self.slots.get_mut(i)?;
-        let pos = s.events.iter().position(|&e| e == ev)?;
-        s.events.remove(pos);
+        // Newest first: the event removed is most often the last (or only) one, which needs no shifting.
+        let pos = s.events.iter().rposition(|&e| e == ev)?;
+        if pos + 1 == s.events.len() {
+            s.events.pop();
+        } else {
+            s.events.remove(pos);
+        }
         let old = s.mask();
         let mut gone = 0;
         let mut drop_one = |n: &mut u16, bit: i16| {
