@@ -169,7 +169,7 @@ pub struct ix_event {
     pub data: *const c_void,
     /// The peer.
     pub src: ix_endpoint,
-    /// Local port (`IX_EV_UDP_RECV`, `IX_EV_TCP_KNOCK`).
+    /// Local port (`IX_EV_UDP_RECV`, `IX_EV_TCP_KNOCK`, `IX_EV_TCP_CONNECTED`).
     pub port: u16,
     /// `IX_DEAD_*` (`IX_EV_TCP_DEAD`).
     pub reason: u16,
@@ -445,10 +445,11 @@ fn export_event(ev: &Event) -> ix_event {
             out.src = ep(remote);
             out.port = local_port;
         }
-        Event::TcpConnected { cookie, handle, ret } => {
+        Event::TcpConnected { cookie, handle, ret, local_port } => {
             out.kind = IX_EV_TCP_CONNECTED;
             out.cookie = cookie;
             out.handle = handle;
+            out.port = local_port;
             out.ret = if ret == Ret::Ok { 0 } else { ret as i32 };
         }
         Event::TcpRecv { cookie, handle, data, len } => {

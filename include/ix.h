@@ -204,7 +204,7 @@ typedef struct ix_event {
   const void *data;
   // The peer.
   struct ix_endpoint src;
-  // Local port (`IX_EV_UDP_RECV`, `IX_EV_TCP_KNOCK`).
+  // Local port (`IX_EV_UDP_RECV`, `IX_EV_TCP_KNOCK`, `IX_EV_TCP_CONNECTED`).
   uint16_t port;
   // `IX_DEAD_*` (`IX_EV_TCP_DEAD`).
   uint16_t reason;

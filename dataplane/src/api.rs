@@ -202,6 +202,8 @@ pub enum Event {
         handle: u64,
         /// Outcome.
         ret: Ret,
+        /// The local port the connection got (its ephemeral port), so the app can name its own end.
+        local_port: u16,
     },
     /// In-order data, lent read-only until `TcpRecvDone` gives its bytes back.
     TcpRecv {

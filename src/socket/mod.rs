@@ -674,7 +674,7 @@ impl Inner {
                 }
                 self.post(lid);
             }
-            Event::TcpConnected { cookie, handle, ret } => {
+            Event::TcpConnected { cookie, handle, ret, local_port } => {
                 let id = SockId(cookie);
                 let Some(s) = self.get(id) else { return };
                 if s.fd.is_none() {
@@ -684,6 +684,10 @@ impl Inner {
                     }
                     self.remove(id);
                     return;
+                }
+                if ret == Ret::Ok {
+                    // getsockname names the ephemeral port the dataplane chose.
+                    s.local = SocketAddrV4::new(*s.local.ip(), local_port);
                 }
                 if let Kind::Conn(c) = &mut s.kind {
                     if ret == Ret::Ok {

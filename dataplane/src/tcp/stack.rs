@@ -641,7 +641,7 @@ impl TcpStack {
                 }
                 push_event(io, Event::TcpKnock { handle: h.0, remote: conn.remote, local_port: conn.local_port });
             } else {
-                push_event(io, Event::TcpConnected { cookie: conn.cookie, handle: h.0, ret: Ret::Ok });
+                push_event(io, Event::TcpConnected { cookie: conn.cookie, handle: h.0, ret: Ret::Ok, local_port: conn.local_port });
             }
         }
         if conn.accepted && !conn.released {
@@ -688,7 +688,7 @@ impl TcpStack {
                 DeadReason::TimedOut => Ret::TimedOut,
                 _ => Ret::Unreachable,
             };
-            push_event(io, Event::TcpConnected { cookie: conn.cookie, handle: h.0, ret });
+            push_event(io, Event::TcpConnected { cookie: conn.cookie, handle: h.0, ret, local_port: conn.local_port });
         } else {
             push_event(io, Event::TcpDead { cookie: conn.cookie, handle: h.0, reason });
         }
