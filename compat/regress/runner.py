@@ -227,10 +227,10 @@ def load_list(path):
 
 def summarize(cases, public):
     groups = {}
+    zero = {"cases": 0, "pass": 0, "fail": 0, "skip": 0, "crash": 0, "timeout": 0, "missing-symbol": 0,
+            "not-run": 0, "public_cases": 0, "public_pass": 0}
     for r in cases:
-        g = groups.setdefault(r["group"], {"cases": 0, "pass": 0, "fail": 0, "skip": 0, "crash": 0,
-                                           "timeout": 0, "missing-symbol": 0, "not-run": 0, "public_cases": 0,
-                                           "public_pass": 0})
+        g = groups.setdefault(r["group"], dict(zero))
         g["cases"] += 1
         g[r["status"]] += 1
         if r["case"] in public:
@@ -239,7 +239,7 @@ def summarize(cases, public):
     order = [g for g in CORE_GROUPS + REST_GROUPS if g in groups] + sorted(set(groups) - set(CORE_GROUPS + REST_GROUPS))
 
     def total(names):
-        t = {k: 0 for k in next(iter(groups.values()))}
+        t = dict(zero)  # also when a --filter matched no case
         for n in names:
             for k, v in groups[n].items():
                 t[k] += v
