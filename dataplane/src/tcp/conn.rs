@@ -296,9 +296,9 @@ pub struct Conn {
     sack_ok: bool,
     /// Segments in flight: what was SACKed, what is lost, when each was sent (RACK-TLP).
     sb: Scoreboard,
-    /// Retransmissions of the last recovery not yet reported needless by a D-SACK; `None` once undo is off
-    /// (a timeout, or nothing retransmitted).
-    undo_rexmits: Option<u16>,
+    /// `snd_una` when the last recovery began, and its retransmissions not yet reported needless by a D-SACK
+    /// at or above it; `None` once undo is off (a timeout).
+    undo: Option<(u32, u16)>,
     /// When the loss timer is due, and whether it is RACK's reordering timer (else a tail loss probe).
     loss_timer: Option<(Instant, bool)>,
     /// A recovery just began: its first retransmission may exceed `cwnd`.
@@ -426,7 +426,7 @@ impl Conn {
             ts_recent: 0,
             sack_ok: false,
             sb: Scoreboard::new(),
-            undo_rexmits: None,
+            undo: None,
             loss_timer: None,
             rexmit_now: false,
             last_ooo: None,
@@ -949,12 +949,16 @@ impl Conn {
         }
         if outcome.dsack {
             self.sb.on_dsack(self.snd_una, self.snd_max);
-            if let Some(n) = self.undo_rexmits.as_mut() {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    // Every retransmission of the last recovery arrived twice: the loss was reordering.
-                    self.undo_rexmits = None;
-                    self.cc.undo();
+            // Only duplicates of what this recovery resent count: the network may duplicate segments itself.
+            let left = sack[0].map_or(self.snd_una, |(l, _)| l);
+            if let Some((marker, n)) = self.undo.as_mut() {
+                if *n > 0 && seq_ge(left, *marker) {
+                    *n -= 1;
+                    if *n == 0 {
+                        // Every retransmission of the last recovery arrived twice: the loss was reordering.
+                        self.undo = None;
+                        self.cc.undo();
+                    }
                 }
             }
         }
@@ -1056,7 +1060,7 @@ impl Conn {
     /// Something was newly marked lost: a congestion event, unless it belongs to the one being handled.
     fn on_loss_found(&mut self) {
         if self.cc.on_loss(SeqNumber(self.snd_una), SeqNumber(self.snd_max)) {
-            self.undo_rexmits = Some(0);
+            self.undo = Some((self.snd_una, 0));
             self.rexmit_now = true;
         }
     }
@@ -1065,13 +1069,13 @@ impl Conn {
     /// (a floor of [`PTO_MIN`] for timer and ACK jitter), more when a lone segment may meet a delayed ACK, never
     /// past the RTO. Only for SACK peers (the probe's outcome is read from SACKs), one probe per episode.
     ///
-    /// Unlike RFC 8985, also in recovery once nothing marked lost is left to send: a lost retransmission at the
-    /// end of what was sent (or the loss of the one ACK a peer sends per batch, as IX does) otherwise leaves
-    /// nothing to elicit the SACKs RACK needs, and only the RTO would end the wait.
+    /// Unlike RFC 8985, also in recovery: a lost retransmission at the end of what was sent, or segments marked
+    /// lost behind a `pipe` whose ACKs were lost (IX peers send one ACK per batch), otherwise leave nothing to
+    /// elicit the SACKs RACK needs, and only the RTO would end the wait.
     fn schedule_probe(&mut self, now: Instant, cfg: &TcpConfig) {
+        let in_recovery = self.cc.in_recovery();
         let eligible = self.sack_ok
-            && self.sb.lost_bytes() == 0
-            && (self.cc.in_recovery() || !self.sb.probe_outstanding())
+            && (in_recovery || (self.sb.lost_bytes() == 0 && !self.sb.probe_outstanding()))
             && self.snd_max != self.snd_una
             && self.retries == 0;
         if !eligible {
@@ -1109,7 +1113,14 @@ impl Conn {
             return;
         }
         let in_recovery = self.cc.in_recovery();
-        if (!in_recovery && self.sb.probe_outstanding()) || self.sb.lost_bytes() > 0 {
+        if in_recovery && self.sb.lost_bytes() > 0 {
+            // Stalled behind `pipe`: resend the first lost segment whatever the window says.
+            self.rexmit_now = true;
+            self.output(cx);
+            self.schedule_probe(cx.now, cx.cfg);
+            return;
+        }
+        if !in_recovery && (self.sb.probe_outstanding() || self.sb.lost_bytes() > 0) {
             return;
         }
         let before = self.snd_max;
@@ -1376,12 +1387,13 @@ impl Conn {
             }
             self.send_segment(seg, cx);
             self.sb.on_retransmit(seg.seq, now_us);
-            if let Some(n) = self.undo_rexmits.as_mut() {
+            if let Some((_, n)) = self.undo.as_mut() {
                 *n = n.saturating_add(1);
             }
             from = seg.seq.wrapping_add(seg.len as u32 + seg.fin as u32);
             sent = true;
         }
+        self.rexmit_now = false;
         loop {
             let offset = self.snd_nxt.wrapping_sub(self.send_base) as usize;
             let unsent = self.sendq_len.saturating_sub(offset);
@@ -1512,7 +1524,7 @@ impl Conn {
                 // window reopens (RFC 5681 §3.1 after RTO).
                 self.cc.on_timeout(SeqNumber(self.snd_una), SeqNumber(self.snd_max));
                 self.sb.mark_all_lost();
-                self.undo_rexmits = None;
+                self.undo = None;
                 self.loss_timer = None;
                 self.dupacks = 0;
                 self.output(cx);
