@@ -128,6 +128,13 @@ impl Congestion {
         }
     }
 
+    /// Whether a loss is being repaired: fast recovery, or the slow start after a timeout until `recover`.
+    pub fn recovering(&self) -> bool {
+        match self {
+            Congestion::NewReno(c) => !matches!(c.phase, Phase::Open),
+        }
+    }
+
     /// The sender maximum segment size the controller counts in.
     pub fn smss(&self) -> u32 {
         match self {

@@ -1045,7 +1045,7 @@ impl Conn {
     /// long enough, and sets the reordering timer for what has not yet.
     fn rack_detect(&mut self, now: Instant) {
         let srtt = self.rtt.srtt().map_or(u32::MAX, |d| d.total_micros().min(u64::from(u32::MAX)) as u32);
-        let reo_wnd = self.sb.reo_wnd(srtt, self.cc.in_recovery(), self.smss() as u32);
+        let reo_wnd = self.sb.reo_wnd(srtt, self.cc.recovering(), self.smss() as u32);
         let (marked, wait) = self.sb.detect_loss(micros(now), reo_wnd);
         match wait {
             Some(us) => self.loss_timer = Some((now + Duration::from_micros(u64::from(us)), true)),
@@ -1069,11 +1069,11 @@ impl Conn {
     /// (a floor of [`PTO_MIN`] for timer and ACK jitter), more when a lone segment may meet a delayed ACK, never
     /// past the RTO. Only for SACK peers (the probe's outcome is read from SACKs), one probe per episode.
     ///
-    /// Unlike RFC 8985, also in recovery: a lost retransmission at the end of what was sent, or segments marked
+    /// Unlike RFC 8985, also in recovery (fast, or after a timeout): a lost retransmission at the end of what was sent, or segments marked
     /// lost behind a `pipe` whose ACKs were lost (IX peers send one ACK per batch), otherwise leave nothing to
     /// elicit the SACKs RACK needs, and only the RTO would end the wait.
     fn schedule_probe(&mut self, now: Instant, cfg: &TcpConfig) {
-        let in_recovery = self.cc.in_recovery();
+        let in_recovery = self.cc.recovering();
         let eligible = self.sack_ok
             && (in_recovery || (self.sb.lost_bytes() == 0 && !self.sb.probe_outstanding()))
             && self.snd_max != self.snd_una
@@ -1112,7 +1112,7 @@ impl Conn {
             self.output(cx);
             return;
         }
-        let in_recovery = self.cc.in_recovery();
+        let in_recovery = self.cc.recovering();
         if in_recovery && self.sb.lost_bytes() > 0 {
             // Stalled behind `pipe`: resend the first lost segment whatever the window says.
             self.rexmit_now = true;
