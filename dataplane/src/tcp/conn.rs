@@ -815,7 +815,11 @@ impl Conn {
         let in_window = |s: u32| seq_le(self.rcv_nxt, s) && seq_lt(s, self.rcv_nxt.wrapping_add(wnd));
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seg.seq == self.rcv_nxt,
-            (0, _) => in_window(seg.seq),
+            // A bare ACK from a peer that filled our window carries the right edge as its sequence number: RFC
+            // 9293's `SEG.SEQ < RCV.NXT+RCV.WND` would drop it, and its ACK field with it, which deadlocks two
+            // senders each waiting for the other's ACKs while a hole holds our right edge still. Linux and BSD
+            // accept it (`seq <= rcv_nxt + window`).
+            (0, _) => in_window(seg.seq) || (!rst && seg.seq == self.rcv_nxt.wrapping_add(wnd)),
             (_, 0) => false,
             _ => in_window(seg.seq) || in_window(end),
         };
