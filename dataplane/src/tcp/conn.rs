@@ -1628,3 +1628,51 @@ impl Conn {
         (self.snd_una, self.snd_nxt, self.rcv_nxt)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Ipv4Address;
+
+    fn segment(seq: u32, ack: u32, flags: TcpFlags, window: u16) -> Segment {
+        Segment {
+            seq,
+            ack: Some(ack),
+            flags,
+            window,
+            mss: None,
+            wscale: None,
+            timestamps: None,
+            sack_permitted: false,
+            sack: [None; 3],
+            len: 0,
+        }
+    }
+
+    /// A peer that filled our window ACKs with the right edge as its sequence number; the ACK must count.
+    #[test]
+    fn a_bare_ack_at_the_right_edge_is_processed() {
+        let cfg = TcpConfig::default();
+        let mut pool = MbufPool::new(64, false).expect("pool");
+        let mut out = ArrayVec::new();
+        let now = Instant::from_micros(1000);
+        let mut cx = Cx { now, tx_room: 64, pool: &mut pool, out: &mut out, cfg: &cfg };
+        let remote = Endpoint { addr: Ipv4Address([198, 18, 0, 2]), port: 80 };
+        let mut c = Conn::connect(49152, remote, 100, 1460, &mut cx);
+        let mut synack = segment(5000, 101, TcpFlags::SYN, 65535);
+        synack.mss = Some(1460);
+        assert!(c.input(&synack, None, &mut cx).established);
+        c.send_ack(&mut cx); // advertises our window: right edge 5001 + 65535 (no scaling without the peer's)
+        static DATA: [u8; 1000] = [7; 1000];
+        assert_eq!(c.sendv(&[AppBuf::from_static(&DATA)], &cfg), 1000);
+        assert!(c.output(&mut cx));
+        assert_eq!(c.seqs().0, 101);
+        let edge = 5001u32.wrapping_add(65535);
+        c.input(&segment(edge, 1101, TcpFlags::EMPTY, 65535), None, &mut cx);
+        assert_eq!(c.seqs().0, 1101, "the ACK field was used");
+        // One past the edge is still out of the window.
+        let mut c2 = c;
+        c2.input(&segment(edge.wrapping_add(1), 1101, TcpFlags::EMPTY, 65535), None, &mut cx);
+        assert!(c2.ack_now, "answered with an ACK, as RFC 9293 says");
+    }
+}
