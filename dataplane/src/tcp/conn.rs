@@ -1469,11 +1469,14 @@ impl Conn {
         self.segs_unacked = 0;
     }
 
-    /// A bare ACK (flushes `ack_now`). It carries `snd_max`, not a rewound `snd_nxt`: after a timeout both sides
-    /// may be resending data the other already has, and an ACK numbered below the peer's `rcv_nxt` would be
-    /// dropped as old (BSD does the same).
+    /// A bare ACK (flushes `ack_now`). It carries `snd_max` (an ACK numbered below the peer's `rcv_nxt` would be
+    /// dropped as old), but never past the right edge of the peer's window (Linux's `tcp_acceptable_seq`): a
+    /// peer whose buffer filled may shrink its window below data we sent, and then drops ACKs numbered beyond it,
+    /// ACK field and all, so neither side would ever hear its data acknowledged.
     pub fn send_ack(&mut self, cx: &mut Cx<'_>) {
-        let mut e = self.header(self.snd_max, TcpFlags::EMPTY, cx.now);
+        let edge = self.snd_una.wrapping_add(self.snd_wnd);
+        let seq = if seq_gt(self.snd_max, edge) { edge } else { self.snd_max };
+        let mut e = self.header(seq, TcpFlags::EMPTY, cx.now);
         e.sack = self.sack_blocks();
         let _ = cx.out.try_push(e);
         self.ack_now = false;
@@ -1674,5 +1677,27 @@ mod tests {
         let mut c2 = c;
         c2.input(&segment(edge.wrapping_add(1), 1101, TcpFlags::EMPTY, 65535), None, &mut cx);
         assert!(c2.ack_now, "answered with an ACK, as RFC 9293 says");
+    }
+
+    /// Our bare ACKs stay inside the peer's window even when it shrank below data we sent.
+    #[test]
+    fn a_bare_ack_never_numbers_past_the_peers_window() {
+        let cfg = TcpConfig::default();
+        let mut pool = MbufPool::new(64, false).expect("pool");
+        let mut out = ArrayVec::new();
+        let mut cx = Cx { now: Instant::from_micros(1000), tx_room: 64, pool: &mut pool, out: &mut out, cfg: &cfg };
+        let remote = Endpoint { addr: Ipv4Address([198, 18, 0, 2]), port: 80 };
+        let mut c = Conn::connect(49152, remote, 100, 1460, &mut cx);
+        let mut synack = segment(5000, 101, TcpFlags::SYN, 65535);
+        synack.mss = Some(1460);
+        c.input(&synack, None, &mut cx);
+        static DATA: [u8; 4000] = [7; 4000];
+        assert_eq!(c.sendv(&[AppBuf::from_static(&DATA)], &cfg), 4000);
+        c.output(&mut cx);
+        cx.out.clear();
+        // The peer acknowledges nothing new and shrinks its window to 1000 bytes.
+        c.input(&segment(5001, 101, TcpFlags::EMPTY, 1000), None, &mut cx);
+        c.send_ack(&mut cx);
+        assert_eq!(cx.out.last().map(|e| e.seq), Some(1101));
     }
 }
