@@ -118,6 +118,10 @@ counters! {
     TcpRstSent = "tcp_rst_sent",
     /// Retransmission timeouts.
     TcpRetransmitTimeouts = "tcp_retransmit_timeouts",
+    /// Segments sent again (RACK-found losses, probes, after timeouts).
+    TcpRetransmits = "tcp_retransmits",
+    /// Loss timers fired: RACK's reordering timer and tail loss probes (RFC 8985).
+    TcpLossTimers = "tcp_loss_timers",
     /// Keepalive probes sent.
     TcpKeepalivesSent = "tcp_keepalives_sent",
     /// SYNs dropped because the app is not accepting (backlog full).

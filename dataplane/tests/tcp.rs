@@ -440,3 +440,32 @@ fn simultaneous_close_ends_cleanly_on_both_sides() {
     assert_eq!(client.stats().get(Counter::TcpTimeWait), 1);
     assert_eq!(server.stats().get(Counter::MbufsInStack), 0);
 }
+
+/// Counters of both ends, summed.
+fn counter(server: &mut Dataplane, client: &mut Dataplane, c: Counter) -> u64 {
+    server.stats().get(c) + client.stats().get(c)
+}
+
+/// 5% loss each way, 4 MiB echoed: RACK finds lost segments (retransmissions included) from the SACKs of what
+/// was sent after them, so recovery waits for ACKs, not for the 200 ms retransmission timeout. Before RACK-TLP
+/// (one hole resent per duplicate ACK, lost retransmissions left to the RTO) seed 7 took 70 timeouts and 9035
+/// simulated ms.
+#[test]
+fn loss_is_recovered_without_timeouts() {
+    let cfg = FaultConfig { loss: 0.05, ..FaultConfig::default() };
+    for seed in [7, 8, 9] {
+        let payload = leak(pattern(4 << 20, seed));
+        let (out, mut server, mut client, probe) = echo_transfer(cfg, seed, payload, 20_000_000);
+        let rtos = counter(&mut server, &mut client, Counter::TcpRetransmitTimeouts);
+        let simulated_ms = out.steps / 10;
+        eprintln!(
+            "seed {seed}: {simulated_ms} simulated ms, {rtos} RTOs, {} retransmissions, {} loss timers, {} frames lost",
+            counter(&mut server, &mut client, Counter::TcpRetransmits),
+            counter(&mut server, &mut client, Counter::TcpLossTimers),
+            probe.fault_stats(0).lost + probe.fault_stats(1).lost,
+        );
+        assert_clean(seed, payload, &out, server, client);
+        assert!(rtos <= 3, "seed {seed}: {rtos} retransmission timeouts");
+        assert!(simulated_ms < 1000, "seed {seed}: {simulated_ms} simulated ms");
+    }
+}

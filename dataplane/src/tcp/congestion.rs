@@ -1,13 +1,14 @@
-//! Congestion control: NewReno, behind an enum so that other algorithms (CUBIC, RFC 9438) can be added as
+//! Congestion control: NewReno's window arithmetic driven by loss detection elsewhere (RACK-TLP and the
+//! scoreboard in [`super::rack`]), behind an enum so that other algorithms (CUBIC, RFC 9438) can be added as
 //! variants without dynamic dispatch.
 //!
-//! Heads up: read RFC 5681 (slow start, congestion avoidance, fast retransmit and fast recovery), RFC 6582
-//! (NewReno: partial ACKs and the `recover` guard), RFC 3465 (appropriate byte counting) and RFC 6928 (initial
-//! window).
+//! Heads up: read RFC 5681 (slow start, congestion avoidance), RFC 6675 §5 (SACK recovery: `cwnd = ssthresh` and
+//! send while `pipe < cwnd`), RFC 6582 (the `recover` point: one reduction per window of data), RFC 3465
+//! (appropriate byte counting), RFC 6928 (initial window) and RFC 8985 §7.4 (a repaired tail loss reduces too).
 //!
-//! Pure bookkeeping: the connection tells it about new ACKs, duplicate ACKs (it counts them, by RFC 5681 §2's
-//! definition) and retransmission timeouts, passing sequence numbers; it answers with the window in bytes and,
-//! when a segment must be retransmitted at once, an [`Action`]. It never sees segments.
+//! Pure bookkeeping: the connection says when new data is acknowledged, when it found a loss (RACK, or three
+//! duplicate ACKs without SACK), when the retransmission timer fired and when D-SACKs showed a reduction to be
+//! spurious; it answers with the window in bytes. Which segments to resend is the scoreboard's business.
 //!
 //! Choices:
 //! - Initial window (RFC 6928): `min(10*SMSS, max(2*SMSS, 14600))` bytes, ten 1460-byte segments on Ethernet.
@@ -17,16 +18,14 @@
 //!   at `ssthresh` (the excess is not carried into congestion avoidance).
 //! - Congestion avoidance counts bytes too: `cwnd += SMSS` each time a full `cwnd` has been acknowledged
 //!   (RFC 5681 §3.1, RFC 3465 §2.1).
-//! - A full ACK ends fast recovery with `cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS)`, option (1) of
-//!   RFC 6582 §3.2 step 3, which cannot burst. A partial ACK deflates by the bytes it acknowledged, adds back one
-//!   SMSS if it acknowledged at least that much, and never leaves less than one SMSS.
-//! - RFC 6582's "Impatient" timer rule: only the first partial ACK restarts the retransmission timer.
-//! - Not done here: the optional ACK heuristics of RFC 6582 §4.1, limited transmit (RFC 3042, the caller may send
-//!   a new segment on the first two duplicate ACKs), cwnd validation for application-limited senders (RFC 7661).
+//! - A loss starts a recovery with `ssthresh = max(FlightSize/2, 2*SMSS)` and `cwnd = ssthresh` (RFC 6675 §5
+//!   step 4.2). Further losses before `snd_una` passes `recover` (the highest number sent when it began) are the
+//!   same congestion event. The window does not grow in recovery; it ends with `cwnd = ssthresh`.
+//! - Undo (RFC 2883's use, as Linux's D-SACK undo): when every retransmission of a recovery is reported a
+//!   duplicate, the reduction was spurious and `cwnd`, `ssthresh` come back to what they were.
+//! - Not done here: cwnd validation for application-limited senders (RFC 7661), PRR (RFC 6937).
 use super::seq::SeqNumber;
 
-/// Duplicate ACKs that trigger fast retransmit (RFC 5681 §3.2).
-pub const DUP_ACK_THRESHOLD: u32 = 3;
 /// Segments in the initial window, for the usual SMSS (RFC 6928).
 pub const INITIAL_WINDOW_SEGMENTS: u32 = 10;
 /// The byte cap of RFC 6928's initial window formula.
@@ -44,34 +43,10 @@ pub const fn initial_window(smss: u32) -> u32 {
     }
 }
 
-/// What the connection must do at once, besides sending what the window now allows.
-#[must_use]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Nothing special (the connection applies the usual timer rules of RFC 6298 §5).
-    None,
-    /// Third duplicate ACK: retransmit the segment at `snd_una` now. Fast recovery has begun.
-    FastRetransmit,
-    /// Partial ACK during fast recovery: retransmit the segment at the new `snd_una` (the next hole) now. Restart
-    /// the retransmission timer only if `restart_timer` (the first partial ACK of this recovery); otherwise leave
-    /// it running, so that a recovery with many losses still ends by timeout (RFC 6582 §3.2 step 3, "Impatient").
-    RetransmitHole {
-        /// Whether to restart the retransmission timer.
-        restart_timer: bool,
-    },
-}
-
-impl Action {
-    /// Whether the segment at `snd_una` must be retransmitted now.
-    pub fn retransmit(self) -> bool {
-        !matches!(self, Action::None)
-    }
-}
-
 /// A congestion controller of one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Congestion {
-    /// RFC 5681 with RFC 6582's fast recovery.
+    /// RFC 5681's windows with RFC 6675's recovery.
     NewReno(NewReno),
 }
 
@@ -81,30 +56,47 @@ impl Congestion {
         Congestion::NewReno(NewReno::new(smss))
     }
 
-    /// An ACK acknowledged `acked` new bytes (`acked > 0`; ACKs that acknowledge nothing new are duplicates or
-    /// window updates). `snd_una` is the new oldest unacknowledged number, `snd_nxt` one past the highest number
-    /// sent. Grows the window, or handles a partial or full ACK in fast recovery.
-    pub fn on_ack(&mut self, acked: usize, snd_una: SeqNumber, snd_nxt: SeqNumber) -> Action {
+    /// An ACK acknowledged `acked` new bytes; `snd_una` is the new oldest unacknowledged number. Grows the
+    /// window, or ends a recovery that `snd_una` has passed. Returns whether a recovery ended.
+    pub fn on_ack(&mut self, acked: usize, snd_una: SeqNumber) -> bool {
         match self {
-            Congestion::NewReno(c) => c.on_ack(acked, snd_una, snd_nxt),
+            Congestion::NewReno(c) => c.on_ack(acked, snd_una),
         }
     }
 
-    /// The `count`-th consecutive duplicate ACK (as RFC 5681 §2 defines them; the connection counts and resets
-    /// the count on any new ACK). The third enters fast retransmit and recovery, unless a timeout's `recover`
-    /// point has not been passed yet (RFC 6582 §3.2 step 2); in recovery each one inflates the window by SMSS.
-    pub fn on_dup_ack(&mut self, count: u32, snd_una: SeqNumber, snd_nxt: SeqNumber) -> Action {
+    /// A segment was found lost (RACK, or fast retransmit without SACK). Starts a recovery, reducing the
+    /// window, unless this loss belongs to the congestion event already being handled. `snd_max` is the highest
+    /// number sent. Returns whether a recovery began.
+    pub fn on_loss(&mut self, snd_una: SeqNumber, snd_max: SeqNumber) -> bool {
         match self {
-            Congestion::NewReno(c) => c.on_dup_ack(count, snd_una, snd_nxt),
+            Congestion::NewReno(c) => c.on_loss(snd_una, snd_max),
+        }
+    }
+
+    /// A tail loss probe repaired a loss (RFC 8985 §7.4.2): the same reduction as a recovery, which is already
+    /// over.
+    pub fn on_probe_repair(&mut self, snd_una: SeqNumber, snd_max: SeqNumber) {
+        match self {
+            Congestion::NewReno(c) => {
+                if c.on_loss(snd_una, snd_max) {
+                    c.phase = Phase::Open;
+                }
+            }
         }
     }
 
     /// The retransmission timer expired (RFC 5681 §3.1, eq. (4)): `ssthresh = max(FlightSize/2, 2*SMSS)`, held
-    /// if the same segment already timed out; `cwnd` = one SMSS. Leaves fast recovery. Pass as `snd_nxt` the
-    /// highest number ever sent (`snd_max`), also when the connection then rewinds its `snd_nxt`.
-    pub fn on_timeout(&mut self, snd_una: SeqNumber, snd_nxt: SeqNumber) {
+    /// if the same segment already timed out; `cwnd` = one SMSS. Leaves recovery.
+    pub fn on_timeout(&mut self, snd_una: SeqNumber, snd_max: SeqNumber) {
         match self {
-            Congestion::NewReno(c) => c.on_timeout(snd_una, snd_nxt),
+            Congestion::NewReno(c) => c.on_timeout(snd_una, snd_max),
+        }
+    }
+
+    /// Every retransmission of the last recovery turned out needless (D-SACKs): restore the window it cut.
+    pub fn undo(&mut self) {
+        match self {
+            Congestion::NewReno(c) => c.undo(),
         }
     }
 
@@ -129,10 +121,17 @@ impl Congestion {
         }
     }
 
-    /// Whether fast recovery is under way.
+    /// Whether a loss recovery is under way (fast recovery, not the slow start after a timeout).
     pub fn in_recovery(&self) -> bool {
         match self {
             Congestion::NewReno(c) => matches!(c.phase, Phase::Recovery { .. }),
+        }
+    }
+
+    /// Whether a loss is being repaired: fast recovery, or the slow start after a timeout until `recover`.
+    pub fn recovering(&self) -> bool {
+        match self {
+            Congestion::NewReno(c) => !matches!(c.phase, Phase::Open),
         }
     }
 
@@ -148,15 +147,15 @@ impl Congestion {
 enum Phase {
     /// Slow start or congestion avoidance, by `cwnd < ssthresh`.
     Open,
-    /// Fast recovery until `snd_una` reaches `recover` (one past the highest number sent when it began).
-    Recovery { recover: SeqNumber, partial_seen: bool },
+    /// Recovery until `snd_una` reaches `recover` (one past the highest number sent when it began).
+    Recovery { recover: SeqNumber },
     /// After a timeout, until `snd_una` reaches `recover`: ACKs may be for data sent before the timeout, so slow
-    /// start counts one SMSS per ACK, and duplicate ACKs do not start fast retransmit (RFC 6582 §3.2 step 2).
+    /// start counts one SMSS per ACK, and losses found meanwhile are the same event (RFC 6582 §3.2 step 2).
     /// `una` is `snd_una` at the timeout, to recognise a second timeout of the same segment.
     Loss { recover: SeqNumber, una: SeqNumber },
 }
 
-/// NewReno state (RFC 5681 and RFC 6582), all sizes in bytes.
+/// NewReno state, all sizes in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewReno {
     smss: u32,
@@ -165,6 +164,9 @@ pub struct NewReno {
     /// Bytes acknowledged towards the next congestion avoidance increment (RFC 3465 §2.1).
     bytes_acked: u32,
     phase: Phase,
+    /// `cwnd` and `ssthresh` before the last reduction, for undo (0: nothing to undo).
+    prior_cwnd: u32,
+    prior_ssthresh: u32,
 }
 
 /// A byte count as u32, saturating (windows never reach 4 GiB).
@@ -177,44 +179,42 @@ impl NewReno {
     /// and an unbounded `ssthresh`.
     pub fn new(smss: u32) -> Self {
         let smss = smss.clamp(1, u32::from(u16::MAX));
-        NewReno { smss, cwnd: initial_window(smss), ssthresh: u32::MAX, bytes_acked: 0, phase: Phase::Open }
+        NewReno {
+            smss,
+            cwnd: initial_window(smss),
+            ssthresh: u32::MAX,
+            bytes_acked: 0,
+            phase: Phase::Open,
+            prior_cwnd: 0,
+            prior_ssthresh: 0,
+        }
     }
 
-    fn on_ack(&mut self, acked: usize, snd_una: SeqNumber, snd_nxt: SeqNumber) -> Action {
+    fn on_ack(&mut self, acked: usize, snd_una: SeqNumber) -> bool {
         let acked = bytes(acked);
         if acked == 0 {
-            return Action::None;
+            return false;
         }
         match self.phase {
-            Phase::Recovery { recover, partial_seen } => {
+            Phase::Recovery { recover } => {
                 if snd_una.ge(recover) {
-                    // Full ACK: deflate and leave recovery.
-                    let flight = bytes(snd_nxt - snd_una);
-                    self.cwnd = self.ssthresh.min(flight.max(self.smss).saturating_add(self.smss));
+                    self.cwnd = self.ssthresh.max(self.smss);
                     self.bytes_acked = 0;
                     self.phase = Phase::Open;
-                    Action::None
-                } else {
-                    // Partial ACK: the next hole is lost too.
-                    let mut cwnd = self.cwnd.saturating_sub(acked);
-                    if acked >= self.smss {
-                        cwnd = cwnd.saturating_add(self.smss);
-                    }
-                    self.cwnd = cwnd.max(self.smss);
-                    self.phase = Phase::Recovery { recover, partial_seen: true };
-                    Action::RetransmitHole { restart_timer: !partial_seen }
+                    return true;
                 }
+                false
             }
             Phase::Loss { recover, .. } => {
                 self.grow(acked, self.smss);
                 if snd_una.ge(recover) {
                     self.phase = Phase::Open;
                 }
-                Action::None
+                false
             }
             Phase::Open => {
                 self.grow(acked, 2 * self.smss);
-                Action::None
+                false
             }
         }
     }
@@ -232,39 +232,48 @@ impl NewReno {
         }
     }
 
-    fn on_dup_ack(&mut self, count: u32, snd_una: SeqNumber, snd_nxt: SeqNumber) -> Action {
+    fn on_loss(&mut self, snd_una: SeqNumber, snd_max: SeqNumber) -> bool {
         match self.phase {
-            Phase::Recovery { .. } => {
-                // Each further duplicate means a segment has left the network (RFC 5681 §3.2 step 4).
-                self.cwnd = self.cwnd.saturating_add(self.smss);
-                Action::None
-            }
-            Phase::Loss { recover, .. } if snd_una.lt(recover) => Action::None,
-            Phase::Open | Phase::Loss { .. } if count >= DUP_ACK_THRESHOLD => {
-                // RFC 5681 §3.2 steps 2-3; RFC 6582 §3.2 step 2 records `recover`.
-                self.ssthresh = self.loss_threshold(snd_una, snd_nxt);
-                self.cwnd = self.ssthresh.saturating_add(3 * self.smss);
+            Phase::Recovery { .. } => false,
+            Phase::Loss { recover, .. } if snd_una.lt(recover) => false,
+            Phase::Open | Phase::Loss { .. } => {
+                self.prior_cwnd = self.cwnd;
+                self.prior_ssthresh = self.ssthresh;
+                self.ssthresh = self.loss_threshold(snd_una, snd_max);
+                self.cwnd = self.ssthresh;
                 self.bytes_acked = 0;
-                self.phase = Phase::Recovery { recover: snd_nxt, partial_seen: false };
-                Action::FastRetransmit
+                self.phase = Phase::Recovery { recover: snd_max };
+                true
             }
-            Phase::Open | Phase::Loss { .. } => Action::None,
         }
     }
 
-    fn on_timeout(&mut self, snd_una: SeqNumber, snd_nxt: SeqNumber) {
+    fn on_timeout(&mut self, snd_una: SeqNumber, snd_max: SeqNumber) {
         let (recover, repeated) = match self.phase {
-            Phase::Loss { recover, una } => (recover.max(snd_nxt), una == snd_una),
-            Phase::Recovery { recover, .. } => (recover.max(snd_nxt), false),
-            Phase::Open => (snd_nxt, false),
+            Phase::Loss { recover, una } => (recover.max(snd_max), una == snd_una),
+            Phase::Recovery { recover } => (recover.max(snd_max), false),
+            Phase::Open => (snd_max, false),
         };
         // A second timeout of the same segment keeps ssthresh (RFC 5681 §3.1, after eq. (4)).
         if !repeated {
-            self.ssthresh = self.loss_threshold(snd_una, snd_nxt);
+            self.ssthresh = self.loss_threshold(snd_una, snd_max);
         }
         self.cwnd = self.smss;
         self.bytes_acked = 0;
+        self.prior_cwnd = 0;
         self.phase = Phase::Loss { recover, una: snd_una };
+    }
+
+    fn undo(&mut self) {
+        if self.prior_cwnd == 0 {
+            return;
+        }
+        self.cwnd = self.cwnd.max(self.prior_cwnd);
+        self.ssthresh = self.ssthresh.max(self.prior_ssthresh);
+        self.prior_cwnd = 0;
+        if let Phase::Recovery { .. } = self.phase {
+            self.phase = Phase::Open;
+        }
     }
 
     fn on_idle_restart(&mut self) {
@@ -272,8 +281,8 @@ impl NewReno {
     }
 
     /// `max(FlightSize / 2, 2*SMSS)` (RFC 5681 eq. (4)).
-    fn loss_threshold(&self, snd_una: SeqNumber, snd_nxt: SeqNumber) -> u32 {
-        (bytes(snd_nxt - snd_una) / 2).max(2 * self.smss)
+    fn loss_threshold(&self, snd_una: SeqNumber, snd_max: SeqNumber) -> u32 {
+        (bytes(snd_max - snd_una) / 2).max(2 * self.smss)
     }
 }
 
@@ -306,19 +315,19 @@ mod tests {
             n
         }
         #[track_caller]
-        fn ack(&mut self, bytes: usize) -> Action {
+        fn ack(&mut self, bytes: usize) -> bool {
             self.una += bytes;
             assert!(self.una.le(self.nxt));
-            self.cc.on_ack(bytes, self.una, self.nxt)
+            self.cc.on_ack(bytes, self.una)
         }
-        fn dup(&mut self, count: u32) -> Action {
-            self.cc.on_dup_ack(count, self.una, self.nxt)
+        fn loss(&mut self) -> bool {
+            self.cc.on_loss(self.una, self.nxt)
         }
         /// Acks the whole flight one segment at a time (one RTT).
         fn round(&mut self) {
             self.fill();
             while self.una != self.nxt {
-                assert_eq!(self.ack(M), Action::None);
+                assert!(!self.ack(M));
             }
         }
     }
@@ -339,13 +348,13 @@ mod tests {
         let mut s = Sender::new(1);
         assert_eq!(s.fill(), 10);
         // One ACK per segment: +1 SMSS each.
-        assert_eq!(s.ack(M), Action::None);
+        s.ack(M);
         assert_eq!(s.cc.cwnd(), 11 * MSS);
         // A stretch ACK for three segments: +2 SMSS at most (RFC 3465, L = 2).
-        let _ = s.ack(3 * M);
+        s.ack(3 * M);
         assert_eq!(s.cc.cwnd(), 13 * MSS);
         // A sub-segment ACK counts its bytes only.
-        let _ = s.ack(100);
+        s.ack(100);
         assert_eq!(s.cc.cwnd(), 13 * MSS + 100);
         let mut s = Sender::new(1);
         let mut windows = Vec::new();
@@ -357,32 +366,36 @@ mod tests {
     }
 
     #[test]
-    fn congestion_avoidance_adds_one_segment_per_rtt() {
-        let mut s = Sender::new(u32::MAX - 5000);
-        s.fill();
-        // Enter fast recovery (ssthresh = 5 SMSS), send 5 new segments under the inflated window, and leave it
-        // with a full ACK: cwnd = min(ssthresh, FlightSize + SMSS) = ssthresh.
-        for i in 1..=3 {
-            let _ = s.dup(i);
-        }
-        assert_eq!(s.cc.ssthresh(), 5 * MSS);
-        s.nxt += 5 * M;
-        let _ = s.ack(10 * M);
+    fn loss_halves_once_per_window_and_recovery_ends_at_recover() {
+        let mut s = Sender::new(u32::MAX - 5000); // wraps around zero
+        assert_eq!(s.fill(), 10);
+        assert!(s.loss());
+        assert!(s.cc.in_recovery());
+        // ssthresh = FlightSize / 2; cwnd = ssthresh (RFC 6675 §5).
+        assert_eq!((s.cc.ssthresh(), s.cc.cwnd()), (5 * MSS, 5 * MSS));
+        // More losses from the same window: the same congestion event.
+        assert!(!s.loss());
         assert_eq!(s.cc.cwnd(), 5 * MSS);
+        // Partial ACKs neither grow nor end it.
+        s.nxt += 3 * M;
+        assert!(!s.ack(4 * M));
+        assert_eq!(s.cc.cwnd(), 5 * MSS);
+        assert!(s.cc.in_recovery());
+        // Reaching `recover` (10 segments) ends it with cwnd = ssthresh.
+        assert!(s.ack(6 * M));
+        assert!(!s.cc.in_recovery());
+        assert_eq!(s.cc.cwnd(), 5 * MSS);
+        // Congestion avoidance: one segment per window.
         let mut windows = Vec::new();
         for _ in 0..5 {
             s.round();
             windows.push(s.cc.cwnd() / MSS);
         }
         assert_eq!(windows, [6, 7, 8, 9, 10]);
-        // Within a round the window grows only when a full cwnd has been acknowledged.
+        // A loss in a later window is a new event.
         s.fill();
-        for _ in 0..9 {
-            let _ = s.ack(M);
-        }
-        assert_eq!(s.cc.cwnd(), 10 * MSS);
-        let _ = s.ack(M);
-        assert_eq!(s.cc.cwnd(), 11 * MSS);
+        assert!(s.loss());
+        assert_eq!(s.cc.cwnd(), 5 * MSS);
     }
 
     #[test]
@@ -391,96 +404,17 @@ mod tests {
         s.fill();
         s.cc.on_timeout(s.una, s.nxt); // ssthresh = 5 SMSS, cwnd = 1 SMSS
                                        // Until `recover` (all ten segments) is acknowledged, slow start counts one SMSS per ACK.
-        let _ = s.ack(M);
-        let _ = s.ack(3 * M);
+        s.ack(M);
+        s.ack(3 * M);
         assert_eq!(s.cc.cwnd(), 3 * MSS);
-        let _ = s.ack(6 * M);
+        s.ack(6 * M);
         assert_eq!(s.cc.cwnd(), 4 * MSS);
         // Then two per ACK again, up to ssthresh and no further.
         assert_eq!(s.fill(), 4);
-        let _ = s.ack(2 * M);
+        s.ack(2 * M);
         assert_eq!(s.cc.cwnd(), 5 * MSS, "capped at ssthresh");
-        let _ = s.ack(2 * M);
+        s.ack(2 * M);
         assert_eq!(s.cc.cwnd(), 5 * MSS, "congestion avoidance");
-    }
-
-    #[test]
-    fn three_dup_acks_fast_retransmit_and_inflate() {
-        let mut s = Sender::new(7);
-        assert_eq!(s.fill(), 10);
-        assert_eq!(s.dup(1), Action::None);
-        assert_eq!(s.dup(2), Action::None);
-        assert_eq!(s.cc.cwnd(), 10 * MSS);
-        assert_eq!(s.dup(3), Action::FastRetransmit);
-        assert!(s.cc.in_recovery());
-        // ssthresh = FlightSize / 2 = 5 SMSS; cwnd = ssthresh + 3 SMSS.
-        assert_eq!((s.cc.ssthresh(), s.cc.cwnd()), (5 * MSS, 8 * MSS));
-        assert_eq!(s.dup(4), Action::None);
-        assert_eq!(s.dup(5), Action::None);
-        assert_eq!(s.cc.cwnd(), 10 * MSS);
-        // More duplicates than the threshold never retransmit again.
-        assert!(!s.dup(6).retransmit());
-        // Full ACK: cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS) = min(5, 1 + 1) SMSS.
-        assert_eq!(s.ack(10 * M), Action::None);
-        assert!(!s.cc.in_recovery());
-        assert_eq!(s.cc.cwnd(), 2 * MSS);
-        // With data still in flight at the full ACK, the window comes back to ssthresh.
-        let mut s = Sender::new(7);
-        s.fill();
-        for i in 1..=3 {
-            let _ = s.dup(i);
-        }
-        s.nxt += 8 * M; // new data sent under the inflated window
-        assert_eq!(s.ack(10 * M), Action::None);
-        assert_eq!(s.cc.cwnd(), 5 * MSS);
-    }
-
-    #[test]
-    fn partial_acks_retransmit_each_hole_and_deflate() {
-        // Segments 0, 3 and 6 of 10 lost; the flight wraps around zero.
-        let mut s = Sender::new(u32::MAX - 2 * MSS);
-        s.fill();
-        for i in 1..=3 {
-            let _ = s.dup(i);
-        }
-        let recover_cwnd = s.cc.cwnd();
-        assert_eq!(recover_cwnd, 8 * MSS);
-        // The retransmission of 0 brings an ACK for 0..3: partial. Deflate by 3, add back 1.
-        assert_eq!(s.ack(3 * M), Action::RetransmitHole { restart_timer: true });
-        assert!(s.cc.in_recovery());
-        assert_eq!(s.cc.cwnd(), 6 * MSS);
-        let _ = s.dup(1);
-        assert_eq!(s.cc.cwnd(), 7 * MSS);
-        // The next partial ACK does not restart the timer. Less than one SMSS acknowledged: nothing added back.
-        assert_eq!(s.ack(M / 2), Action::RetransmitHole { restart_timer: false });
-        assert_eq!(s.cc.cwnd(), 7 * MSS - MSS / 2);
-        assert_eq!(s.ack(M / 2 + 2 * M), Action::RetransmitHole { restart_timer: false });
-        assert_eq!(s.cc.cwnd(), 5 * MSS);
-        // Full ACK of everything up to `recover`.
-        assert_eq!(s.ack(4 * M), Action::None);
-        assert!(!s.cc.in_recovery());
-        assert_eq!(s.cc.cwnd(), 2 * MSS);
-        // A later loss is a new recovery: the first partial ACK restarts the timer again.
-        s.cc = Congestion::new_reno(MSS);
-        s.fill();
-        for i in 1..=3 {
-            let _ = s.dup(i);
-        }
-        assert_eq!(s.ack(M), Action::RetransmitHole { restart_timer: true });
-    }
-
-    #[test]
-    fn partial_ack_never_deflates_below_one_segment() {
-        let mut s = Sender::new(0);
-        s.fill();
-        for i in 1..=3 {
-            let _ = s.dup(i);
-        }
-        assert_eq!(s.cc.cwnd(), 8 * MSS);
-        for _ in 0..9 {
-            assert!(s.ack(999).retransmit());
-        }
-        assert_eq!(s.cc.cwnd(), MSS);
     }
 
     #[test]
@@ -496,20 +430,18 @@ mod tests {
         s.cc.on_timeout(s.una, s.una + 4 * M);
         assert_eq!((s.cc.ssthresh(), s.cc.cwnd()), (20 * MSS, MSS));
         // Slow start after a timeout counts one SMSS per ACK, even for a stretch ACK.
-        let _ = s.ack(3 * M);
+        s.ack(3 * M);
         assert_eq!(s.cc.cwnd(), 2 * MSS);
-        // Duplicate ACKs below `recover` do not start fast retransmit (RFC 6582 §3.2 step 2).
-        for i in 1..=5 {
-            assert_eq!(s.dup(i), Action::None);
-        }
+        // Losses found below `recover` are the same event.
+        assert!(!s.loss());
         assert_eq!((s.cc.ssthresh(), s.cc.cwnd()), (20 * MSS, 2 * MSS));
         // A different segment timing out is a new loss: ssthresh from the current flight (37 SMSS -> 18.5).
         s.cc.on_timeout(s.una, s.nxt);
         assert_eq!(s.cc.ssthresh(), 37 * MSS / 2);
-        // Once `recover` is acknowledged, three duplicates are a new loss.
-        let _ = s.ack(37 * M);
+        // Once `recover` is acknowledged, a loss starts a recovery.
+        s.ack(37 * M);
         s.nxt += 4 * M;
-        assert_eq!(s.dup(3), Action::FastRetransmit);
+        assert!(s.loss());
         assert_eq!(s.cc.ssthresh(), 2 * MSS);
     }
 
@@ -517,13 +449,38 @@ mod tests {
     fn timeout_during_recovery_leaves_it() {
         let mut s = Sender::new(0);
         s.fill();
-        for i in 1..=3 {
-            let _ = s.dup(i);
-        }
-        assert!(s.cc.in_recovery());
+        assert!(s.loss());
         s.cc.on_timeout(s.una, s.nxt);
         assert!(!s.cc.in_recovery());
         assert_eq!(s.cc.cwnd(), MSS);
+        // Nothing to undo after a timeout.
+        s.cc.undo();
+        assert_eq!(s.cc.cwnd(), MSS);
+    }
+
+    #[test]
+    fn undo_restores_the_window_a_spurious_recovery_cut() {
+        let mut s = Sender::new(0);
+        s.round();
+        s.fill();
+        assert_eq!(s.cc.cwnd(), 20 * MSS);
+        assert!(s.loss());
+        assert_eq!(s.cc.cwnd(), 10 * MSS);
+        s.cc.undo();
+        assert_eq!((s.cc.cwnd(), s.cc.ssthresh(), s.cc.in_recovery()), (20 * MSS, u32::MAX, false));
+        // Only once.
+        assert!(s.loss());
+        s.cc.undo();
+        s.cc.undo();
+        assert_eq!(s.cc.cwnd(), 20 * MSS);
+    }
+
+    #[test]
+    fn a_repaired_tail_loss_reduces_without_a_recovery() {
+        let mut s = Sender::new(0);
+        s.fill();
+        s.cc.on_probe_repair(s.una, s.nxt);
+        assert_eq!((s.cc.cwnd(), s.cc.ssthresh(), s.cc.in_recovery()), (5 * MSS, 5 * MSS, false));
     }
 
     #[test]
@@ -543,7 +500,7 @@ mod tests {
         let mut s = Sender::new(0);
         s.fill();
         let before = s.cc.clone();
-        assert_eq!(s.cc.on_ack(0, s.una, s.nxt), Action::None);
+        assert!(!s.cc.on_ack(0, s.una));
         assert_eq!(s.cc, before);
     }
 
@@ -553,14 +510,16 @@ mod tests {
         #[test]
         fn invariants_hold(
             smss in 1u32..9000,
-            events in proptest::collection::vec((0u8..3, any::<u32>(), any::<u32>(), 0usize..100_000, 1u32..8), 1..200),
+            events in proptest::collection::vec((0u8..5, any::<u32>(), any::<u32>(), 0usize..100_000), 1..200),
         ) {
             let mut cc = Congestion::new_reno(smss);
-            for (kind, una, nxt, acked, count) in events {
+            for (kind, una, nxt, acked) in events {
                 let (una, nxt) = (SeqNumber(una), SeqNumber(nxt));
                 match kind {
-                    0 => { let _ = cc.on_ack(acked, una, nxt); }
-                    1 => { let _ = cc.on_dup_ack(count, una, nxt); }
+                    0 => { cc.on_ack(acked, una); }
+                    1 => { cc.on_loss(una, nxt); }
+                    2 => cc.on_probe_repair(una, nxt),
+                    3 => cc.undo(),
                     _ => cc.on_timeout(una, nxt),
                 }
                 prop_assert!(cc.cwnd() >= smss);

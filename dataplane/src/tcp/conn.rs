@@ -1,8 +1,15 @@
 //! One TCP connection: its state machine, send and receive sides, and what it asks the stack to emit.
 //!
 //! Heads up: read RFC 9293 (§3.10.7 "SEGMENT ARRIVES" is the skeleton of `input`), RFC 7323 (window scale and
-//! timestamps), RFC 6298 (RTO), RFC 5681/6582 (congestion control, NewReno), RFC 5961 (blind RST/SYN/ACK
-//! attacks), RFC 1122 §4.2.3.2 (delayed ACK) and §4.2.2.17 (zero-window probes).
+//! timestamps), RFC 6298 (RTO), RFC 5681 (congestion control), RFC 8985 and RFC 6675 (loss detection and SACK
+//! recovery, see [`super::rack`]), RFC 2883 (D-SACK), RFC 5961 (blind RST/SYN/ACK attacks), RFC 1122 §4.2.3.2
+//! (delayed ACK) and §4.2.2.17 (zero-window probes).
+//!
+//! Loss recovery: every segment sent is recorded in the scoreboard; ACKs and SACK blocks mark it delivered, RACK
+//! marks it lost once a segment sent after it was delivered and a reordering window has passed, and `output`
+//! resends lost segments before new data while RFC 6675's `pipe` is below `cwnd`. A tail loss probe (RFC 8985
+//! §7) answers a silent tail in two RTTs rather than an RTO. Without SACK, three duplicate ACKs (and NewReno's
+//! partial ACKs) mark the first segment lost.
 //!
 //! IX semantics (paper §4.3): `sendv` accepts only what the peer's window has room for and does not copy (the app
 //! keeps its buffers until `Sent` covers them); received segments are lent to the app in order, and the window
@@ -13,7 +20,8 @@ use std::collections::VecDeque;
 use arrayvec::ArrayVec;
 
 use super::appbuf::AppBuf;
-use super::congestion::{Action, Congestion};
+use super::congestion::Congestion;
+use super::rack::{Scoreboard, ToSend};
 use super::rtt::RttEstimator;
 use super::seq::SeqNumber;
 use crate::api::Endpoint;
@@ -127,6 +135,8 @@ pub enum TimerKind {
     Linger,
     /// Keepalive probe.
     Keepalive,
+    /// RACK's reordering timer or a tail loss probe (RFC 8985 §6.2 step 5, §7).
+    LossProbe,
 }
 
 /// Tunables of the TCP stack.
@@ -175,6 +185,15 @@ impl Default for TcpConfig {
 /// (allocated the first time a connection sees reordering or loss), so idle connections stay small.
 pub const OOO_MAX: usize = 256;
 
+/// Least tail loss probe timeout: a namespace's RTT is tens of µs, less than the jitter of a peer's ACKs
+/// (Linux's floor is also 2 ms).
+pub const PTO_MIN: Duration = Duration::from_millis(2);
+
+/// The µs clock the scoreboard records send times in (truncated: it compares with wrapping arithmetic).
+fn micros(now: Instant) -> u32 {
+    now.total_micros() as u32
+}
+
 /// What the connection wants sent: a header description; payload (if any) is copied from the send queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Emit {
@@ -198,6 +217,8 @@ pub struct Emit {
     pub sack_permitted: bool,
     /// SACK blocks (pure ACKs only: data segments have no room for them under the MSS).
     pub sack: [Option<(u32, u32)>; 3],
+    /// Data sent before (counted in the stats).
+    pub retransmit: bool,
 }
 
 /// A TCP connection.
@@ -273,21 +294,29 @@ pub struct Conn {
     ts_recent: u32,
     /// Both sides offered SACK (RFC 2018).
     sack_ok: bool,
-    /// Ranges the peer SACKed above `snd_una`, sorted, disjoint.
-    scoreboard: ArrayVec<(u32, u32), 8>,
-    /// Highest sequence retransmitted in the current recovery (RFC 6675 HighRxt).
-    high_rxt: u32,
+    /// Segments in flight: what was SACKed, what is lost, when each was sent (RACK-TLP).
+    sb: Scoreboard,
+    /// `snd_una` when the last recovery began, and its retransmissions not yet reported needless by a D-SACK
+    /// at or above it; `None` once undo is off (a timeout).
+    undo: Option<(u32, u16)>,
+    /// When the loss timer is due, and whether it is RACK's reordering timer (else a tail loss probe).
+    loss_timer: Option<(Instant, bool)>,
+    /// A recovery just began: its first retransmission may exceed `cwnd`.
+    rexmit_now: bool,
     /// Start of the out-of-order segment received last (first SACK block, RFC 2018 §4).
     last_ooo: Option<u32>,
+    /// A duplicate segment arrived: report it in the next ACK's first SACK block (D-SACK, RFC 2883).
+    dsack_out: Option<(u32, u32)>,
 
     // Loss recovery and timing.
     rtt: RttEstimator,
     cc: Congestion,
     dupacks: u32,
     retries: u8,
+    /// The SYN being timed for an RTT sample (data is timed by the scoreboard).
     timed: Option<(u32, Instant)>,
-    /// Armed timers: (kind, id).
-    pub timers: [Option<TimerId>; 4],
+    /// Armed timers, by kind.
+    pub timers: [Option<TimerId>; 5],
     /// Last time anything arrived (keepalive).
     last_rx: Instant,
 
@@ -396,15 +425,18 @@ impl Conn {
             ts_ok: false,
             ts_recent: 0,
             sack_ok: false,
-            scoreboard: ArrayVec::new(),
-            high_rxt: iss,
+            sb: Scoreboard::new(),
+            undo: None,
+            loss_timer: None,
+            rexmit_now: false,
             last_ooo: None,
+            dsack_out: None,
             rtt: RttEstimator::with_min_rto(cfg.rto_min),
             cc: Congestion::new_reno(mss as u32),
             dupacks: 0,
             retries: 0,
             timed: None,
-            timers: [None; 4],
+            timers: [None; 5],
             last_rx: now,
             ack_now: false,
             segs_unacked: 0,
@@ -510,6 +542,7 @@ impl Conn {
             timestamps: ts,
             sack_permitted: self.sack_ok,
             sack: [None; 3],
+            retransmit: false,
         });
         self.snd_nxt = self.iss.wrapping_add(1);
         self.snd_max = self.snd_nxt;
@@ -671,6 +704,8 @@ impl Conn {
         self.undelivered = 0;
         self.sendq.clear();
         self.sendq_len = 0;
+        self.sb.clear();
+        self.loss_timer = None;
     }
 
     /// Sequence number for a RST aborting this connection.
@@ -780,7 +815,11 @@ impl Conn {
         let in_window = |s: u32| seq_le(self.rcv_nxt, s) && seq_lt(s, self.rcv_nxt.wrapping_add(wnd));
         let acceptable = match (seg_len, wnd) {
             (0, 0) => seg.seq == self.rcv_nxt,
-            (0, _) => in_window(seg.seq),
+            // A bare ACK from a peer that filled our window carries the right edge as its sequence number: RFC
+            // 9293's `SEG.SEQ < RCV.NXT+RCV.WND` would drop it, and its ACK field with it, which deadlocks two
+            // senders each waiting for the other's ACKs while a hole holds our right edge still. Linux and BSD
+            // accept it (`seq <= rcv_nxt + window`).
+            (0, _) => in_window(seg.seq) || (!rst && seg.seq == self.rcv_nxt.wrapping_add(wnd)),
             (_, 0) => false,
             _ => in_window(seg.seq) || in_window(end),
         };
@@ -904,32 +943,52 @@ impl Conn {
             return false;
         }
         let window = (seg.window as u32) << self.snd_shift;
-        let newly_sacked = self.sack_ok && self.update_scoreboard(seg, ack);
-        if newly_sacked && !self.cc.in_recovery() && ack == self.snd_una && self.sacked_bytes() >= 3 * self.smss() {
-            // RFC 6675 §5 (IsLost): three segments' worth SACKed above snd_una means it is lost, however few
-            // duplicate ACKs carried the news (a busy peer repeats one SACK block on every data segment).
-            if self.cc.on_dup_ack(3, SeqNumber(self.snd_una), SeqNumber(self.snd_max)).retransmit() {
-                self.dupacks = 3;
-                self.high_rxt = self.snd_una;
-                self.retransmit_head(cx);
+        let now_us = micros(cx.now);
+        let sack = if self.sack_ok { seg.sack } else { [None; 3] };
+        let probe_repaired = self.sb.probe_repaired_loss(ack, false);
+        let outcome = self.sb.on_ack(ack, &sack, self.snd_max, now_us);
+        if let Some(rtt) = outcome.rtt_sample {
+            // Records give an unambiguous sample (never retransmitted) for any ACK, not one per round trip.
+            self.rtt.on_sample(Duration::from_micros(u64::from(rtt)));
+        }
+        if outcome.dsack {
+            self.sb.on_dsack(self.snd_una, self.snd_max);
+            // Only duplicates of what this recovery resent count: the network may duplicate segments itself.
+            let left = sack[0].map_or(self.snd_una, |(l, _)| l);
+            if let Some((marker, n)) = self.undo.as_mut() {
+                if *n > 0 && seq_ge(left, *marker) {
+                    *n -= 1;
+                    if *n == 0 {
+                        // Every retransmission of the last recovery arrived twice: the loss was reordering.
+                        self.undo = None;
+                        self.cc.undo();
+                    }
+                }
             }
         }
-        if seq_gt(ack, self.snd_una) {
+        let advanced = seq_gt(ack, self.snd_una);
+        if advanced {
+            if probe_repaired && !outcome.dsack && !self.cc.in_recovery() {
+                self.cc.on_probe_repair(SeqNumber(self.snd_una), SeqNumber(self.snd_max));
+            }
             self.on_new_ack(ack, seg, cx);
-            self.prune_scoreboard();
         } else if ack == self.snd_una
             && self.snd_max != self.snd_una
             && !seg.flags.contains(TcpFlags::FIN)
-            && (newly_sacked || (seg.len == 0 && window == self.snd_wnd && !self.sack_ok))
+            && seg.len == 0
+            && window == self.snd_wnd
+            && !self.sack_ok
         {
-            // A duplicate ACK: RFC 5681 §2, or with SACK RFC 6675 §2 (one that SACKs new data, even if it carries
-            // data itself, which matters when both directions are busy).
+            // A duplicate ACK (RFC 5681 §2). Without SACK the third one is all the loss detection there is.
             self.dupacks += 1;
-            if self.cc.on_dup_ack(self.dupacks, SeqNumber(self.snd_una), SeqNumber(self.snd_max)).retransmit() {
-                self.high_rxt = self.snd_una;
-                self.retransmit_head(cx);
-            } else if self.cc.in_recovery() && self.sack_ok {
-                self.retransmit_next_hole(cx);
+            if self.dupacks == 3 && self.sb.mark_head_lost() {
+                self.on_loss_found();
+            }
+        }
+        if outcome.newly_sacked || advanced {
+            self.rack_detect(cx.now);
+            if self.loss_timer.is_none_or(|(_, reorder)| !reorder) {
+                self.schedule_probe(cx.now, cx.cfg);
             }
         }
         // Window update (RFC 9293 §3.10.7.4, SND.WL1/WL2 rule).
@@ -974,22 +1033,121 @@ impl Conn {
         if seq_lt(self.snd_nxt, self.snd_una) {
             self.snd_nxt = self.snd_una;
         }
-        // RFC 6298 §5.3: new data acknowledged restarts the timer; RFC 6582's "impatient" variant does so only
-        // for the first partial ACK of a recovery.
+        // RFC 6298 §5.3: new data acknowledged restarts the timer.
         self.rto_restart = true;
-        match self.cc.on_ack(acked_seq as usize, SeqNumber(self.snd_una), SeqNumber(self.snd_max)) {
-            Action::None => {}
-            Action::FastRetransmit => self.retransmit_head(cx),
-            Action::RetransmitHole { restart_timer } => {
-                self.rto_restart = restart_timer;
-                self.retransmit_head(cx);
-                if self.sack_ok {
-                    self.retransmit_next_hole(cx);
-                }
-            }
+        if self.cc.on_ack(acked_seq as usize, SeqNumber(self.snd_una)) {
+            self.sb.on_recovery_end();
+        } else if self.cc.in_recovery() && !self.sack_ok && self.sb.mark_head_lost() {
+            // NewReno (RFC 6582): a partial ACK means the next hole is lost too.
+            self.on_loss_found();
         }
         self.dupacks = 0;
         self.retries = 0;
+    }
+
+    /// RACK (RFC 8985 §6.2 step 5) after an ACK or when the reordering timer fires: marks lost what has waited
+    /// long enough, and sets the reordering timer for what has not yet.
+    fn rack_detect(&mut self, now: Instant) {
+        let srtt = self.rtt.srtt().map_or(u32::MAX, |d| d.total_micros().min(u64::from(u32::MAX)) as u32);
+        let reo_wnd = self.sb.reo_wnd(srtt, self.cc.recovering(), self.smss() as u32);
+        let (marked, wait) = self.sb.detect_loss(micros(now), reo_wnd);
+        match wait {
+            Some(us) => self.loss_timer = Some((now + Duration::from_micros(u64::from(us)), true)),
+            None if self.loss_timer.is_some_and(|(_, reorder)| reorder) => self.loss_timer = None,
+            None => {}
+        }
+        if marked {
+            self.on_loss_found();
+        }
+    }
+
+    /// Something was newly marked lost: a congestion event, unless it belongs to the one being handled.
+    fn on_loss_found(&mut self) {
+        if self.cc.on_loss(SeqNumber(self.snd_una), SeqNumber(self.snd_max)) {
+            self.undo = Some((self.snd_una, 0));
+            self.rexmit_now = true;
+        }
+    }
+
+    /// Arms the tail loss probe (RFC 8985 §7.2) after new data went out or new data was acknowledged: two SRTTs
+    /// (a floor of [`PTO_MIN`] for timer and ACK jitter), more when a lone segment may meet a delayed ACK, never
+    /// past the RTO. Only for SACK peers (the probe's outcome is read from SACKs), one probe per episode.
+    ///
+    /// Unlike RFC 8985, also in recovery (fast, or after a timeout): a lost retransmission at the end of what was sent, or segments marked
+    /// lost behind a `pipe` whose ACKs were lost (IX peers send one ACK per batch), otherwise leave nothing to
+    /// elicit the SACKs RACK needs, and only the RTO would end the wait.
+    fn schedule_probe(&mut self, now: Instant, cfg: &TcpConfig) {
+        let in_recovery = self.cc.recovering();
+        let eligible = self.sack_ok
+            && (in_recovery || (self.sb.lost_bytes() == 0 && !self.sb.probe_outstanding()))
+            && self.snd_max != self.snd_una
+            && self.retries == 0;
+        if !eligible {
+            if self.loss_timer.is_some_and(|(_, reorder)| !reorder) {
+                self.loss_timer = None;
+            }
+            return;
+        }
+        let Some(srtt) = self.rtt.srtt() else { return };
+        let srtt = srtt.total_micros();
+        let mut pto = (2 * srtt).max(PTO_MIN.total_micros());
+        if self.snd_max.wrapping_sub(self.snd_una) as usize <= self.smss() {
+            // The peer may hold its ACK for a lone segment for its delayed-ACK time (ours, and Linux's least).
+            pto = pto.max(srtt + srtt / 2 + cfg.delayed_ack.total_micros());
+        }
+        let pto = pto.min(self.rtt.rto().total_micros());
+        self.loss_timer = Some((now + Duration::from_micros(pto), false));
+    }
+
+    /// When the loss timer (reordering or tail loss probe) should fire, if at all.
+    pub fn loss_timer(&self) -> Option<Instant> {
+        self.loss_timer.map(|(at, _)| at)
+    }
+
+    /// The loss timer fired: run RACK again (reordering timer), or send a tail loss probe: new data if the
+    /// peer's window allows, else the last segment again (RFC 8985 §7.3).
+    pub fn on_loss_timer(&mut self, cx: &mut Cx<'_>) {
+        let Some((_, reorder)) = self.loss_timer.take() else { return };
+        if !self.sending_state() || self.snd_max == self.snd_una {
+            return;
+        }
+        if reorder {
+            self.rack_detect(cx.now);
+            self.output(cx);
+            return;
+        }
+        let in_recovery = self.cc.recovering();
+        if in_recovery && self.sb.lost_bytes() > 0 {
+            // Stalled behind `pipe`: resend the first lost segment whatever the window says.
+            self.rexmit_now = true;
+            self.output(cx);
+            self.schedule_probe(cx.now, cx.cfg);
+            return;
+        }
+        if !in_recovery && (self.sb.probe_outstanding() || self.sb.lost_bytes() > 0) {
+            return;
+        }
+        let before = self.snd_max;
+        self.output_with(cx, self.smss());
+        if self.snd_max != before {
+            if !in_recovery {
+                self.sb.on_probe(self.snd_max, false);
+            }
+            return;
+        }
+        if let Some(last) = self.sb.last_unsacked() {
+            if cx.out.is_full() || cx.out.len() >= cx.tx_room {
+                return;
+            }
+            self.send_segment(last, cx);
+            self.sb.on_retransmit(last.seq, micros(cx.now));
+            if !in_recovery {
+                // Only outside recovery does a repaired tail mean a loss congestion control has not heard of.
+                self.sb.on_probe(self.snd_max, true);
+            }
+        }
+        // Another probe if this one meets silence too (the RTO, which probes do not restart, still runs).
+        self.schedule_probe(cx.now, cx.cfg);
     }
 
     fn pop_acked(&mut self, mut n: usize) {
@@ -1010,7 +1168,7 @@ impl Conn {
     }
 
     fn sample_rtt(&mut self, ack: u32, seg: &Segment, now: Instant) {
-        // Karn's rule: `timed` is cleared whenever we retransmit, so a sample is never ambiguous.
+        // Karn's rule: `timed` is cleared when the SYN is retransmitted, so a sample is never ambiguous.
         if let Some((seq, sent)) = self.timed {
             if seq_gt(ack, seq) {
                 self.rtt.on_sample(now - sent);
@@ -1033,6 +1191,8 @@ impl Conn {
         // Trim what we already have off the front.
         if seq_lt(seq, self.rcv_nxt) {
             let dup = self.rcv_nxt.wrapping_sub(seq) as usize;
+            // Tell the sender it sent this twice (RFC 2883): it may undo a needless window reduction.
+            self.dsack_out = Some((seq, seq.wrapping_add(dup.min(m.len()) as u32)));
             if dup >= m.len() || m.adjust(dup).is_err() {
                 self.ack_now = true;
                 return Some(m);
@@ -1093,6 +1253,9 @@ impl Conn {
         };
         let overlaps_next = self.ooo.get(pos).is_some_and(|(s, _)| seq_lt(*s, end));
         if overlaps_prev || overlaps_next {
+            if self.ooo.get(pos).is_some_and(|(s, held)| *s == seq && held.len() == m.len()) {
+                self.dsack_out = Some((seq, end));
+            }
             return Some(m);
         }
         if self.ooo.len() >= OOO_MAX {
@@ -1120,93 +1283,16 @@ impl Conn {
         self.fin_queued && seq_gt(self.snd_max, self.fin_seq())
     }
 
-    /// Records the SACK blocks of an ACK (RFC 2018); returns whether any of them covers data not SACKed before.
-    fn update_scoreboard(&mut self, seg: &Segment, ack: u32) -> bool {
-        let mut newly = false;
-        for &(left, right) in seg.sack.iter().flatten() {
-            // Only blocks inside what we sent and above the cumulative ACK mean anything (D-SACKs do not).
-            if !seq_lt(left, right) || !seq_gt(left, ack) || seq_gt(right, self.snd_max) {
-                continue;
-            }
-            let covered = self.scoreboard.iter().any(|&(l, r)| seq_le(l, left) && seq_ge(r, right));
-            if covered {
-                continue;
-            }
-            newly = true;
-            let (mut l, mut r) = (left, right);
-            // Merge every overlapping or touching range into [l, r).
-            let mut i = 0;
-            while i < self.scoreboard.len() {
-                let (a, b) = self.scoreboard[i];
-                if seq_le(a, r) && seq_le(l, b) {
-                    l = if seq_lt(a, l) { a } else { l };
-                    r = if seq_gt(b, r) { b } else { r };
-                    self.scoreboard.remove(i);
-                } else {
-                    i += 1;
-                }
-            }
-            let pos = self.scoreboard.iter().position(|&(a, _)| seq_gt(a, l)).unwrap_or(self.scoreboard.len());
-            if self.scoreboard.is_full() {
-                // Keep the lowest ranges: they bound the holes we retransmit first.
-                if pos == self.scoreboard.len() {
-                    continue;
-                }
-                self.scoreboard.pop();
-            }
-            self.scoreboard.insert(pos, (l, r));
-        }
-        newly
-    }
-
-    fn sacked_bytes(&self) -> usize {
-        self.scoreboard.iter().map(|(l, r)| r.wrapping_sub(*l) as usize).sum()
-    }
-
-    fn prune_scoreboard(&mut self) {
-        let una = self.snd_una;
-        self.scoreboard.retain(|(_, r)| seq_gt(*r, una));
-        if let Some(first) = self.scoreboard.first_mut() {
-            if seq_lt(first.0, una) {
-                first.0 = una;
-            }
-        }
-        if seq_lt(self.high_rxt, una) {
-            self.high_rxt = una;
-        }
-    }
-
-    /// In SACK recovery, retransmits the next hole above `high_rxt` that lies below SACKed data (RFC 6675
-    /// NextSeg rule 1, simplified: data below the highest SACK block is presumed lost).
-    fn retransmit_next_hole(&mut self, cx: &mut Cx<'_>) {
-        let mut from = if seq_gt(self.high_rxt, self.snd_una) { self.high_rxt } else { self.snd_una };
-        for &(l, r) in &self.scoreboard {
-            if seq_lt(from, l) {
-                let len = (l.wrapping_sub(from) as usize).min(self.smss());
-                let offset = from.wrapping_sub(self.send_base) as usize;
-                let len = len.min(self.sendq_len.saturating_sub(offset));
-                if len == 0 {
-                    return;
-                }
-                let mut e = self.header(from, TcpFlags::EMPTY, cx.now);
-                e.offset = offset;
-                e.len = len;
-                let _ = cx.out.try_push(e);
-                self.high_rxt = from.wrapping_add(len as u32);
-                self.timed = None;
-                return;
-            }
-            if seq_lt(from, r) {
-                from = r;
-            }
-        }
-    }
-
-    /// SACK blocks for an ACK: the out-of-order data we hold, merged into ranges, the most recently received
-    /// range first (RFC 2018 §4).
-    fn sack_blocks(&self) -> [Option<(u32, u32)>; 3] {
+    /// SACK blocks for an ACK: a duplicate just received (D-SACK, RFC 2883 §4), then the out-of-order data we
+    /// hold, merged into ranges, the most recently received range first (RFC 2018 §4).
+    fn sack_blocks(&mut self) -> [Option<(u32, u32)>; 3] {
         let mut out = [None; 3];
-        if !self.sack_ok || self.ooo.is_empty() {
+        if !self.sack_ok {
+            return out;
+        }
+        let dsack = self.dsack_out.take();
+        if self.ooo.is_empty() {
+            out[0] = dsack;
             return out;
         }
         // `ooo` is sorted and disjoint: merge touching segments into ranges on the fly.
@@ -1236,7 +1322,7 @@ impl Conn {
             flush(r, &mut first);
         }
         let mut n = 0;
-        for r in first.into_iter().chain(others) {
+        for r in dsack.into_iter().chain(first).chain(others) {
             if n < 3 {
                 out[n] = Some(r);
                 n += 1;
@@ -1245,9 +1331,10 @@ impl Conn {
         out
     }
 
-    /// Whether out-of-order data is held (its ACKs must carry SACK blocks, so they go out as pure ACKs).
-    pub fn has_ooo(&self) -> bool {
-        !self.ooo.is_empty()
+    /// Whether our ACKs must carry SACK blocks (out-of-order data held, or a D-SACK owed), so they go out as
+    /// pure ACKs.
+    pub fn needs_sack(&self) -> bool {
+        !self.ooo.is_empty() || self.dsack_out.is_some()
     }
 
     /// Our FIN must go out from the current `snd_nxt` (first time, or again after a rewind).
@@ -1267,31 +1354,64 @@ impl Conn {
             timestamps: self.ts_ok.then(|| (ts_now(now), self.ts_recent)),
             sack_permitted: false,
             sack: [None; 3],
+            retransmit: false,
         }
     }
 
-    /// Sends new data (and our FIN) as far as the peer's window and the congestion window allow. Returns
-    /// whether anything went out.
+    fn sending_state(&self) -> bool {
+        matches!(self.state, State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck)
+    }
+
+    /// Sends what the congestion window allows: segments marked lost first (RFC 6675 NextSeg rule 1), then new
+    /// data (and our FIN) as far as the peer's window allows. Returns whether anything went out.
     pub fn output(&mut self, cx: &mut Cx<'_>) -> bool {
-        if !matches!(
-            self.state,
-            State::Established | State::CloseWait | State::FinWait1 | State::Closing | State::LastAck
-        ) {
+        self.output_with(cx, 0)
+    }
+
+    /// [`output`](Conn::output) with `extra` bytes of congestion window (a tail loss probe's one segment).
+    fn output_with(&mut self, cx: &mut Cx<'_>, extra: usize) -> bool {
+        if !self.sending_state() {
             return false;
         }
         let mut sent = false;
-        let wnd = self.snd_wnd.min(self.cc.cwnd()) as usize;
+        let cwnd = self.cc.cwnd() as usize + extra;
+        let now_us = micros(cx.now);
+        let mut from = self.snd_una;
+        while let Some(seg) = self.sb.next_lost(from) {
+            let pipe = self.pipe();
+            // A recovery's first retransmission goes out whatever `pipe` says (RFC 6675 §5 step 4.3): ACKs may
+            // have stopped (the peer coalesces them, some are lost), and only this one can bring more.
+            let fast_retransmit = std::mem::take(&mut self.rexmit_now);
+            if !fast_retransmit && pipe > 0 && pipe + seg.len.max(1) > cwnd {
+                break;
+            }
+            if cx.out.is_full() || cx.out.len() >= cx.tx_room {
+                self.tx_starved = true;
+                return sent;
+            }
+            self.send_segment(seg, cx);
+            self.sb.on_retransmit(seg.seq, now_us);
+            if let Some((_, n)) = self.undo.as_mut() {
+                *n = n.saturating_add(1);
+            }
+            from = seg.seq.wrapping_add(seg.len as u32 + seg.fin as u32);
+            sent = true;
+        }
+        self.rexmit_now = false;
         loop {
             let offset = self.snd_nxt.wrapping_sub(self.send_base) as usize;
             let unsent = self.sendq_len.saturating_sub(offset);
-            let flight = self.in_flight_bytes();
-            let room = wnd.saturating_sub(flight);
+            let peer_room = (self.snd_wnd as usize).saturating_sub(self.in_flight_bytes());
+            let room = peer_room.min(cwnd.saturating_sub(self.pipe()));
             let len = unsent.min(room).min(self.smss());
             let fin_now = self.fin_pending() && len == unsent;
             if len == 0 && !fin_now {
                 break;
             }
             if len == 0 && fin_now && offset > self.sendq_len {
+                break;
+            }
+            if self.sb.is_full() {
                 break;
             }
             if cx.out.is_full() || cx.out.len() >= cx.tx_room {
@@ -1309,9 +1429,7 @@ impl Conn {
             e.offset = offset;
             e.len = len;
             let _ = cx.out.try_push(e);
-            if self.timed.is_none() && len > 0 {
-                self.timed = Some((self.snd_nxt, cx.now));
-            }
+            self.sb.on_send(self.snd_nxt, len, fin_now, now_us);
             self.snd_nxt = self.snd_nxt.wrapping_add(len as u32 + fin_now as u32);
             if seq_gt(self.snd_nxt, self.snd_max) {
                 self.snd_max = self.snd_nxt;
@@ -1323,14 +1441,42 @@ impl Conn {
                 break;
             }
         }
+        if sent && self.loss_timer.is_none_or(|(_, reorder)| !reorder) {
+            self.schedule_probe(cx.now, cx.cfg);
+        }
         sent
     }
 
-    /// A bare ACK (flushes `ack_now`). It carries `snd_max`, not a rewound `snd_nxt`: after a timeout both sides
-    /// may be resending data the other already has, and an ACK numbered below the peer's `rcv_nxt` would be
-    /// dropped as old (BSD does the same).
+    /// RFC 6675 `pipe`: bytes sent and presumed still in the network (neither SACKed nor marked lost).
+    fn pipe(&self) -> usize {
+        self.sb.pipe(self.snd_max.wrapping_sub(self.snd_una)) as usize
+    }
+
+    /// Sends a recorded segment again (its payload from the send queue, our FIN if it carried it).
+    fn send_segment(&mut self, seg: ToSend, cx: &mut Cx<'_>) {
+        let offset = seg.seq.wrapping_sub(self.send_base) as usize;
+        let len = seg.len.min(self.sendq_len.saturating_sub(offset));
+        let mut flags = TcpFlags::EMPTY;
+        if seg.fin {
+            flags.insert(TcpFlags::FIN);
+        }
+        let mut e = self.header(seg.seq, flags, cx.now);
+        e.offset = offset;
+        e.len = len;
+        e.retransmit = true;
+        let _ = cx.out.try_push(e);
+        self.ack_now = false;
+        self.segs_unacked = 0;
+    }
+
+    /// A bare ACK (flushes `ack_now`). It carries `snd_max` (an ACK numbered below the peer's `rcv_nxt` would be
+    /// dropped as old), but never past the right edge of the peer's window (Linux's `tcp_acceptable_seq`): a
+    /// peer whose buffer filled may shrink its window below data we sent, and then drops ACKs numbered beyond it,
+    /// ACK field and all, so neither side would ever hear its data acknowledged.
     pub fn send_ack(&mut self, cx: &mut Cx<'_>) {
-        let mut e = self.header(self.snd_max, TcpFlags::EMPTY, cx.now);
+        let edge = self.snd_una.wrapping_add(self.snd_wnd);
+        let seq = if seq_gt(self.snd_max, edge) { edge } else { self.snd_max };
+        let mut e = self.header(seq, TcpFlags::EMPTY, cx.now);
         e.sack = self.sack_blocks();
         let _ = cx.out.try_push(e);
         self.ack_now = false;
@@ -1340,33 +1486,6 @@ impl Conn {
     /// Whether an ACK is owed but may wait for the delayed-ACK timer.
     pub fn ack_delayed(&self) -> bool {
         self.segs_unacked > 0 && !self.ack_now
-    }
-
-    /// Retransmits the first unacknowledged segment (fast retransmit, partial ACK).
-    fn retransmit_head(&mut self, cx: &mut Cx<'_>) {
-        let offset = self.snd_una.wrapping_sub(self.send_base) as usize;
-        let mut len = self.sendq_len.saturating_sub(offset).min(self.smss());
-        if let Some(&(start, _)) = self.scoreboard.first() {
-            // Only the hole: the peer already has what starts at the first SACK block.
-            len = len.min(start.wrapping_sub(self.snd_una) as usize);
-        }
-        let end = self.snd_una.wrapping_add(len as u32);
-        if seq_gt(end, self.high_rxt) {
-            self.high_rxt = end;
-        }
-        let fin = self.fin_sent() && offset + len == self.sendq_len;
-        if len == 0 && !fin {
-            return;
-        }
-        let mut flags = TcpFlags::EMPTY;
-        if fin {
-            flags.insert(TcpFlags::FIN);
-        }
-        let mut e = self.header(self.snd_una, flags, cx.now);
-        e.offset = offset;
-        e.len = len;
-        let _ = cx.out.try_push(e);
-        self.timed = None;
     }
 
     /// The retransmission timer fired. Returns `Some(reason)` when the connection must die.
@@ -1408,11 +1527,12 @@ impl Conn {
                 let _ = cx.out.try_push(e);
             }
             _ => {
-                // Go back to the first unacknowledged byte (RFC 5681 §3.1 after RTO).
+                // Everything not SACKed is lost (RFC 8985 §6.3); `output` resends it from `snd_una` as the
+                // window reopens (RFC 5681 §3.1 after RTO).
                 self.cc.on_timeout(SeqNumber(self.snd_una), SeqNumber(self.snd_max));
-                self.snd_nxt = self.snd_una;
-                self.scoreboard.clear();
-                self.high_rxt = self.snd_una;
+                self.sb.mark_all_lost();
+                self.undo = None;
+                self.loss_timer = None;
                 self.dupacks = 0;
                 self.output(cx);
             }
@@ -1509,5 +1629,75 @@ impl Conn {
     /// Sequence numbers for tests and diagnostics: (snd_una, snd_nxt, rcv_nxt).
     pub fn seqs(&self) -> (u32, u32, u32) {
         (self.snd_una, self.snd_nxt, self.rcv_nxt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Ipv4Address;
+
+    fn segment(seq: u32, ack: u32, flags: TcpFlags, window: u16) -> Segment {
+        Segment {
+            seq,
+            ack: Some(ack),
+            flags,
+            window,
+            mss: None,
+            wscale: None,
+            timestamps: None,
+            sack_permitted: false,
+            sack: [None; 3],
+            len: 0,
+        }
+    }
+
+    /// A peer that filled our window ACKs with the right edge as its sequence number; the ACK must count.
+    #[test]
+    fn a_bare_ack_at_the_right_edge_is_processed() {
+        let cfg = TcpConfig::default();
+        let mut pool = MbufPool::new(64, false).expect("pool");
+        let mut out = ArrayVec::new();
+        let now = Instant::from_micros(1000);
+        let mut cx = Cx { now, tx_room: 64, pool: &mut pool, out: &mut out, cfg: &cfg };
+        let remote = Endpoint { addr: Ipv4Address([198, 18, 0, 2]), port: 80 };
+        let mut c = Conn::connect(49152, remote, 100, 1460, &mut cx);
+        let mut synack = segment(5000, 101, TcpFlags::SYN, 65535);
+        synack.mss = Some(1460);
+        assert!(c.input(&synack, None, &mut cx).established);
+        c.send_ack(&mut cx); // advertises our window: right edge 5001 + 65535 (no scaling without the peer's)
+        static DATA: [u8; 1000] = [7; 1000];
+        assert_eq!(c.sendv(&[AppBuf::from_static(&DATA)], &cfg), 1000);
+        assert!(c.output(&mut cx));
+        assert_eq!(c.seqs().0, 101);
+        let edge = 5001u32.wrapping_add(65535);
+        c.input(&segment(edge, 1101, TcpFlags::EMPTY, 65535), None, &mut cx);
+        assert_eq!(c.seqs().0, 1101, "the ACK field was used");
+        // One past the edge is still out of the window.
+        let mut c2 = c;
+        c2.input(&segment(edge.wrapping_add(1), 1101, TcpFlags::EMPTY, 65535), None, &mut cx);
+        assert!(c2.ack_now, "answered with an ACK, as RFC 9293 says");
+    }
+
+    /// Our bare ACKs stay inside the peer's window even when it shrank below data we sent.
+    #[test]
+    fn a_bare_ack_never_numbers_past_the_peers_window() {
+        let cfg = TcpConfig::default();
+        let mut pool = MbufPool::new(64, false).expect("pool");
+        let mut out = ArrayVec::new();
+        let mut cx = Cx { now: Instant::from_micros(1000), tx_room: 64, pool: &mut pool, out: &mut out, cfg: &cfg };
+        let remote = Endpoint { addr: Ipv4Address([198, 18, 0, 2]), port: 80 };
+        let mut c = Conn::connect(49152, remote, 100, 1460, &mut cx);
+        let mut synack = segment(5000, 101, TcpFlags::SYN, 65535);
+        synack.mss = Some(1460);
+        c.input(&synack, None, &mut cx);
+        static DATA: [u8; 4000] = [7; 4000];
+        assert_eq!(c.sendv(&[AppBuf::from_static(&DATA)], &cfg), 4000);
+        c.output(&mut cx);
+        cx.out.clear();
+        // The peer acknowledges nothing new and shrinks its window to 1000 bytes.
+        c.input(&segment(5001, 101, TcpFlags::EMPTY, 1000), None, &mut cx);
+        c.send_ack(&mut cx);
+        assert_eq!(cx.out.last().map(|e| e.seq), Some(1101));
     }
 }

@@ -5,10 +5,12 @@
 //!   backlog, SYN cookies), demultiplexing, segment emission, timers, the per-cycle flush.
 //! - [`conn`]: one connection's state machine, send and receive sides.
 //! - [`appbuf`]: the one place that reads app memory after the call that named it.
-//! - [`seq`], [`rtt`], [`congestion`]: sequence arithmetic, RFC 6298 RTO, NewReno.
+//! - [`rack`]: the send side's per-segment scoreboard and RACK-TLP loss detection (RFC 8985, RFC 6675 `pipe`).
+//! - [`seq`], [`rtt`], [`congestion`]: sequence arithmetic, RFC 6298 RTO, NewReno windows.
 pub mod appbuf;
 pub mod congestion;
 pub mod conn;
+pub mod rack;
 pub mod rtt;
 pub mod seq;
 pub mod stack;

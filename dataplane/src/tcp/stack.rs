@@ -113,6 +113,7 @@ fn kind_index(k: TimerKind) -> usize {
         TimerKind::DelayedAck => 1,
         TimerKind::Linger => 2,
         TimerKind::Keepalive => 3,
+        TimerKind::LossProbe => 4,
     }
 }
 
@@ -545,6 +546,7 @@ impl TcpStack {
                 timestamps: None,
                 sack_permitted: false,
                 sack: [None; 3],
+                retransmit: false,
             };
             return self.emit_segment(link, io, key.local_port, remote, &e, None);
         }
@@ -743,6 +745,7 @@ impl TcpStack {
             timestamps: None,
             sack_permitted: false,
             sack: [None; 3],
+            retransmit: false,
         };
         self.emit_segment(link, io, local, remote, &e, None);
     }
@@ -793,6 +796,9 @@ impl TcpStack {
         }
         .emit(&mut Ipv4Packet::new_unchecked(&mut buf[ETH_LEN..]));
         io.stats.inc(Counter::TcpSegmentsOut);
+        if e.retransmit {
+            io.stats.inc(Counter::TcpRetransmits);
+        }
         link.send_frame(io, m, next_hop, None);
     }
 
@@ -805,6 +811,7 @@ impl TcpStack {
             TimerKind::DelayedAck => now + self.cfg.delayed_ack,
             TimerKind::Linger => now + self.cfg.time_wait,
             TimerKind::Keepalive => now + self.cfg.keepalive.0,
+            TimerKind::LossProbe => conn.loss_timer().unwrap_or(now),
         };
         self.rearm(slot, kind, at);
     }
@@ -884,6 +891,21 @@ impl TcpStack {
                     self.emit_pending(slot, link, io);
                 }
             }
+            TimerKind::LossProbe => {
+                let Some(conn) = self.slots[slot as usize].conn.as_mut() else { return };
+                let mut cx = Cx {
+                    now: io.now,
+                    tx_room: io.tx.remaining_capacity(),
+                    pool: io.pool,
+                    out: &mut self.out,
+                    cfg: &self.cfg,
+                };
+                conn.on_loss_timer(&mut cx);
+                io.stats.inc(Counter::TcpLossTimers);
+                self.emit_pending(slot, link, io);
+                // The flush sets the timers again (reordering timer, RTO).
+                self.mark_dirty(slot);
+            }
             TimerKind::Linger => {
                 let Some(conn) = self.slots[slot as usize].conn.as_ref() else { return };
                 if conn.state == State::FinWait2 {
@@ -959,7 +981,7 @@ impl TcpStack {
             let sent_data = conn.output(&mut cx);
             // Data segments carry the ACK, but not SACK blocks (no room under the MSS): with out-of-order data
             // held, the ACK goes out on its own.
-            if owed && (!sent_data || conn.has_ooo()) {
+            if owed && (!sent_data || conn.needs_sack()) {
                 conn.send_ack(&mut cx);
             }
             // One `TcpSent` per cycle: bytes acknowledged, or the window reopening for an app that is waiting.
@@ -981,6 +1003,8 @@ impl TcpStack {
             let rto_armed = conn.timers[0].is_some();
             let delayed = conn.ack_delayed();
             let dack_armed = conn.timers[1].is_some();
+            let loss_timer = conn.loss_timer();
+            let loss_armed = conn.timers[4].and_then(|id| self.timers.deadline(id));
             let state = conn.state;
             // Zero-window probing: TCP's own unsent data, or an app blocked on a shut window (persist timer).
             let probe = (conn.has_unsent() || conn.app_waits_for_window()) && !in_flight;
@@ -999,6 +1023,11 @@ impl TcpStack {
                 }
             } else if rto_armed {
                 self.cancel(slot, TimerKind::Retransmit);
+            }
+            match loss_timer {
+                Some(at) if loss_armed != Some(at) => self.rearm(slot, TimerKind::LossProbe, at),
+                None if loss_armed.is_some() => self.cancel(slot, TimerKind::LossProbe),
+                _ => {}
             }
             if delayed && !dack_armed {
                 self.arm(slot, TimerKind::DelayedAck, io.now);
