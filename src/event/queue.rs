@@ -137,11 +137,6 @@ impl ActiveQueues {
         Some((ev, n))
     }
 
-    /// The head of `q`.
-    pub fn front(&self, q: QueueId) -> Option<EvPtr> {
-        self.list(q)?.head
-    }
-
     /// The head of `q` with its due calls.
     pub fn front_with_ncalls(&self, q: QueueId) -> Option<(EvPtr, i16)> {
         let ev = self.list(q)?.head?;
@@ -166,11 +161,6 @@ impl ActiveQueues {
             cur = e.active_next();
             Some(e)
         })
-    }
-
-    /// Sets the due calls of queued `ev`.
-    pub fn set_ncalls(&mut self, ev: EvPtr, ncalls: i16) {
-        ev.set_active_ncalls(ncalls);
     }
 
     /// Checks links, lengths and the queue each event names.
@@ -227,8 +217,7 @@ mod tests {
         assert_eq!(q.front_with_ncalls(QueueId::Prio(1)), Some((evs[1], 1)));
         assert_eq!(q.len(QueueId::Later), 1);
         q.push_back(QueueId::Prio(0), evs[5], 7);
-        q.set_ncalls(evs[5], 9);
-        assert_eq!(q.pop_front(QueueId::Prio(0)), Some((evs[5], 9)));
+        assert_eq!(q.pop_front(QueueId::Prio(0)), Some((evs[5], 7)));
         assert!(q.is_empty(QueueId::Prio(0)));
         assert!(!q.set_npriorities(3), "priority queues not empty");
         q.check().expect("consistent");
