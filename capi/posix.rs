@@ -279,10 +279,13 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
     if socket::maybe_owns(fd) {
-        return dataplane(move || sys!(libc::SYS_read, fd, buf, n) as ssize_t, move || {
-            let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-            recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], 0)))
-        });
+        return dataplane(
+            move || sys!(libc::SYS_read, fd, buf, n) as ssize_t,
+            move || {
+                let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
+                recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], 0)))
+            },
+        );
     }
     sys!(libc::SYS_read, fd, buf, n) as ssize_t
 }
@@ -308,14 +311,17 @@ pub unsafe extern "C" fn __read_chk(fd: c_int, buf: *mut c_void, n: size_t, bufl
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     if socket::maybe_owns(fd) {
-        return dataplane(move || sys!(libc::SYS_readv, fd, iov, n) as ssize_t, move || {
-            // SAFETY: readv's contract.
-            let mut bufs = match unsafe { iovecs_mut(iov, n) } {
-                Ok(b) => b,
-                Err(e) => return fail_ssize(e),
-            };
-            recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, 0)))
-        });
+        return dataplane(
+            move || sys!(libc::SYS_readv, fd, iov, n) as ssize_t,
+            move || {
+                // SAFETY: readv's contract.
+                let mut bufs = match unsafe { iovecs_mut(iov, n) } {
+                    Ok(b) => b,
+                    Err(e) => return fail_ssize(e),
+                };
+                recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, 0)))
+            },
+        );
     }
     sys!(libc::SYS_readv, fd, iov, n) as ssize_t
 }
@@ -334,17 +340,20 @@ pub unsafe extern "C" fn recvfrom(
     len: *mut socklen_t,
 ) -> ssize_t {
     if socket::maybe_owns(fd) {
-        return dataplane(move || sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t, move || {
-            let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-            let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], flags));
-            if r.is_ok() && !addr.is_null() {
-                if let Ok(peer) = socket::name(fd, false) {
-                    // SAFETY: recvfrom's contract for addr/len.
-                    unsafe { put_v4(peer, addr, len) };
+        return dataplane(
+            move || sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t,
+            move || {
+                let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
+                let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], flags));
+                if r.is_ok() && !addr.is_null() {
+                    if let Ok(peer) = socket::name(fd, false) {
+                        // SAFETY: recvfrom's contract for addr/len.
+                        unsafe { put_v4(peer, addr, len) };
+                    }
                 }
-            }
-            recv_result(r)
-        });
+                recv_result(r)
+            },
+        );
     }
     sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t
 }
@@ -366,31 +375,34 @@ pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_i
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     if socket::maybe_owns(fd) {
-        return dataplane(move || sys!(libc::SYS_recvmsg, fd, msg, flags) as ssize_t, move || {
-            if msg.is_null() {
-                return fail_ssize(libc::EFAULT);
-            }
-            // SAFETY: recvmsg's contract: `msg` is a valid msghdr.
-            let m = unsafe { &mut *msg };
-            // SAFETY: its iovecs name writable memory.
-            let mut bufs = match unsafe { iovecs_mut(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int) } {
-                Ok(b) => b,
-                Err(e) => return fail_ssize(e),
-            };
-            let r = guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, flags));
-            if r.is_ok() {
-                m.msg_controllen = 0;
-                m.msg_flags = 0;
-                if !m.msg_name.is_null() {
-                    match socket::name(fd, false) {
-                        // SAFETY: msg_name/msg_namelen as recvmsg requires.
-                        Ok(peer) => unsafe { put_v4(peer, m.msg_name as *mut sockaddr, &mut m.msg_namelen) },
-                        Err(_) => m.msg_namelen = 0,
+        return dataplane(
+            move || sys!(libc::SYS_recvmsg, fd, msg, flags) as ssize_t,
+            move || {
+                if msg.is_null() {
+                    return fail_ssize(libc::EFAULT);
+                }
+                // SAFETY: recvmsg's contract: `msg` is a valid msghdr.
+                let m = unsafe { &mut *msg };
+                // SAFETY: its iovecs name writable memory.
+                let mut bufs = match unsafe { iovecs_mut(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int) } {
+                    Ok(b) => b,
+                    Err(e) => return fail_ssize(e),
+                };
+                let r = guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, flags));
+                if r.is_ok() {
+                    m.msg_controllen = 0;
+                    m.msg_flags = 0;
+                    if !m.msg_name.is_null() {
+                        match socket::name(fd, false) {
+                            // SAFETY: msg_name/msg_namelen as recvmsg requires.
+                            Ok(peer) => unsafe { put_v4(peer, m.msg_name as *mut sockaddr, &mut m.msg_namelen) },
+                            Err(_) => m.msg_namelen = 0,
+                        }
                     }
                 }
-            }
-            recv_result(r)
-        });
+                recv_result(r)
+            },
+        );
     }
     sys!(libc::SYS_recvmsg, fd, msg, flags) as ssize_t
 }
@@ -402,10 +414,13 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
     if socket::maybe_owns(fd) {
-        return dataplane(move || sys!(libc::SYS_write, fd, buf, n) as ssize_t, move || {
-            let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
-            send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], false)), 0)
-        });
+        return dataplane(
+            move || sys!(libc::SYS_write, fd, buf, n) as ssize_t,
+            move || {
+                let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
+                send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], false)), 0)
+            },
+        );
     }
     sys!(libc::SYS_write, fd, buf, n) as ssize_t
 }
@@ -417,14 +432,17 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
     if socket::maybe_owns(fd) {
-        return dataplane(move || sys!(libc::SYS_writev, fd, iov, n) as ssize_t, move || {
-            // SAFETY: writev's contract.
-            let bufs = match unsafe { iovecs(iov, n) } {
-                Ok(b) => b,
-                Err(e) => return fail_ssize(e),
-            };
-            send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, false)), 0)
-        });
+        return dataplane(
+            move || sys!(libc::SYS_writev, fd, iov, n) as ssize_t,
+            move || {
+                // SAFETY: writev's contract.
+                let bufs = match unsafe { iovecs(iov, n) } {
+                    Ok(b) => b,
+                    Err(e) => return fail_ssize(e),
+                };
+                send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, false)), 0)
+            },
+        );
     }
     sys!(libc::SYS_writev, fd, iov, n) as ssize_t
 }
@@ -443,11 +461,14 @@ pub unsafe extern "C" fn sendto(
     len: socklen_t,
 ) -> ssize_t {
     if socket::maybe_owns(fd) {
-        return dataplane(move || sys!(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t, move || {
-            let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
-            let dontwait = flags & libc::MSG_DONTWAIT != 0;
-            send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], dontwait)), flags)
-        });
+        return dataplane(
+            move || sys!(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t,
+            move || {
+                let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
+                let dontwait = flags & libc::MSG_DONTWAIT != 0;
+                send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], dontwait)), flags)
+            },
+        );
     }
     sys!(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t
 }
@@ -469,22 +490,25 @@ pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: size_t, flags: c
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     if socket::maybe_owns(fd) {
-        return dataplane(move || sys!(libc::SYS_sendmsg, fd, msg, flags) as ssize_t, move || {
-            if msg.is_null() {
-                return fail_ssize(libc::EFAULT);
-            }
-            // SAFETY: sendmsg's contract: `msg` is a valid msghdr whose iovecs name readable memory.
-            let bufs = unsafe {
-                let m = &*msg;
-                iovecs(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int)
-            };
-            let bufs = match bufs {
-                Ok(b) => b,
-                Err(e) => return fail_ssize(e),
-            };
-            let dontwait = flags & libc::MSG_DONTWAIT != 0;
-            send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, dontwait)), flags)
-        });
+        return dataplane(
+            move || sys!(libc::SYS_sendmsg, fd, msg, flags) as ssize_t,
+            move || {
+                if msg.is_null() {
+                    return fail_ssize(libc::EFAULT);
+                }
+                // SAFETY: sendmsg's contract: `msg` is a valid msghdr whose iovecs name readable memory.
+                let bufs = unsafe {
+                    let m = &*msg;
+                    iovecs(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int)
+                };
+                let bufs = match bufs {
+                    Ok(b) => b,
+                    Err(e) => return fail_ssize(e),
+                };
+                let dontwait = flags & libc::MSG_DONTWAIT != 0;
+                send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, dontwait)), flags)
+            },
+        );
     }
     sys!(libc::SYS_sendmsg, fd, msg, flags) as ssize_t
 }
@@ -598,36 +622,39 @@ pub unsafe extern "C" fn getsockopt(
     len: *mut socklen_t,
 ) -> c_int {
     if socket::maybe_owns(fd) {
-        return dataplane(move || sys!(libc::SYS_getsockopt, fd, level, name, value, len) as c_int, move || {
-            if value.is_null() || len.is_null() {
-                return fail(libc::EFAULT);
-            }
-            let mut bytes = [0u8; 16];
-            let size = match guard(Err(libc::EIO), || socket::getsockopt(fd, level, name)) {
-                Ok(OptValue::Int(v)) => {
-                    bytes[..4].copy_from_slice(&v.to_ne_bytes());
-                    4
+        return dataplane(
+            move || sys!(libc::SYS_getsockopt, fd, level, name, value, len) as c_int,
+            move || {
+                if value.is_null() || len.is_null() {
+                    return fail(libc::EFAULT);
                 }
-                Ok(OptValue::Linger(l)) => {
-                    bytes[..4].copy_from_slice(&l.l_onoff.to_ne_bytes());
-                    bytes[4..8].copy_from_slice(&l.l_linger.to_ne_bytes());
-                    8
+                let mut bytes = [0u8; 16];
+                let size = match guard(Err(libc::EIO), || socket::getsockopt(fd, level, name)) {
+                    Ok(OptValue::Int(v)) => {
+                        bytes[..4].copy_from_slice(&v.to_ne_bytes());
+                        4
+                    }
+                    Ok(OptValue::Linger(l)) => {
+                        bytes[..4].copy_from_slice(&l.l_onoff.to_ne_bytes());
+                        bytes[4..8].copy_from_slice(&l.l_linger.to_ne_bytes());
+                        8
+                    }
+                    Ok(OptValue::Timeval(t)) => {
+                        bytes[..8].copy_from_slice(&t.tv_sec.to_ne_bytes());
+                        bytes[8..].copy_from_slice(&t.tv_usec.to_ne_bytes());
+                        16
+                    }
+                    Err(e) => return fail(e),
+                };
+                // SAFETY: getsockopt's contract: `value` has `*len` writable bytes.
+                unsafe {
+                    let n = (*len as usize).min(size);
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), value as *mut u8, n);
+                    *len = n as socklen_t;
                 }
-                Ok(OptValue::Timeval(t)) => {
-                    bytes[..8].copy_from_slice(&t.tv_sec.to_ne_bytes());
-                    bytes[8..].copy_from_slice(&t.tv_usec.to_ne_bytes());
-                    16
-                }
-                Err(e) => return fail(e),
-            };
-            // SAFETY: getsockopt's contract: `value` has `*len` writable bytes.
-            unsafe {
-                let n = (*len as usize).min(size);
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), value as *mut u8, n);
-                *len = n as socklen_t;
-            }
-            0
-        });
+                0
+            },
+        );
     }
     sys!(libc::SYS_getsockopt, fd, level, name, value, len) as c_int
 }

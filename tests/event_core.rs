@@ -55,7 +55,14 @@ struct FakePoller {
 
 impl FakePoller {
     fn inject(&self, fd: i32, what: i16) {
-        self.st.lock().unwrap().ready.push(Ready { fd, what });
+        self.st.lock().unwrap().ready.push(Ready { fd, what, disarmed: false });
+    }
+    /// A report from a oneshot registration, which a kernel would disarm.
+    fn inject_disarmed(&self, fd: i32, what: i16) {
+        self.st.lock().unwrap().ready.push(Ready { fd, what, disarmed: true });
+    }
+    fn changes(&self) -> Vec<(i32, Interest, Interest)> {
+        self.st.lock().unwrap().changes.clone()
     }
     fn interest(&self, fd: i32) -> Option<Interest> {
         self.st.lock().unwrap().interest.get(&fd).copied()
@@ -259,10 +266,10 @@ fn events_on_one_fd_share_one_registration() {
     let mut r2 = Ev::new(&base, 5, EV_READ | EV_PERSIST, 2, &log, &clock);
     let mut w = Ev::new(&base, 5, EV_WRITE | EV_CLOSED, 3, &log, &clock);
     base.add(r1.ptr(), None).unwrap();
-    assert_eq!(poller.interest(5), Some(Interest { mask: EV_READ, edge: false }));
+    assert_eq!(poller.interest(5), Some(Interest::level(EV_READ)));
     base.add(r2.ptr(), None).unwrap();
     base.add(w.ptr(), None).unwrap();
-    assert_eq!(poller.interest(5), Some(Interest { mask: EV_READ | EV_WRITE | EV_CLOSED, edge: false }));
+    assert_eq!(poller.interest(5), Some(Interest::level(EV_READ | EV_WRITE | EV_CLOSED)));
     // Two changes only: the second reader needed none.
     assert_eq!(poller.st.lock().unwrap().changes.len(), 2);
 
@@ -272,12 +279,63 @@ fn events_on_one_fd_share_one_registration() {
     let got: Vec<(u32, i16)> = entries(&log).iter().map(|e| (e.0, e.1)).collect();
     assert_eq!(got, vec![(3, EV_WRITE), (2, EV_READ), (1, EV_READ)]);
     // The non-persistent writer is gone, and with it the fd's write and close interest.
-    assert_eq!(poller.interest(5), Some(Interest { mask: EV_READ, edge: false }));
+    assert_eq!(poller.interest(5), Some(Interest::level(EV_READ)));
     base.del(r1.ptr(), DelMode::AutoBlock).unwrap();
-    assert_eq!(poller.interest(5), Some(Interest { mask: EV_READ, edge: false }));
+    assert_eq!(poller.interest(5), Some(Interest::level(EV_READ)));
     base.del(r2.ptr(), DelMode::AutoBlock).unwrap();
     assert_eq!(poller.interest(5), None);
     base.check().unwrap();
+}
+
+#[test]
+fn a_lone_non_persistent_event_registers_oneshot_and_is_deleted_without_a_removal() {
+    // An fd number no test opens: the "not closed since" bitmap is process-wide.
+    const FD: i32 = 900_001;
+    let (base, clock, poller) = fake_base();
+    let log = Arc::new(Log::default());
+    let mut ev = Ev::new(&base, FD, EV_READ, 1, &log, &clock);
+    let oneshot_read = Interest { oneshot: true, ..Interest::level(EV_READ) };
+    base.add(ev.ptr(), None).unwrap();
+    assert_eq!(poller.interest(FD), Some(oneshot_read));
+    let before = poller.changes().len();
+    poller.inject_disarmed(FD, EV_READ);
+    base.run(ONE_PASS).unwrap();
+    assert_eq!(entries(&log).len(), 1, "fired once");
+    assert_eq!(poller.changes().len(), before, "deleted before its callback, with no call to the backend");
+    base.check().unwrap();
+
+    // Added again (as a callback re-arming it would): one change re-arms the disarmed registration, now plain, so
+    // the next delete and re-add are the backend's cheap case.
+    base.add(ev.ptr(), None).unwrap();
+    let (fd, old, new) = *poller.changes().last().unwrap();
+    assert_eq!((fd, old.disarmed, old.oneshot), (FD, true, true));
+    assert_eq!(new, Interest::level(EV_READ));
+    // A second event on the fd keeps one plain registration; the first one's removal changes nothing.
+    let mut other = Ev::new(&base, FD, EV_READ | EV_PERSIST, 2, &log, &clock);
+    base.add(other.ptr(), None).unwrap();
+    base.del(ev.ptr(), DelMode::AutoBlock).unwrap();
+    assert_eq!(poller.interest(FD), Some(Interest::level(EV_READ)));
+    base.del(other.ptr(), DelMode::AutoBlock).unwrap();
+    assert_eq!(poller.interest(FD), None);
+    base.check().unwrap();
+}
+
+#[test]
+fn a_disarmed_registration_is_forgotten_when_its_fd_is_closed() {
+    const FD: i32 = 900_002;
+    let (base, clock, poller) = fake_base();
+    let log = Arc::new(Log::default());
+    let mut ev = Ev::new(&base, FD, EV_READ, 1, &log, &clock);
+    base.add(ev.ptr(), None).unwrap();
+    poller.inject_disarmed(FD, EV_READ);
+    base.run(ONE_PASS).unwrap();
+    // libix's close (and dup2/dup3) call this before the kernel closes the fd.
+    ix::event::linger::before_close(FD);
+    base.add(ev.ptr(), None).unwrap();
+    let (_, old, new) = *poller.changes().last().unwrap();
+    assert_eq!(old, Interest::default(), "a new file: registered from scratch");
+    assert!(new.oneshot, "and still oneshot: the fd never showed the re-arm pattern");
+    base.del(ev.ptr(), DelMode::AutoBlock).unwrap();
 }
 
 #[test]
@@ -286,7 +344,7 @@ fn edge_triggered_events_register_edge_and_see_ev_et() {
     let log = Arc::new(Log::default());
     let mut ev = Ev::new(&base, 4, EV_READ | EV_ET | EV_PERSIST, 1, &log, &clock);
     base.add(ev.ptr(), None).unwrap();
-    assert_eq!(poller.interest(4), Some(Interest { mask: EV_READ, edge: true }));
+    assert_eq!(poller.interest(4), Some(Interest { edge: true, ..Interest::level(EV_READ) }));
     poller.inject(4, EV_READ);
     base.run(ONE_PASS).unwrap();
     assert_eq!(entries(&log)[0].1, EV_READ | EV_ET);

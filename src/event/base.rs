@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::heap::TimerHeap;
+use super::linger;
 use super::map::{FdSlot, IoMap, SignalMap, NSIG};
 use super::once::{self, OncePtr};
 use super::poller::{Epoll, Interest, Poller, Ready};
@@ -205,7 +206,10 @@ struct Inner {
     tv_cache: Option<Usec>,
     no_cache_time: bool,
     clock_diff: Usec,
-    last_clock_sync: i64,
+    /// When wall minus monotonic time is next re-measured: the start of the second CLOCK_SYNC_INTERVAL + 1 after
+    /// the last measurement's (libevent re-measures once `tv_sec > last + CLOCK_SYNC_INTERVAL`), in microseconds
+    /// so the check needs no division.
+    next_clock_sync: Usec,
     notify: Option<OwnedFd>,
     notify_pending: bool,
     once: Vec<Option<OncePtr>>,
@@ -283,7 +287,7 @@ impl Base {
             tv_cache: None,
             no_cache_time: cfg.no_cache_time,
             clock_diff: Usec::ZERO,
-            last_clock_sync: i64::MIN / 2,
+            next_clock_sync: Usec(i64::MIN),
             notify: None,
             notify_pending: false,
             once: Vec::new(),
@@ -813,14 +817,20 @@ impl Base {
         let poller: Arc<dyn Poller> = Arc::from(g.poller.reopen()?);
         g.poller = poller.clone();
         let mut res = Ok(());
+        g.io.forget_registrations();
+        let mut regs = Vec::new();
         for (fd, slot) in g.io.iter() {
-            let i = Interest { mask: slot.mask(), edge: slot.newest_is_edge() };
-            if let Err(e) = poller.interest(fd, Interest::default(), i) {
-                res = Err(e.into());
+            let i = Interest { edge: slot.newest_is_edge(), ..Interest::level(slot.mask()) };
+            match poller.interest(fd, Interest::default(), i) {
+                Ok(()) => regs.push((fd, i)),
+                Err(e) => res = Err(e.into()),
             }
         }
+        for (fd, i) in regs {
+            g.io.slot_mut(fd).reg = i;
+        }
         if let Some(rfd) = g.signals.reopen()? {
-            poller.interest(rfd, Interest::default(), Interest { mask: EV_READ, edge: false })?;
+            poller.interest(rfd, Interest::default(), Interest::level(EV_READ))?;
         }
         if g.notify.take().is_some() {
             g.notify_pending = false;
@@ -1158,10 +1168,10 @@ impl Inner {
             return t;
         }
         let now = self.clock.monotonic();
-        let sec = now.0.div_euclid(1_000_000);
-        if self.last_clock_sync.saturating_add(CLOCK_SYNC_INTERVAL) < sec {
+        if now >= self.next_clock_sync {
             self.clock_diff = self.clock.wall().minus(now);
-            self.last_clock_sync = sec;
+            let sec = now.0.div_euclid(1_000_000);
+            self.next_clock_sync = Usec(sec.saturating_add(CLOCK_SYNC_INTERVAL + 1).saturating_mul(1_000_000));
         }
         now
     }
@@ -1279,7 +1289,7 @@ impl Inner {
             return Ok(());
         }
         let fd = sys::eventfd()?;
-        self.poller.interest(fd.as_raw_fd(), Interest::default(), Interest { mask: EV_READ, edge: false })?;
+        self.poller.interest(fd.as_raw_fd(), Interest::default(), Interest::level(EV_READ))?;
         self.notify = Some(fd);
         Ok(())
     }
@@ -1298,11 +1308,33 @@ impl Inner {
             }
         }
         let (old, new) = self.io.add_effect(fd, events).map_err(|_| Error::TooMany(fd))?;
-        if new != 0 {
-            let edge = events & EV_ET != 0;
-            self.poller.interest(fd, Interest { mask: old, edge }, Interest { mask: old | new, edge })?;
+        // Nothing is stored for the fd until the backend has accepted it (an absurd fd number must not grow the map).
+        let (mut reg, mut no_oneshot) = self.io.reg(fd);
+        if reg.disarmed && old == 0 {
+            if linger::still_disarmed(fd) {
+                // Its oneshot registration fired and the event is being added again (a callback re-arming a
+                // non-persistent event): a plain registration makes the next delete and re-add free.
+                no_oneshot = true;
+            } else {
+                // Closed since: the registration went with the file.
+                reg = Interest::default();
+                no_oneshot = false;
+            }
+        }
+        let want = Interest {
+            mask: old | new,
+            edge: events & EV_ET != 0,
+            oneshot: old == 0 && events & EV_PERSIST == 0 && !no_oneshot,
+            disarmed: false,
+        };
+        if new != 0 || reg.disarmed || reg.oneshot != want.oneshot {
+            self.poller.interest(fd, reg, want)?;
+            reg = want;
         }
         self.io.insert(fd, ev, events);
+        let slot = self.io.slot_mut(fd);
+        slot.reg = reg;
+        slot.no_oneshot = no_oneshot;
         Ok(new != 0)
     }
 
@@ -1313,12 +1345,24 @@ impl Inner {
         }
         let events = ev.events();
         let Some((old, gone)) = self.io.remove(fd, ev, events) else { return Err(Error::Invalid) };
-        if gone != 0 {
-            let edge = events & EV_ET != 0;
-            self.poller.interest(fd, Interest { mask: old, edge }, Interest { mask: old & !gone, edge })?;
+        if gone == 0 {
+            return Ok(false);
+        }
+        let slot = self.io.slot_mut(fd);
+        let reg = slot.reg;
+        let want = Interest { mask: old & !gone, edge: events & EV_ET != 0, oneshot: false, disarmed: false };
+        if want.mask == 0 && reg.disarmed {
+            // Nothing to remove: the registration disarmed itself when it reported. Remembered while the fd stays
+            // open, to be re-armed if it gets an event again.
+            if !linger::leave_disarmed(fd) {
+                slot.reg = Interest::default();
+            }
             return Ok(true);
         }
-        Ok(false)
+        slot.reg = Interest::default();
+        self.poller.interest(fd, reg, want)?;
+        self.io.slot_mut(fd).reg = want;
+        Ok(true)
     }
 
     fn signal_add(&mut self, ev: EvPtr) -> Result<bool, Error> {
@@ -1329,8 +1373,7 @@ impl Inner {
         if self.sigmap.newest_first(sig).next().is_none() {
             let (rfd, new) = self.signals.ensure_pipe()?;
             if new {
-                if let Err(e) = self.poller.interest(rfd, Interest::default(), Interest { mask: EV_READ, edge: false })
-                {
+                if let Err(e) = self.poller.interest(rfd, Interest::default(), Interest::level(EV_READ)) {
                     self.signals.release();
                     return Err(e.into());
                 }
@@ -1459,6 +1502,15 @@ impl Inner {
     fn io_active(&mut self, fd: c_int, what: i16) {
         // By index, newest first: activation never changes the fd map, and most fds have one event.
         let n = self.io.get(fd).map_or(0, FdSlot::len);
+        if n == 1 {
+            if let Some(e) = self.io.get(fd).and_then(|s| s.nth_newest(0)) {
+                let want = e.events();
+                if want & what & !EV_ET != 0 {
+                    self.active_nolock(e, want & what, 1);
+                }
+            }
+            return;
+        }
         for i in 0..n {
             let Some(e) = self.io.get(fd).and_then(|s| s.nth_newest(i)) else { break };
             let want = e.events();
@@ -1498,6 +1550,9 @@ impl Inner {
                 }
                 self.notify_pending = false;
             } else {
+                if r.disarmed {
+                    self.io.mark_disarmed(r.fd);
+                }
                 self.io_active(r.fd, r.what | EV_ET);
             }
         }
@@ -1521,6 +1576,9 @@ impl Inner {
     /// Before a persistent event's callback: its next timeout, one interval after the deadline that fired (or
     /// after now, when it fired for another reason or fell behind).
     fn persist_reschedule(&mut self, ev: EvPtr) {
+        if !ev.has_persist_interval() {
+            return;
+        }
         let interval = ev.persist_interval();
         if !interval.is_set() {
             return;

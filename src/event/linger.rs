@@ -8,11 +8,19 @@
 //! registered) and a file kept open by a dup'd fd would keep reporting to a loop that deleted its event. So
 //! libix's `close`, `dup2` and `dup3` call [`before_close`], which removes the fd's lingering registrations
 //! before the kernel closes it: one atomic load when none linger, as libevent's delete-then-close guarantees.
+//!
+//! A oneshot registration (EPOLLONESHOT, for an fd whose only event is non-persistent) disarms itself when it
+//! reports, so deleting its event needs no removal at all: the base remembers that a disarmed registration is
+//! there and re-arms it with one MOD if the fd gets an event again. That memory is good only until the fd is
+//! closed, so a set bit in a second bitmap, cleared by [`before_close`], vouches for it ([`leave_disarmed`],
+//! [`still_disarmed`]). A disarmed registration never reports, so one left behind by a close libix cannot see
+//! costs nothing but a failed MOD (then an ADD) on the fd's next registration.
+//!
 //! (Only a close libix cannot see, such as `fclose` of an `fdopen`ed socket inside libc, between an `event_del`
 //! and an `event_add` of the fd's recycled number in the same loop iteration, would defeat it.)
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use super::sys;
@@ -21,6 +29,8 @@ use super::sys;
 const MAX_FD: usize = 1 << 20;
 /// Fds that may have a lingering registration in some poller (a hint: set when one lingers, cleared on close).
 static MAYBE: [AtomicU64; MAX_FD / 64] = [const { AtomicU64::new(0) }; MAX_FD / 64];
+/// Fds on which some poller left a disarmed oneshot registration, not closed through libix since.
+static DISARMED: [AtomicU64; MAX_FD / 64] = [const { AtomicU64::new(0) }; MAX_FD / 64];
 /// Every live poller's set, for [`before_close`].
 static SETS: RwLock<Vec<Weak<Lingering>>> = RwLock::new(Vec::new());
 
@@ -33,6 +43,8 @@ fn maybe_slot(fd: RawFd) -> Option<(usize, u64)> {
 #[derive(Debug)]
 pub struct Lingering {
     epfd: RawFd,
+    /// Whether `keep` ran since the last flush (lets a flush with nothing to do skip the lock).
+    kept: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -60,7 +72,7 @@ impl Inner {
 impl Lingering {
     /// The set of the epoll instance `epfd` (which must outlive it).
     pub fn new(epfd: RawFd) -> Arc<Lingering> {
-        let set = Arc::new(Lingering { epfd, inner: Mutex::new(Inner::default()) });
+        let set = Arc::new(Lingering { epfd, kept: AtomicBool::new(false), inner: Mutex::new(Inner::default()) });
         let mut sets = SETS.write().unwrap_or_else(|p| p.into_inner());
         sets.retain(|w| w.strong_count() > 0);
         sets.push(Arc::downgrade(&set));
@@ -82,6 +94,7 @@ impl Lingering {
         }
         if g.bits[i] == 0 {
             g.fds.push(fd);
+            self.kept.store(true, Ordering::Relaxed);
         }
         g.bits[i] = bits;
         if MAYBE[word].load(Ordering::Acquire) & bit == 0 {
@@ -104,7 +117,13 @@ impl Lingering {
 
     /// Removes every lingering registration (called just before each wait).
     pub fn flush(&self) {
+        // A keep racing this check (another thread changing the base's events) is flushed next time; until then its
+        // registration may report, which the base ignores for an fd without events.
+        if !self.kept.load(Ordering::Relaxed) {
+            return;
+        }
         let mut g = self.inner();
+        self.kept.store(false, Ordering::Relaxed);
         if g.fds.is_empty() {
             return;
         }
@@ -119,10 +138,29 @@ impl Lingering {
     }
 }
 
+/// Notes that a poller leaves a disarmed oneshot registration of `fd` behind; false (the caller then forgets it) for
+/// an fd number out of range.
+pub fn leave_disarmed(fd: RawFd) -> bool {
+    let Some((word, bit)) = maybe_slot(fd) else { return false };
+    if DISARMED[word].load(Ordering::Relaxed) & bit == 0 {
+        DISARMED[word].fetch_or(bit, Ordering::AcqRel);
+    }
+    true
+}
+
+/// Whether `fd` has not been closed through libix since [`leave_disarmed`] was last called for it (so a disarmed
+/// registration the caller remembers is still there, for the same file).
+pub fn still_disarmed(fd: RawFd) -> bool {
+    maybe_slot(fd).is_some_and(|(word, bit)| DISARMED[word].load(Ordering::Acquire) & bit != 0)
+}
+
 /// Removes `fd`'s lingering registrations from every poller; libix's `close`, `dup2` and `dup3` call it before the
 /// kernel closes `fd`.
 pub fn before_close(fd: RawFd) {
     let Some((word, bit)) = maybe_slot(fd) else { return };
+    if DISARMED[word].load(Ordering::Relaxed) & bit != 0 {
+        DISARMED[word].fetch_and(!bit, Ordering::AcqRel);
+    }
     if MAYBE[word].load(Ordering::Acquire) & bit == 0 {
         return;
     }

@@ -2,6 +2,7 @@
 //! condition, so the backend hears only about changes of the fd's combined interest (several events on one fd make
 //! one epoll registration). Lists are walked newest first, the order in which libevent activates them.
 
+use super::poller::Interest;
 use super::raw::{EvPtr, EV_CLOSED, EV_ET, EV_READ, EV_WRITE};
 
 /// Signal numbers are below this (Linux NSIG).
@@ -15,6 +16,12 @@ pub struct FdSlot {
     nread: u16,
     nwrite: u16,
     nclose: u16,
+    /// What the backend holds for the fd as far as the base knows (mask 0: nothing, or a registration lingering
+    /// in the poller after its last event went). A disarmed oneshot registration stays here after the events go.
+    pub reg: Interest,
+    /// The fd's non-persistent event was seen re-added after its oneshot registration fired (a callback re-arming
+    /// it): a plain registration suits that pattern better (a delete and re-add then cost nothing).
+    pub no_oneshot: bool,
 }
 
 impl FdSlot {
@@ -72,6 +79,40 @@ pub struct IoMap {
 }
 
 impl IoMap {
+    /// The slot of `fd` (empty or not; created if needed).
+    pub fn slot_mut(&mut self, fd: i32) -> &mut FdSlot {
+        let i = fd as usize;
+        if i >= self.slots.len() {
+            self.slots.resize_with(i + 1, FdSlot::default);
+        }
+        &mut self.slots[i]
+    }
+
+    /// The backend registration the base remembers for `fd` (default: none) and its `no_oneshot` hint.
+    pub fn reg(&self, fd: i32) -> (Interest, bool) {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .map_or((Interest::default(), false), |s| (s.reg, s.no_oneshot))
+    }
+
+    /// Records that `fd`'s oneshot registration reported, so the backend has disarmed it.
+    pub fn mark_disarmed(&mut self, fd: i32) {
+        if let Some(s) = usize::try_from(fd).ok().and_then(|i| self.slots.get_mut(i)) {
+            if s.reg.oneshot && s.reg.mask != 0 {
+                s.reg.disarmed = true;
+            }
+        }
+    }
+
+    /// Forgets every remembered registration (a new backend after fork has none).
+    pub fn forget_registrations(&mut self) {
+        for s in &mut self.slots {
+            s.reg = Interest::default();
+            s.no_oneshot = false;
+        }
+    }
+
     /// The slot of `fd`, if any event waits on it.
     pub fn get(&self, fd: i32) -> Option<&FdSlot> {
         usize::try_from(fd).ok().and_then(|i| self.slots.get(i)).filter(|s| !s.events.is_empty())
@@ -101,11 +142,7 @@ impl IoMap {
 
     /// Records `ev` (with conditions `events`) on `fd` (>= 0).
     pub fn insert(&mut self, fd: i32, ev: EvPtr, events: i16) {
-        let i = fd as usize;
-        if i >= self.slots.len() {
-            self.slots.resize_with(i + 1, FdSlot::default);
-        }
-        let s = &mut self.slots[i];
+        let s = self.slot_mut(fd);
         if events & EV_READ != 0 {
             s.nread += 1;
         }

@@ -8,6 +8,7 @@
 //! fds; `interest` calls for those fds go to the dataplane's socket table instead of `epoll_ctl`. The base needs no
 //! change for that: its fd map, activation order, edge/level semantics and EV_CLOSED mapping stay as they are.
 
+use std::ffi::c_int;
 use std::fmt::Debug;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
@@ -37,6 +38,19 @@ pub struct Interest {
     pub mask: i16,
     /// EV_ET.
     pub edge: bool,
+    /// The fd's only event is non-persistent: the backend may disarm the registration itself when it reports
+    /// (EPOLLONESHOT), since the base deletes that event before its callback; no removal is then needed.
+    pub oneshot: bool,
+    /// Only in the `old` argument of [`Poller::interest`]: a `oneshot` registration that has reported since it
+    /// was last armed, so the backend holds it disarmed ([`Ready::disarmed`]).
+    pub disarmed: bool,
+}
+
+impl Interest {
+    /// Level-triggered interest in `mask`, not oneshot.
+    pub const fn level(mask: i16) -> Interest {
+        Interest { mask, edge: false, oneshot: false, disarmed: false }
+    }
 }
 
 /// One readiness report: `what` is EV_READ/EV_WRITE/EV_CLOSED bits (already mapped from the backend's flags).
@@ -46,6 +60,8 @@ pub struct Ready {
     pub fd: RawFd,
     /// EV_READ | EV_WRITE | EV_CLOSED.
     pub what: i16,
+    /// The report came from a `oneshot` registration, which the backend has now disarmed.
+    pub disarmed: bool,
 }
 
 /// A readiness backend. Methods take `&self`: `interest` runs under the base lock (possibly from another thread)
@@ -56,7 +72,8 @@ pub trait Poller: Send + Sync + Debug {
     /// `features::*` bits.
     fn features(&self) -> i32;
     /// Changes what `fd` is watched for from `old` to `new` (`new.mask == 0`: stop watching). `old.mask == 0`
-    /// means the fd was not registered.
+    /// means the fd was not registered. Removing a disarmed registration (`old.disarmed`) is left to the caller,
+    /// which remembers it: it never reports again, and re-arming it later costs what registering anew would.
     fn interest(&self, fd: RawFd, old: Interest, new: Interest) -> io::Result<()>;
     /// Waits up to `timeout` (None: no limit; zero: poll) and appends readiness to `out`. One call per iteration of
     /// the base's loop. EINTR is not an error (returns with nothing).
@@ -75,6 +92,8 @@ pub trait Poller: Send + Sync + Debug {
 const DATAPLANE_TOKEN: u64 = u64::MAX;
 /// The epoll token of the dataplane readiness sink's wake-up eventfd.
 const SINK_TOKEN: u64 = u64::MAX - 1;
+/// Marks the token of a oneshot registration (an fd's token is its number in the low 32 bits).
+const ONESHOT_TAG: u64 = 1 << 32;
 
 /// Linux kernels before 2.6.24 could wait forever with larger epoll timeouts; libevent caps at 35 minutes too.
 pub const MAX_EPOLL_TIMEOUT_MS: i64 = 35 * 60 * 1000;
@@ -163,7 +182,15 @@ fn epoll_bits(i: Interest) -> u32 {
     if i.edge {
         e |= libc::EPOLLET as u32;
     }
+    if i.oneshot {
+        e |= libc::EPOLLONESHOT as u32;
+    }
     e
+}
+
+/// The token an fd is registered with.
+fn token(fd: RawFd, i: Interest) -> u64 {
+    fd as u32 as u64 | if i.oneshot { ONESHOT_TAG } else { 0 }
 }
 
 /// libevent's mapping from epoll flags to event conditions.
@@ -205,8 +232,9 @@ impl Poller for Epoll {
         }
         let bits = epoll_bits(new);
         let err = |e: &io::Error| e.raw_os_error().unwrap_or(0);
+        let ctl = |op: c_int| sys::epoll_ctl_token(&self.epfd, op, fd, bits, token(fd, new));
         if new.mask == 0 {
-            if old.mask == 0 || self.lingering.keep(fd, epoll_bits(old)) {
+            if old.mask == 0 || old.disarmed || self.lingering.keep(fd, epoll_bits(old)) {
                 return Ok(());
             }
             return match sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_DEL, fd, epoll_bits(old)) {
@@ -216,9 +244,13 @@ impl Poller for Epoll {
             };
         }
         if old.mask != 0 {
-            // MOD, retried as ADD when the fd was closed and reopened meanwhile.
-            match sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_MOD, fd, bits) {
-                Err(e) if err(&e) == libc::ENOENT => sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits),
+            if !old.disarmed && epoll_bits(old) == bits {
+                return Ok(());
+            }
+            // MOD (which also re-arms a disarmed registration), retried as ADD when the fd was closed and reopened
+            // meanwhile (MOD finds a registration by file and fd number: a stale one of another file never passes).
+            match ctl(libc::EPOLL_CTL_MOD) {
+                Err(e) if err(&e) == libc::ENOENT => ctl(libc::EPOLL_CTL_ADD),
                 r => r,
             }
         } else if let Some(kept) = self.lingering.take(fd) {
@@ -227,14 +259,14 @@ impl Poller for Epoll {
             if kept == bits {
                 return Ok(());
             }
-            match sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_MOD, fd, bits) {
-                Err(e) if err(&e) == libc::ENOENT => sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits),
+            match ctl(libc::EPOLL_CTL_MOD) {
+                Err(e) if err(&e) == libc::ENOENT => ctl(libc::EPOLL_CTL_ADD),
                 r => r,
             }
         } else {
             // ADD, retried as MOD for the dup2() quirk (a closed fd's epitem lingers while a dup is open).
-            match sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_ADD, fd, bits) {
-                Err(e) if err(&e) == libc::EEXIST => sys::epoll_ctl(&self.epfd, libc::EPOLL_CTL_MOD, fd, bits),
+            match ctl(libc::EPOLL_CTL_ADD) {
+                Err(e) if err(&e) == libc::EEXIST => ctl(libc::EPOLL_CTL_MOD),
                 r => r,
             }
         }
@@ -256,9 +288,9 @@ impl Poller for Epoll {
             Ok(n) => *n,
             Err(_) => 0,
         };
-        let woken = buf[..n].iter().any(|e| e.u64 == SINK_TOKEN);
+        let woken = sink.is_some() && buf[..n].iter().any(|e| e.u64 == SINK_TOKEN);
         if let Some(s) = sink {
-            s.collect(woken, &mut |fd, what| out.push(Ready { fd, what }));
+            s.collect(woken, &mut |fd, what| out.push(Ready { fd, what, disarmed: false }));
         }
         match waited {
             Ok(_) => {}
@@ -272,7 +304,7 @@ impl Poller for Epoll {
             }
             let what = what_of(flags);
             if what != 0 {
-                out.push(Ready { fd: data as u32 as RawFd, what });
+                out.push(Ready { fd: data as u32 as RawFd, what, disarmed: data & ONESHOT_TAG != 0 });
             }
         }
         if n == buf.len() && buf.len() < MAX_NEVENT {
@@ -311,10 +343,12 @@ mod tests {
 
     #[test]
     fn interest_bits() {
-        assert_eq!(epoll_bits(Interest { mask: EV_READ, edge: true }), (libc::EPOLLIN | libc::EPOLLET) as u32);
-        assert_eq!(
-            epoll_bits(Interest { mask: EV_WRITE | EV_CLOSED, edge: false }),
-            (libc::EPOLLOUT | libc::EPOLLRDHUP) as u32
-        );
+        let edge_read = Interest { edge: true, ..Interest::level(EV_READ) };
+        assert_eq!(epoll_bits(edge_read), (libc::EPOLLIN | libc::EPOLLET) as u32);
+        assert_eq!(epoll_bits(Interest::level(EV_WRITE | EV_CLOSED)), (libc::EPOLLOUT | libc::EPOLLRDHUP) as u32);
+        let once = Interest { oneshot: true, ..Interest::level(EV_READ) };
+        assert_eq!(epoll_bits(once), (libc::EPOLLIN | libc::EPOLLONESHOT) as u32);
+        assert_eq!(token(7, once), 7 | ONESHOT_TAG);
+        assert_eq!(token(7, Interest::level(EV_READ)), 7);
     }
 }

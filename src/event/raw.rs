@@ -341,6 +341,12 @@ impl EvPtr {
         // SAFETY: as in `flags`.
         Usec::from_timeval(unsafe { addr_of!((*self.0.as_ptr()).io_timeout).read() })
     }
+    /// Whether an EV_PERSIST interval is set (a nonzero stored `timeval`; cheaper than converting it).
+    pub fn has_persist_interval(self) -> bool {
+        // SAFETY: as in `flags`.
+        let tv = unsafe { addr_of!((*self.0.as_ptr()).io_timeout).read() };
+        tv.tv_sec != 0 || tv.tv_usec != 0
+    }
     /// Sets the EV_PERSIST interval.
     pub fn set_persist_interval(self, t: Usec) {
         // SAFETY: as in `flags`.

@@ -643,7 +643,10 @@ impl TcpStack {
                 }
                 push_event(io, Event::TcpKnock { handle: h.0, remote: conn.remote, local_port: conn.local_port });
             } else {
-                push_event(io, Event::TcpConnected { cookie: conn.cookie, handle: h.0, ret: Ret::Ok, local_port: conn.local_port });
+                push_event(
+                    io,
+                    Event::TcpConnected { cookie: conn.cookie, handle: h.0, ret: Ret::Ok, local_port: conn.local_port },
+                );
             }
         }
         if conn.accepted && !conn.released {
