@@ -340,22 +340,41 @@ pub unsafe extern "C" fn recvfrom(
     len: *mut socklen_t,
 ) -> ssize_t {
     if socket::maybe_owns(fd) {
-        return dataplane(
-            move || sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t,
-            move || {
-                let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-                let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], flags));
-                if r.is_ok() && !addr.is_null() {
-                    if let Ok(peer) = socket::name(fd, false) {
-                        // SAFETY: recvfrom's contract for addr/len.
-                        unsafe { put_v4(peer, addr, len) };
-                    }
-                }
-                recv_result(r)
-            },
-        );
+        // SAFETY: same contract.
+        return unsafe { recvfrom_dataplane(fd, buf, n, flags, addr, len) };
     }
     sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t
+}
+
+/// `recvfrom` on a dataplane fd, out of line with plain arguments, so the kernel path builds no closures and
+/// needs no stack frame.
+///
+/// # Safety
+/// As recvfrom(2).
+#[cold]
+#[inline(never)]
+unsafe fn recvfrom_dataplane(
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> ssize_t {
+    dataplane(
+        move || sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t,
+        move || {
+            let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
+            let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], flags));
+            if r.is_ok() && !addr.is_null() {
+                if let Ok(peer) = socket::name(fd, false) {
+                    // SAFETY: recvfrom's contract for addr/len.
+                    unsafe { put_v4(peer, addr, len) };
+                }
+            }
+            recv_result(r)
+        },
+    )
 }
 
 /// `recv(2)`.
@@ -461,16 +480,34 @@ pub unsafe extern "C" fn sendto(
     len: socklen_t,
 ) -> ssize_t {
     if socket::maybe_owns(fd) {
-        return dataplane(
-            move || sys!(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t,
-            move || {
-                let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
-                let dontwait = flags & libc::MSG_DONTWAIT != 0;
-                send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], dontwait)), flags)
-            },
-        );
+        // SAFETY: same contract.
+        return unsafe { sendto_dataplane(fd, buf, n, flags, addr, len) };
     }
     sys!(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t
+}
+
+/// `sendto` on a dataplane fd, out of line (as `recvfrom_dataplane`).
+///
+/// # Safety
+/// As sendto(2).
+#[cold]
+#[inline(never)]
+unsafe fn sendto_dataplane(
+    fd: c_int,
+    buf: *const c_void,
+    n: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    len: socklen_t,
+) -> ssize_t {
+    dataplane(
+        move || sys!(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t,
+        move || {
+            let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
+            let dontwait = flags & libc::MSG_DONTWAIT != 0;
+            send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], dontwait)), flags)
+        },
+    )
 }
 
 /// `send(2)`.

@@ -21,7 +21,9 @@
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock, Weak};
+
+use parking_lot::Mutex;
 
 use super::sys;
 
@@ -79,8 +81,8 @@ impl Lingering {
         set
     }
 
-    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn inner(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Keeps `fd` registered with `bits` until the next [`flush`](Self::flush) instead of deleting it now; false

@@ -12,7 +12,8 @@ use std::ffi::c_int;
 use std::fmt::Debug;
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 use super::linger::Lingering;
 use super::raw::{EV_CLOSED, EV_READ, EV_WRITE};
@@ -274,7 +275,7 @@ impl Poller for Epoll {
 
     fn wait(&self, out: &mut Vec<Ready>, timeout: Option<Usec>) -> io::Result<()> {
         self.lingering.flush();
-        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buf = self.buf.lock();
         let sink = self.sink.get();
         let mut timeout = timeout;
         if sink.is_some_and(|s| s.prepare_sleep()) {

@@ -130,6 +130,23 @@ impl ActiveQueues {
         Some(ev.active_ncalls())
     }
 
+    /// Unlinks `ev`, which must be the head of `q` (the loop's common case: no neighbour checks needed); returns its
+    /// due calls, or None (nothing changed) if it is not the head.
+    pub fn remove_head(&mut self, q: QueueId, ev: EvPtr) -> Option<i16> {
+        let l = self.list_mut(q.code())?;
+        if l.head != Some(ev) {
+            return None;
+        }
+        let next = ev.active_next();
+        l.head = next;
+        match next {
+            Some(n) => n.set_active_prev(None),
+            None => l.tail = None,
+        }
+        l.len -= 1;
+        Some(ev.active_ncalls())
+    }
+
     /// Removes and returns the head of `q` with its due calls.
     pub fn pop_front(&mut self, q: QueueId) -> Option<(EvPtr, i16)> {
         let ev = self.list(q)?.head?;
