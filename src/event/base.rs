@@ -850,7 +850,7 @@ impl Base {
         }
         g.running_loop = true;
         g.tv_cache = None;
-        if g.sigmap.signals().next().is_some() {
+        if !g.sigmap.is_empty() {
             g.signals.make_current();
         }
         g.owner = sys::thread_id();

@@ -56,6 +56,9 @@ struct Inner {
     bits: Vec<u32>,
     /// Fds that lingered since the last flush (some may have been taken back since: their bits are 0).
     fds: Vec<RawFd>,
+    /// How many fds have nonzero bits: when none (all taken back, as when an app re-adds every event it deleted),
+    /// a flush forgets the list without walking it.
+    live: usize,
 }
 
 impl Inner {
@@ -64,6 +67,7 @@ impl Inner {
         let Some(b) = self.bits.get_mut(fd as usize) else { return };
         if *b != 0 {
             *b = 0;
+            self.live -= 1;
             // ENOENT/EBADF: the fd was closed (and maybe reused) behind libix's back; its registration went with
             // its file. Nothing else can fail for a valid epfd.
             let _ = sys::epoll_ctl_raw(epfd, libc::EPOLL_CTL_DEL, fd, 0);
@@ -96,6 +100,7 @@ impl Lingering {
         }
         if g.bits[i] == 0 {
             g.fds.push(fd);
+            g.live += 1;
             self.kept.store(true, Ordering::Relaxed);
         }
         g.bits[i] = bits;
@@ -114,6 +119,9 @@ impl Lingering {
         let mut g = self.inner();
         let b = g.bits.get_mut(fd as usize)?;
         let kept = std::mem::replace(b, 0);
+        if kept != 0 {
+            g.live -= 1;
+        }
         (kept != 0).then_some(kept)
     }
 
@@ -126,7 +134,8 @@ impl Lingering {
         }
         let mut g = self.inner();
         self.kept.store(false, Ordering::Relaxed);
-        if g.fds.is_empty() {
+        if g.live == 0 {
+            g.fds.clear();
             return;
         }
         let fds = std::mem::take(&mut g.fds);

@@ -211,11 +211,13 @@ impl IoMap {
 #[derive(Debug)]
 pub struct SignalMap {
     lists: Vec<Vec<EvPtr>>,
+    /// How many signals have events (so "any?" needs no scan, on every loop start).
+    watched: usize,
 }
 
 impl Default for SignalMap {
     fn default() -> Self {
-        SignalMap { lists: vec![Vec::new(); NSIG as usize] }
+        SignalMap { lists: vec![Vec::new(); NSIG as usize], watched: 0 }
     }
 }
 
@@ -224,7 +226,14 @@ impl SignalMap {
     pub fn insert(&mut self, sig: i32, ev: EvPtr) -> bool {
         let l = &mut self.lists[sig as usize];
         l.push(ev);
-        l.len() == 1
+        let first = l.len() == 1;
+        self.watched += usize::from(first);
+        first
+    }
+
+    /// Whether no signal has events.
+    pub fn is_empty(&self) -> bool {
+        self.watched == 0
     }
 
     /// Removes `ev` from `sig`; Some(true) if it was the last.
@@ -232,7 +241,9 @@ impl SignalMap {
         let l = self.lists.get_mut(usize::try_from(sig).ok()?)?;
         let pos = l.iter().position(|&e| e == ev)?;
         l.remove(pos);
-        Some(l.is_empty())
+        let last = l.is_empty();
+        self.watched -= usize::from(last);
+        Some(last)
     }
 
     /// The events on `sig`, newest first.
