@@ -872,14 +872,21 @@ impl Base {
             g.make_later_active();
             g.tv_cache = None;
 
-            // One cycle of the backend, unlocked (the dataplane seam: see poller.rs).
-            let poller = g.poller.clone();
+            // One cycle of the backend (the dataplane seam: see poller.rs), unlocked when it may sleep. A poll that
+            // cannot sleep (callbacks pending, EVLOOP_NONBLOCK) on kernel fds alone keeps the lock: a thread adding
+            // an event meanwhile waits one system call, and the loop saves the unlock, relock and hand-off.
             let mut ready = std::mem::take(&mut g.ready);
             ready.clear();
-            drop(g);
-            let timeout = dataplane_turn(&*poller, timeout);
-            let waited = poller.wait(&mut ready, timeout);
-            g = self.lock();
+            let waited = if timeout == Some(Usec::ZERO) && !crate::socket::active() {
+                g.poller.wait(&mut ready, timeout)
+            } else {
+                let poller = g.poller.clone();
+                drop(g);
+                let timeout = dataplane_turn(&*poller, timeout);
+                let waited = poller.wait(&mut ready, timeout);
+                g = self.lock();
+                waited
+            };
             if let Err(e) = waited {
                 g.ready = ready;
                 result = Err(e.into());
@@ -913,6 +920,7 @@ impl Base {
         result
     }
 
+    #[inline(always)]
     fn process_active<'a>(&'a self, mut g: Guard<'a>) -> (Guard<'a>, i32) {
         let endtime = g.max_dispatch_interval.map(|d| {
             g.update_time_cache();
@@ -941,6 +949,7 @@ impl Base {
     }
 
     /// Runs the callbacks queued at priority `pri`; -1 if the loop must stop (loopbreak), else how many ran.
+    #[inline(always)]
     fn process_queue<'a>(&'a self, mut g: Guard<'a>, pri: u8, max: i32, endtime: Option<Usec>) -> (Guard<'a>, i32) {
         let q = QueueId::Prio(pri);
         let mut count = 0;
