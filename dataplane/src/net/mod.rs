@@ -506,6 +506,11 @@ impl Interface {
         self.tcp.set_port_filter(filter);
     }
 
+    /// Turns on software steering of TCP between the port's queues (see [`crate::steer`]).
+    pub fn tcp_steering(&mut self, steering: crate::steer::QueueSteering) {
+        self.tcp.set_steering(steering);
+    }
+
     /// Our address.
     pub fn addr(&self) -> Ipv4Address {
         self.link.addr()
