@@ -19,6 +19,7 @@ use dataplane::mbuf::MbufPool;
 use dataplane::net::arp::NeighborTable;
 use dataplane::nic::NicQueue;
 use dataplane::stats::{PageInfo, StatsPage};
+use dataplane::steer::Steering;
 use dataplane::time::{Duration, Instant};
 use dataplane::Dataplane;
 
@@ -74,6 +75,8 @@ pub struct Port {
     backend: PortBackend,
     page: Option<Arc<StatsPage>>,
     neighbors: Arc<NeighborTable>,
+    /// The queues' inboxes for software steering (AF_XDP with several queues: see `dataplane::steer`).
+    steering: Option<Arc<Steering>>,
     opened: Mutex<Vec<bool>>,
 }
 
@@ -110,11 +113,18 @@ impl Port {
                 None
             }
         };
+        // AF_XDP: which RX queue a reply reaches is the sender's choice (on veth, a random per-socket hash in the
+        // peer's kernel), so the queues steer TCP among themselves in software.
+        let steering = match (&backend, cfg.queues > 1) {
+            (PortBackend::AfXdp(_), true) => Some(Steering::new(cfg.queues).map_err(io_err("steering inboxes"))?),
+            _ => None,
+        };
         Ok(Port {
             cfg: cfg.clone(),
             backend,
             page,
             neighbors: Arc::default(),
+            steering,
             opened: Mutex::new(vec![false; cfg.queues as usize]),
         })
     }
@@ -172,13 +182,16 @@ impl Port {
         dp.set_neighbor_table(self.neighbors.clone());
         if let (PortBackend::Tap(_), true) = (&self.backend, self.cfg.queues > 1) {
             // TAP: our steering program decides which queue a flow's frames reach, so connect can choose ports
-            // whose replies come back to this queue. (AF_XDP on veth: the peer's TX queue choice is Linux's and
-            // cannot be predicted; with RSS NICs this would be the Toeplitz hash.)
+            // whose replies come back to this queue. (AF_XDP: the peer's TX queue choice on veth is Linux's and
+            // cannot be predicted; the queues steer in software below.)
             let (ours, queues) = (self.cfg.ip.addr, self.cfg.queues);
             dp.set_tcp_port_filter(Box::new(move |remote, remote_port, local_port| {
                 dataplane::nic::tap::steer_queue_for_flow(remote.0, ours.0, 6, remote_port, local_port, queues)
                     == queue_id
             }));
+        }
+        if let Some(steering) = &self.steering {
+            dp.set_steering(steering.clone());
         }
         if let Some(page) = &self.page {
             dp.set_stats_page(page.clone());
@@ -300,7 +313,7 @@ impl Queue {
             if deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            if now < spin_until || self.dp.has_pending_tx() {
+            if now < spin_until || self.dp.has_pending_work() {
                 continue;
             }
             let nap = deadline.map_or(Duration::from_millis(100), |d| d - now);
