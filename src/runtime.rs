@@ -329,6 +329,20 @@ impl Queue {
 impl Drop for Queue {
     fn drop(&mut self) {
         self.dp.publish(Instant::now());
+        // The statistics page goes with the process: leave the queue's traffic and steering in the log.
+        let s = self.dp.counters();
+        use dataplane::stats::Counter::*;
+        log::info!(
+            "queue {} closed: rx_packets={} tx_packets={} tcp_rst_sent={} steered_out={} steered_in={} \
+             drop_steer_full={}",
+            self.dp.queue_id(),
+            s.get(RxPackets),
+            s.get(TxPackets),
+            s.get(TcpRstSent),
+            s.get(SteeredOut),
+            s.get(SteeredIn),
+            s.get(DropSteerFull)
+        );
     }
 }
 

@@ -295,6 +295,11 @@ impl Dataplane {
         self.iface.tcp_describe()
     }
 
+    /// The queue's index in its port.
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
     /// Our MAC address.
     pub fn mac(&self) -> EthernetAddress {
         self.iface.mac()

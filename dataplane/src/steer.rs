@@ -29,8 +29,9 @@ use std::sync::{Arc, Mutex};
 /// First and last ephemeral port (IANA, RFC 6335): the range `TcpConnect` picks from and steering partitions.
 pub const EPHEMERAL_PORTS: (u16, u16) = (49152, 65535);
 
-/// Frames one queue's inbox holds by default (a power of two).
-pub const INBOX_FRAMES: usize = 512;
+/// Frames one queue's inbox holds by default (a power of two): as many as an AF_XDP RX ring, since the inbox is
+/// the other queues' way in (about 3.5 MiB of copies per queue).
+pub const INBOX_FRAMES: usize = 2048;
 
 /// Why a frame could not be handed to another queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
