@@ -144,18 +144,22 @@ impl Dataplane {
         let mut io = Io { pool, tx, stats, events, lent: &mut lent[..], lent_count, now };
         iface.poll_timers(&mut io);
         let max = (*batch).min(io.events.room()).min(rx.capacity());
-        // Frames other queues steered here were counted in their rx_* counters.
-        let steered = steering.as_ref().map_or(0, |s| take_steered(s, io.pool, rx, max));
-        io.stats.add(Counter::SteeredIn, steered as u64);
+        // Frames other queues steered here get at most half the batch ahead of the NIC's and whatever the NIC
+        // leaves, so a flood through another queue cannot starve this one's own traffic. (They were counted in
+        // the receiving queue's rx_* counters.)
+        let mut steered = steering.as_ref().map_or(0, |s| take_steered(s, io.pool, rx, max.div_ceil(2)));
         if max > steered {
+            let first = rx.len();
             let n = nic.receive(io.pool, rx, max - steered);
             io.stats.record_batch(n);
             io.stats.add(Counter::RxPackets, n as u64);
-        }
-        for (i, m) in rx.drain(..).enumerate() {
-            if i >= steered {
-                io.stats.add(Counter::RxBytes, m.len() as u64);
+            io.stats.add(Counter::RxBytes, rx[first..].iter().map(|m| m.len() as u64).sum());
+            if let Some(s) = steering.as_ref().filter(|_| max > steered + n) {
+                steered += take_steered(s, io.pool, rx, max - steered - n);
             }
+        }
+        io.stats.add(Counter::SteeredIn, steered as u64);
+        for m in rx.drain(..) {
             iface.receive(&mut io, m);
         }
         iface.flush(&mut io);
@@ -360,7 +364,7 @@ impl Dataplane {
 }
 
 /// Moves up to `max` frames from this queue's inbox into `rx` (copies into fresh mbufs), stopping early when the
-/// pool runs dry (the rest waits). Returns how many.
+/// pool runs dry or `rx` is full (the rest waits). Returns how many.
 fn take_steered(s: &QueueSteering, pool: &mut MbufPool, rx: &mut Batch, max: usize) -> usize {
     let mut taken = 0;
     while taken < max && pool.available() > 0 && !rx.is_full() {

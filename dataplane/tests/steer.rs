@@ -287,3 +287,44 @@ fn a_steered_frame_gets_the_checks_of_any_frame() {
     assert!(!hub.has_frames(0));
     assert_eq!(q0.shutdown().available(), FRAMES, "no mbuf leaked");
 }
+
+#[test]
+fn steered_frames_take_at_most_half_a_batch_while_the_nic_has_frames() {
+    let (mut peer, end) = WireLink::pair(FaultConfig::default(), 9);
+    let mut cfg = DataplaneConfig::new(Ipv4Cidr::new(CLIENT_IP, 24).unwrap());
+    cfg.batch = 8;
+    let mut q0 = Dataplane::new(Box::new(end.with_mac(CLIENT_MAC)), MbufPool::new(256, false).unwrap(), &cfg);
+    let hub = Steering::new(2).unwrap();
+    q0.set_steering(hub.clone());
+    // A flood through the other queue (frames for another MAC: each is dropped after the usual checks) ...
+    let stranger = [0x02, 0, 0, 0, 0, 0x99, 0x02, 0, 0, 0, 0, 0x98, 0x08, 0x00];
+    for _ in 0..20 {
+        hub.send(0, &stranger).unwrap();
+    }
+    // ... and the queue's own NIC with as many.
+    let mut peer_pool = MbufPool::new(64, false).unwrap();
+    let mut batch = Batch::new();
+    for _ in 0..20 {
+        batch.push(peer_pool.alloc_from(&stranger).unwrap());
+    }
+    peer.transmit(&mut peer_pool, &mut batch);
+    let mut ev = Events::with_capacity(64);
+    let now = Instant::from_millis(1);
+    for cycle in 1..=5 {
+        run(&mut q0, now, &[], &mut ev);
+        let taken = (counter(&mut q0, Counter::SteeredIn), counter(&mut q0, Counter::RxPackets));
+        assert_eq!(taken, (4 * cycle, 4 * cycle), "half the batch each while both have frames");
+    }
+    // With the NIC drained, the inbox gets the whole batch.
+    for _ in 0..16 {
+        hub.send(0, &stranger).unwrap();
+    }
+    run(&mut q0, now, &[], &mut ev);
+    assert_eq!(counter(&mut q0, Counter::SteeredIn), 20 + 8);
+    run(&mut q0, now, &[], &mut ev);
+    assert_eq!(counter(&mut q0, Counter::SteeredIn), 20 + 16);
+    assert!(!hub.has_frames(0));
+    assert_eq!(counter(&mut q0, Counter::DropEthNotForUs), 56);
+    peer.maintain(&mut peer_pool);
+    assert_eq!(q0.shutdown().available(), 256);
+}
