@@ -17,6 +17,7 @@ use dataplane::config::{Backend, Config, ConfigError};
 use dataplane::dataplane::DataplaneConfig;
 use dataplane::mbuf::MbufPool;
 use dataplane::net::arp::NeighborTable;
+use dataplane::nic::rss::RssTable;
 use dataplane::nic::NicQueue;
 use dataplane::stats::{PageInfo, StatsPage};
 use dataplane::steer::Steering;
@@ -75,7 +76,10 @@ pub struct Port {
     backend: PortBackend,
     page: Option<Arc<StatsPage>>,
     neighbors: Arc<NeighborTable>,
-    /// The queues' inboxes for software steering (AF_XDP with several queues: see `dataplane::steer`).
+    /// The NIC's RSS hash, when it reports one we can reproduce (AF_XDP with several queues on an RSS NIC).
+    rss: Option<Arc<RssTable>>,
+    /// The queues' inboxes for software steering (AF_XDP with several queues and no RSS table: see
+    /// `dataplane::steer`).
     steering: Option<Arc<Steering>>,
     opened: Mutex<Vec<bool>>,
 }
@@ -113,17 +117,22 @@ impl Port {
                 None
             }
         };
-        // AF_XDP: which RX queue a reply reaches is the sender's choice (on veth, a random per-socket hash in the
-        // peer's kernel), so the queues steer TCP among themselves in software.
-        let steering = match (&backend, cfg.queues > 1) {
-            (PortBackend::AfXdp(_), true) => Some(Steering::new(cfg.queues).map_err(io_err("steering inboxes"))?),
-            _ => None,
-        };
+        // AF_XDP with several queues: on a NIC that reports its RSS key and table, connect picks ports by the
+        // NIC's own hash; otherwise (veth: the peer's kernel picks our RX queue from a random per-socket hash)
+        // the queues steer TCP among themselves in software.
+        let (mut rss, mut steering) = (None, None);
+        if matches!(backend, PortBackend::AfXdp(_)) && cfg.queues > 1 {
+            rss = rss_table(&cfg.iface, cfg.queues).map(Arc::new);
+            if rss.is_none() {
+                steering = Some(Steering::new(cfg.queues).map_err(io_err("steering inboxes"))?);
+            }
+        }
         Ok(Port {
             cfg: cfg.clone(),
             backend,
             page,
             neighbors: Arc::default(),
+            rss,
             steering,
             opened: Mutex::new(vec![false; cfg.queues as usize]),
         })
@@ -190,6 +199,13 @@ impl Port {
                     == queue_id
             }));
         }
+        if let Some(rss) = &self.rss {
+            // The NIC hashes a reply over (peer, us, peer port, our port): keep the ports it sends here.
+            let (rss, ours) = (rss.clone(), self.cfg.ip.addr);
+            dp.set_tcp_port_filter(Box::new(move |remote, remote_port, local_port| {
+                rss.queue_of_tcp4(remote, ours, remote_port, local_port) == queue_id
+            }));
+        }
         if let Some(steering) = &self.steering {
             dp.set_steering(steering.clone());
         }
@@ -198,6 +214,32 @@ impl Port {
         }
         Ok(Queue::new(dp))
     }
+}
+
+/// The interface's RSS hash, if it reports one we can reproduce for every queue; logs which way connects will
+/// find their queue.
+fn rss_table(iface: &str, queues: u32) -> Option<RssTable> {
+    let table = match dataplane::sys::xdp::interface_rss(iface) {
+        Ok(c) => {
+            let (hfunc, xfrm, key_len, entries) = (c.hfunc, c.input_xfrm, c.key.len(), c.indirection.len());
+            let table = RssTable::new(c.hfunc, c.input_xfrm, c.key, c.indirection).filter(|t| t.covers(queues));
+            if table.is_none() {
+                log::info!(
+                    "{iface}: RSS hash function {hfunc:#x} (input transform {xfrm:#x}, {key_len}-byte key, \
+                     {entries}-entry table) is not a Toeplitz hash over all {queues} queues: steering in software"
+                );
+            }
+            table
+        }
+        Err(e) => {
+            log::info!("{iface}: no RSS table ({e}): connections steer their replies in software");
+            None
+        }
+    };
+    if table.is_some() {
+        log::info!("{iface}: connect picks ports by the NIC's Toeplitz hash (RSS key and table read with ethtool)");
+    }
+    table
 }
 
 fn open_afxdp(cfg: &Config) -> Result<PortBackend, OpenError> {

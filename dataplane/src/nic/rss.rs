@@ -72,6 +72,12 @@ impl RssTable {
         let max = self.indirection.iter().copied().max().unwrap_or(0);
         (0..=max).filter(|q| self.indirection.contains(q))
     }
+
+    /// Whether each of queues `0..queues` receives some flows (otherwise a queue could find no port whose
+    /// replies reach it).
+    pub fn covers(&self, queues: u32) -> bool {
+        (0..queues).all(|q| self.indirection.contains(&q))
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +123,20 @@ mod tests {
             assert_eq!(q, (tcp_hash % 128) % 4);
         }
         assert_eq!(table.queues().collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+        assert!(table.covers(4) && table.covers(2) && !table.covers(5));
+    }
+
+    #[test]
+    fn a_connect_on_each_queue_finds_ephemeral_ports_whose_replies_come_back_to_it() {
+        let table = RssTable::new(HASH_FUNCTION_TOEPLITZ, 0, MICROSOFT_KEY.to_vec(), (0..128).map(|i| i % 4).collect())
+            .unwrap();
+        let (peer, us) = (addr([198, 18, 0, 2]), addr([198, 18, 0, 1]));
+        let mut per_queue = [0u32; 4];
+        for port in crate::steer::EPHEMERAL_PORTS.0..=crate::steer::EPHEMERAL_PORTS.1 {
+            per_queue[table.queue_of_tcp4(peer, us, 80, port) as usize] += 1;
+        }
+        // About a quarter each: the hash spreads ports evenly enough for every queue to have thousands.
+        assert!(per_queue.iter().all(|&n| n > 3000), "{per_queue:?}");
     }
 
     #[test]
