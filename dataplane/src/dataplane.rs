@@ -134,9 +134,9 @@ impl Dataplane {
         iface.flush(&mut io);
     }
 
-    /// Runs due timers, takes at most B frames (first those other queues steered here, then the NIC's; no more
-    /// than `events` has room for: the rest waits in the inbox and the NIC ring, as in IX), pushes each through
-    /// the stack, then posts TX and reclaims completions.
+    /// Runs due timers, takes at most B frames (from the NIC and from the inbox of frames other queues steered
+    /// here; no more than `events` has room for: the rest waits in the NIC ring and the inbox, as in IX), pushes
+    /// each through the stack, then posts TX and reclaims completions.
     pub fn cycle(&mut self, now: Instant, events: &mut Events) {
         let before = events.len();
         let Dataplane { nic, pool, iface, tx, rx, stats, lent, lent_count, batch, steering, .. } = self;
@@ -147,7 +147,7 @@ impl Dataplane {
         // Frames other queues steered here get at most half the batch ahead of the NIC's and whatever the NIC
         // leaves, so a flood through another queue cannot starve this one's own traffic. (They were counted in
         // the receiving queue's rx_* counters.)
-        let mut steered = steering.as_ref().map_or(0, |s| take_steered(s, io.pool, rx, max.div_ceil(2)));
+        let mut steered = steering.as_ref().map_or(0, |s| take_steered(s, &mut io, rx, max.div_ceil(2)));
         if max > steered {
             let first = rx.len();
             let n = nic.receive(io.pool, rx, max - steered);
@@ -155,7 +155,7 @@ impl Dataplane {
             io.stats.add(Counter::RxPackets, n as u64);
             io.stats.add(Counter::RxBytes, rx[first..].iter().map(|m| m.len() as u64).sum());
             if let Some(s) = steering.as_ref().filter(|_| max > steered + n) {
-                steered += take_steered(s, io.pool, rx, max - steered - n);
+                steered += take_steered(s, &mut io, rx, max - steered - n);
             }
         }
         io.stats.add(Counter::SteeredIn, steered as u64);
@@ -365,16 +365,16 @@ impl Dataplane {
 
 /// Moves up to `max` frames from this queue's inbox into `rx` (copies into fresh mbufs), stopping early when the
 /// pool runs dry or `rx` is full (the rest waits). Returns how many.
-fn take_steered(s: &QueueSteering, pool: &mut MbufPool, rx: &mut Batch, max: usize) -> usize {
+fn take_steered(s: &QueueSteering, io: &mut Io<'_>, rx: &mut Batch, max: usize) -> usize {
     let mut taken = 0;
-    while taken < max && pool.available() > 0 && !rx.is_full() {
-        // The sender checked the length; a frame the pool cannot take (never longer than an mbuf) is dropped.
-        match s.steering().receive(s.queue(), |bytes| pool.alloc_from(bytes)) {
+    while taken < max && io.pool.available() > 0 && !rx.is_full() {
+        match s.steering().receive(s.queue(), |bytes| io.pool.alloc_from(bytes)) {
             Some(Some(m)) => {
                 rx.push(m);
                 taken += 1;
             }
-            Some(None) => {}
+            // Cannot happen (a free mbuf was there and the sender checked the length); counted all the same.
+            Some(None) => io.stats.inc(Counter::DropNoMbuf),
             None => break,
         }
     }
