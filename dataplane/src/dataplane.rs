@@ -276,11 +276,12 @@ impl Dataplane {
     }
 
     /// Turns on software steering between the port's queues (see [`crate::steer`]): `TcpConnect` picks ports
-    /// this queue owns, TCP frames for ports other queues own go to their inboxes, and each cycle first runs the
-    /// frames other queues sent here. For backends whose receive hash we cannot predict (AF_XDP on veth).
+    /// this queue owns, TCP frames for ports other queues own and UDP datagrams for ports only another queue
+    /// bound go to their inboxes, and each cycle also runs the frames other queues sent here. For backends whose
+    /// receive hash we cannot predict (AF_XDP on veth).
     pub fn set_steering(&mut self, steering: Arc<Steering>) {
         let qs = QueueSteering::new(steering, self.queue_id);
-        self.iface.tcp_steering(qs.clone());
+        self.iface.set_steering(qs.clone());
         self.steering = Some(qs);
     }
 

@@ -17,13 +17,16 @@
 //!   when the port opens: sending never allocates, never blocks, and a full inbox drops the frame (the sender
 //!   counts `drop_steer_full`). Any thread may send to any queue, so it works when each queue's dataplane runs
 //!   on its own thread as well as when one thread drives all of them.
+//! - UDP has no ephemeral ports in the dataplane (the app binds its ports), so a bound port is registered
+//!   instead ([`Steering::claim_udp`]): a queue that receives a datagram for a port it has not bound, which
+//!   another queue has, hands it to that queue rather than answering "port unreachable".
 //! - A queue asleep on its NIC fd also polls its inbox's eventfd, which a sender signals only while the owner
 //!   says it is asleep (a store-fence-load handshake on both sides, so no wake-up is lost).
 use crate::mbuf::MAX_DATA;
 use crate::sys::EventFd;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// First and last ephemeral port (IANA, RFC 6335): the range `TcpConnect` picks from and steering partitions.
@@ -49,6 +52,8 @@ pub enum SteerError {
 pub struct Steering {
     queues: u32,
     inboxes: Box<[Inbox]>,
+    /// Per UDP port: 0, or 1 + the queue that bound it last (ports bound on several queues stay local to each).
+    udp_binders: Box<[AtomicU8]>,
 }
 
 #[derive(Debug)]
@@ -72,7 +77,8 @@ impl Steering {
                 Ok(Inbox { ring: FrameRing::new(frames), wake: EventFd::new()?, sleeping: AtomicBool::new(false) })
             })
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Arc::new(Steering { queues: queues.max(1), inboxes: inboxes.into_boxed_slice() }))
+        let udp_binders = (0..=u16::MAX).map(|_| AtomicU8::new(0)).collect();
+        Ok(Arc::new(Steering { queues: queues.max(1), inboxes: inboxes.into_boxed_slice(), udp_binders }))
     }
 
     /// Number of queues.
@@ -85,6 +91,28 @@ impl Steering {
     pub fn owner_of(&self, port: u16) -> Option<u32> {
         let ephemeral = (EPHEMERAL_PORTS.0..=EPHEMERAL_PORTS.1).contains(&port);
         (ephemeral && self.queues > 1).then_some(port as u32 % self.queues)
+    }
+
+    /// Records that `queue` bound UDP port `port` (queues past 254 are not recorded).
+    pub fn claim_udp(&self, port: u16, queue: u32) {
+        if let Ok(tag) = u8::try_from(queue + 1) {
+            self.udp_binders[port as usize].store(tag, Ordering::Relaxed);
+        }
+    }
+
+    /// `queue` unbound UDP port `port`: forgets it if `queue` was the one recorded.
+    pub fn release_udp(&self, port: u16, queue: u32) {
+        if let Ok(tag) = u8::try_from(queue + 1) {
+            let _ = self.udp_binders[port as usize].compare_exchange(tag, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// The queue that bound UDP port `port`, if any.
+    pub fn udp_binder(&self, port: u16) -> Option<u32> {
+        match self.udp_binders[port as usize].load(Ordering::Relaxed) {
+            0 => None,
+            tag => Some(tag as u32 - 1),
+        }
     }
 
     /// Copies `frame` (from the Ethernet header on) into queue `to`'s inbox and wakes `to` if it sleeps.
@@ -175,6 +203,11 @@ impl QueueSteering {
     /// The queue that owns `port`, when that is another queue.
     pub fn foreign_owner(&self, port: u16) -> Option<u32> {
         self.steering.owner_of(port).filter(|&q| q != self.queue)
+    }
+
+    /// The queue that bound UDP port `port`, when that is another queue.
+    pub fn foreign_udp_binder(&self, port: u16) -> Option<u32> {
+        self.steering.udp_binder(port).filter(|&q| q != self.queue)
     }
 }
 
@@ -305,6 +338,22 @@ mod tests {
         assert_eq!(q1.foreign_owner(49153), None);
         let single = Steering::new(1).unwrap();
         assert_eq!(single.owner_of(50000), None);
+    }
+
+    #[test]
+    fn a_udp_port_is_steered_to_the_queue_that_bound_it_until_it_unbinds() {
+        let s = Steering::new(2).unwrap();
+        let (q0, q1) = (QueueSteering::new(s.clone(), 0), QueueSteering::new(s.clone(), 1));
+        assert_eq!(q1.foreign_udp_binder(5000), None);
+        s.claim_udp(5000, 0);
+        assert_eq!(q1.foreign_udp_binder(5000), Some(0));
+        assert_eq!(q0.foreign_udp_binder(5000), None);
+        s.release_udp(5000, 1);
+        assert_eq!(s.udp_binder(5000), Some(0), "only the recorded queue's unbind forgets it");
+        s.release_udp(5000, 0);
+        assert_eq!(s.udp_binder(5000), None);
+        s.claim_udp(7, 300);
+        assert_eq!(s.udp_binder(7), None, "queue numbers past a byte are not recorded");
     }
 
     #[test]

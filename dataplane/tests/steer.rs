@@ -328,3 +328,78 @@ fn steered_frames_take_at_most_half_a_batch_while_the_nic_has_frames() {
     peer.maintain(&mut peer_pool);
     assert_eq!(q0.shutdown().available(), 256);
 }
+
+/// Queue 0 binds a UDP port and sends datagrams to a server that echoes them; every echo reaches queue 1.
+/// Returns what queue 0 received and the counters of both queues.
+fn udp_echo_from_queue0(mut s: Setup, datagrams: usize) -> (Vec<Vec<u8>>, Dataplane, Dataplane) {
+    const CLIENT_PORT: u16 = 5000;
+    let (mut sev, mut ev0, mut ev1) = (Events::with_capacity(64), Events::with_capacity(64), Events::with_capacity(64));
+    let mut now = Instant::from_millis(1);
+    assert!(run(&mut s.server, now, &[Command::UdpBind { port: PORT }], &mut sev)[0].is_ok());
+    assert!(run(&mut s.queues[0], now, &[Command::UdpBind { port: CLIENT_PORT }], &mut ev0)[0].is_ok());
+    let dst = Endpoint { addr: SERVER_IP, port: PORT };
+    let mut received = Vec::new();
+    let mut q0_next: Vec<Command<'static>> = Vec::new();
+    for step in 0..2000u32 {
+        now = now + Duration::from_micros(100);
+        for p in &s.probes {
+            p.advance(now);
+        }
+        let payload = (step as usize) < datagrams;
+        let body = [step as u8; 32];
+        let iov = [std::io::IoSlice::new(&body)];
+        let mut cmds: Vec<Command<'_>> = std::mem::take(&mut q0_next);
+        if payload {
+            cmds.push(Command::UdpSend { src_port: CLIENT_PORT, dst, payload: &iov, cookie: step as u64 });
+        }
+        run(&mut s.queues[0], now, &cmds, &mut ev0);
+        for e in ev0.as_slice() {
+            if let Event::UdpRecv { buf, .. } = *e {
+                // SAFETY (test): the dataplane lends `len` bytes at `ptr` until RecvDone.
+                received.push(unsafe { std::slice::from_raw_parts(buf.ptr, buf.len as usize) }.to_vec());
+                q0_next.push(Command::RecvDone { data: buf.ptr });
+            }
+        }
+        run(&mut s.queues[1], now, &[], &mut ev1);
+        assert!(ev1.is_empty(), "queue 1 bound nothing: {:?}", ev1.as_slice());
+        // The server echoes each datagram from its port, copying it first (the send copies the payload too).
+        let mut echoes: Vec<(Endpoint, Vec<u8>, *const u8)> = Vec::new();
+        for e in sev.as_slice() {
+            if let Event::UdpRecv { buf, src, .. } = *e {
+                // SAFETY (test): lent until RecvDone, below.
+                echoes.push((src, unsafe { std::slice::from_raw_parts(buf.ptr, buf.len as usize) }.to_vec(), buf.ptr));
+            }
+        }
+        let iovs: Vec<[std::io::IoSlice<'_>; 1]> = echoes.iter().map(|(_, b, _)| [std::io::IoSlice::new(b)]).collect();
+        let mut s_cmds: Vec<Command<'_>> = Vec::new();
+        for ((src, _, ptr), iov) in echoes.iter().zip(&iovs) {
+            s_cmds.push(Command::UdpSend { src_port: PORT, dst: *src, payload: iov, cookie: 0 });
+            s_cmds.push(Command::RecvDone { data: *ptr });
+        }
+        run(&mut s.server, now, &s_cmds, &mut sev);
+    }
+    run(&mut s.queues[0], now, &std::mem::take(&mut q0_next), &mut ev0);
+    let Setup { queues: [q0, q1], .. } = s;
+    (received, q0, q1)
+}
+
+#[test]
+fn udp_replies_arriving_on_another_queue_reach_the_queue_that_bound_the_port() {
+    let (received, mut q0, mut q1) = udp_echo_from_queue0(setup(true), 50);
+    assert_eq!(received.len(), 50, "every echo came back to queue 0");
+    for (i, d) in received.iter().enumerate() {
+        assert_eq!(d, &vec![i as u8; 32], "echo {i}");
+    }
+    assert_eq!(counter(&mut q1, Counter::SteeredOut), 50);
+    assert_eq!(counter(&mut q0, Counter::SteeredIn), 50);
+    assert_eq!(counter(&mut q1, Counter::IcmpUnreachSent), 0);
+    assert_eq!(q0.shutdown().available(), FRAMES, "queue 0 leaked mbufs");
+    assert_eq!(q1.shutdown().available(), FRAMES, "queue 1 leaked mbufs");
+}
+
+#[test]
+fn without_steering_udp_replies_on_the_other_queue_are_refused() {
+    let (received, _, mut q1) = udp_echo_from_queue0(setup(false), 5);
+    assert!(received.is_empty());
+    assert!(counter(&mut q1, Counter::DropUdpNoPort) > 0, "queue 1 had no such port");
+}
