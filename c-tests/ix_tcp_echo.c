@@ -9,6 +9,8 @@
  *   ix_tcp_echo client A.B.C.D PORT BYTES [CONNS]
  *                                       CONNS connections (default 1) each send BYTES of a known pattern to an echo
  *                                       server and check every echoed byte; exit 0 only if all came back exact.
+ *                                       Connections open on queue 0; the other queues (IX_QUEUES) get a thread
+ *                                       each that only runs cycles (replies that land there are steered to 0).
  *
  * Zero-copy echo: the reply's vector points into the lent receive buffer; the buffer is given back
  * (IX_CMD_TCP_RECV_DONE) only when IX_EV_TCP_SENT says the peer acknowledged those bytes.
@@ -19,6 +21,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,6 +289,41 @@ struct client_conn {
     struct ix_iovec iov;
 };
 
+/* The client's other queues: they open no connection, but a reply may arrive on any queue (on veth the Linux
+ * peer picks the TX queue), and the dataplane hands it to the queue that connected (software steering). So each
+ * queue gets a thread that runs its cycles until the client is done. */
+struct steer_worker {
+    ix_port *port;
+    uint32_t queue;
+    int opened, failed;
+    pthread_t thread;
+};
+static _Atomic int client_done;
+static _Atomic int helpers_ready;
+
+static void *run_other_queue(void *arg) {
+    struct steer_worker *w = arg;
+    ix_queue *q = ix_queue_open(w->port, w->queue);
+    if (!q) {
+        fprintf(stderr, "ix_tcp_echo: queue %u: %s\n", w->queue, ix_last_error());
+        w->failed = 1;
+        helpers_ready++;
+        return NULL;
+    }
+    w->opened = 1;
+    helpers_ready++;
+    struct ix_event ev[MAX_EVENTS];
+    while (!client_done && !stop_flag) {
+        int n = ix_run_io(q, NULL, 0, ev, MAX_EVENTS, 100000);
+        if (n != 0) {
+            fprintf(stderr, "ix_tcp_echo: queue %u: %d unexpected events\n", w->queue, n);
+            w->failed = 1;
+        }
+    }
+    ix_queue_close(q);
+    return NULL;
+}
+
 static int run_client(const char *dst_s, uint16_t dst_port, uint64_t bytes, unsigned nconn) {
     struct in_addr a;
     if (inet_pton(AF_INET, dst_s, &a) != 1) return 2;
@@ -298,6 +336,17 @@ static int run_client(const char *dst_s, uint16_t dst_port, uint64_t bytes, unsi
     if (!port) { fprintf(stderr, "ix_tcp_echo: %s\n", ix_last_error()); return 2; }
     ix_queue *q = ix_queue_open(port, 0);
     if (!q) { fprintf(stderr, "ix_tcp_echo: %s\n", ix_last_error()); return 2; }
+    int nq = ix_port_queues(port);
+    struct steer_worker *helpers = calloc((size_t)nq, sizeof *helpers);
+    for (int i = 1; i < nq; i++) {
+        helpers[i].port = port;
+        helpers[i].queue = (uint32_t)i;
+        pthread_create(&helpers[i].thread, NULL, run_other_queue, &helpers[i]);
+    }
+    while (helpers_ready < nq - 1) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
     struct client_conn *cc = calloc(nconn, sizeof *cc);
     static struct batch b, prev;
     struct ix_event ev[MAX_EVENTS];
@@ -371,6 +420,12 @@ static int run_client(const char *dst_s, uint16_t dst_port, uint64_t bytes, unsi
                (unsigned long long)c->acked, (unsigned long long)c->received, (unsigned long long)c->mismatches);
         if (c->received != bytes || c->mismatches || c->acked != bytes) ok = 0;
     }
+    client_done = 1;
+    for (int i = 1; i < nq; i++) {
+        pthread_join(helpers[i].thread, NULL);
+        if (helpers[i].failed) ok = 0;
+    }
+    free(helpers);
     printf("client %s\n", ok ? "ok" : "FAILED");
     ix_queue_close(q);
     ix_port_close(port);

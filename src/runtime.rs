@@ -17,8 +17,10 @@ use dataplane::config::{Backend, Config, ConfigError};
 use dataplane::dataplane::DataplaneConfig;
 use dataplane::mbuf::MbufPool;
 use dataplane::net::arp::NeighborTable;
+use dataplane::nic::rss::RssTable;
 use dataplane::nic::NicQueue;
 use dataplane::stats::{PageInfo, StatsPage};
+use dataplane::steer::Steering;
 use dataplane::time::{Duration, Instant};
 use dataplane::Dataplane;
 
@@ -74,6 +76,11 @@ pub struct Port {
     backend: PortBackend,
     page: Option<Arc<StatsPage>>,
     neighbors: Arc<NeighborTable>,
+    /// The NIC's RSS hash, when it reports one we can reproduce (AF_XDP with several queues on an RSS NIC).
+    rss: Option<Arc<RssTable>>,
+    /// The queues' inboxes for software steering (AF_XDP with several queues and no RSS table: see
+    /// `dataplane::steer`).
+    steering: Option<Arc<Steering>>,
     opened: Mutex<Vec<bool>>,
 }
 
@@ -110,11 +117,23 @@ impl Port {
                 None
             }
         };
+        // AF_XDP with several queues: on a NIC that reports its RSS key and table, connect picks ports by the
+        // NIC's own hash; otherwise (veth: the peer's kernel picks our RX queue from a random per-socket hash)
+        // the queues steer TCP among themselves in software.
+        let (mut rss, mut steering) = (None, None);
+        if matches!(backend, PortBackend::AfXdp(_)) && cfg.queues > 1 {
+            rss = rss_table(&cfg.iface, cfg.queues).map(Arc::new);
+            if rss.is_none() {
+                steering = Some(Steering::new(cfg.queues).map_err(io_err("steering inboxes"))?);
+            }
+        }
         Ok(Port {
             cfg: cfg.clone(),
             backend,
             page,
             neighbors: Arc::default(),
+            rss,
+            steering,
             opened: Mutex::new(vec![false; cfg.queues as usize]),
         })
     }
@@ -172,19 +191,55 @@ impl Port {
         dp.set_neighbor_table(self.neighbors.clone());
         if let (PortBackend::Tap(_), true) = (&self.backend, self.cfg.queues > 1) {
             // TAP: our steering program decides which queue a flow's frames reach, so connect can choose ports
-            // whose replies come back to this queue. (AF_XDP on veth: the peer's TX queue choice is Linux's and
-            // cannot be predicted; with RSS NICs this would be the Toeplitz hash.)
+            // whose replies come back to this queue. (AF_XDP: the peer's TX queue choice on veth is Linux's and
+            // cannot be predicted; the queues steer in software below.)
             let (ours, queues) = (self.cfg.ip.addr, self.cfg.queues);
             dp.set_tcp_port_filter(Box::new(move |remote, remote_port, local_port| {
                 dataplane::nic::tap::steer_queue_for_flow(remote.0, ours.0, 6, remote_port, local_port, queues)
                     == queue_id
             }));
         }
+        if let Some(rss) = &self.rss {
+            // The NIC hashes a reply over (peer, us, peer port, our port): keep the ports it sends here.
+            let (rss, ours) = (rss.clone(), self.cfg.ip.addr);
+            dp.set_tcp_port_filter(Box::new(move |remote, remote_port, local_port| {
+                rss.queue_of_tcp4(remote, ours, remote_port, local_port) == queue_id
+            }));
+        }
+        if let Some(steering) = &self.steering {
+            dp.set_steering(steering.clone());
+        }
         if let Some(page) = &self.page {
             dp.set_stats_page(page.clone());
         }
         Ok(Queue::new(dp))
     }
+}
+
+/// The interface's RSS hash, if it reports one we can reproduce for every queue; logs which way connects will
+/// find their queue.
+fn rss_table(iface: &str, queues: u32) -> Option<RssTable> {
+    let table = match dataplane::sys::xdp::interface_rss(iface) {
+        Ok(c) => {
+            let (hfunc, xfrm, key_len, entries) = (c.hfunc, c.input_xfrm, c.key.len(), c.indirection.len());
+            let table = RssTable::new(c.hfunc, c.input_xfrm, c.key, c.indirection).filter(|t| t.covers(queues));
+            if table.is_none() {
+                log::info!(
+                    "{iface}: RSS hash function {hfunc:#x} (input transform {xfrm:#x}, {key_len}-byte key, \
+                     {entries}-entry table) is not a Toeplitz hash over all {queues} queues: steering in software"
+                );
+            }
+            table
+        }
+        Err(e) => {
+            log::info!("{iface}: no RSS table ({e}): connections steer their replies in software");
+            None
+        }
+    };
+    if table.is_some() {
+        log::info!("{iface}: connect picks ports by the NIC's Toeplitz hash (RSS key and table read with ethtool)");
+    }
+    table
 }
 
 fn open_afxdp(cfg: &Config) -> Result<PortBackend, OpenError> {
@@ -300,7 +355,7 @@ impl Queue {
             if deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            if now < spin_until || self.dp.has_pending_tx() {
+            if now < spin_until || self.dp.has_pending_work() {
                 continue;
             }
             let nap = deadline.map_or(Duration::from_millis(100), |d| d - now);
@@ -316,6 +371,20 @@ impl Queue {
 impl Drop for Queue {
     fn drop(&mut self) {
         self.dp.publish(Instant::now());
+        // The statistics page goes with the process: leave the queue's traffic and steering in the log.
+        let s = self.dp.counters();
+        use dataplane::stats::Counter::*;
+        log::info!(
+            "queue {} closed: rx_packets={} tx_packets={} tcp_rst_sent={} steered_out={} steered_in={} \
+             drop_steer_full={}",
+            self.dp.queue_id(),
+            s.get(RxPackets),
+            s.get(TxPackets),
+            s.get(TcpRstSent),
+            s.get(SteeredOut),
+            s.get(SteeredIn),
+            s.get(DropSteerFull)
+        );
     }
 }
 

@@ -10,6 +10,7 @@ use crate::mbuf::{Mbuf, MbufPool};
 use crate::net::{Interface, Io};
 use crate::nic::{Batch, NicQueue};
 use crate::stats::{Counter, Stats, StatsPage};
+use crate::steer::{QueueSteering, Steering};
 use crate::time::{Duration, Instant};
 use crate::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 use std::io;
@@ -56,6 +57,8 @@ pub struct Dataplane {
     queue_id: u32,
     page: Option<Arc<StatsPage>>,
     last_publish: Instant,
+    /// Software steering between the port's queues (AF_XDP on veth), when on.
+    steering: Option<QueueSteering>,
 }
 
 impl Dataplane {
@@ -81,6 +84,7 @@ impl Dataplane {
             queue_id: cfg.queue_id,
             page: None,
             last_publish: Instant::default(),
+            steering: None,
         }
     }
 
@@ -130,23 +134,33 @@ impl Dataplane {
         iface.flush(&mut io);
     }
 
-    /// Runs due timers, takes at most B frames from the NIC (and no more than `events` has room for: the rest
-    /// waits in the NIC ring, as in IX), pushes each through the stack, then posts TX and reclaims completions.
+    /// Runs due timers, takes at most B frames (from the NIC and from the inbox of frames other queues steered
+    /// here; no more than `events` has room for: the rest waits in the NIC ring and the inbox, as in IX), pushes
+    /// each through the stack, then posts TX and reclaims completions.
     pub fn cycle(&mut self, now: Instant, events: &mut Events) {
         let before = events.len();
-        let Dataplane { nic, pool, iface, tx, rx, stats, lent, lent_count, batch, .. } = self;
+        let Dataplane { nic, pool, iface, tx, rx, stats, lent, lent_count, batch, steering, .. } = self;
         nic.maintain(pool);
         let mut io = Io { pool, tx, stats, events, lent: &mut lent[..], lent_count, now };
         iface.poll_timers(&mut io);
         let max = (*batch).min(io.events.room()).min(rx.capacity());
-        if max > 0 {
-            let n = nic.receive(io.pool, rx, max);
+        // Frames other queues steered here get at most half the batch ahead of the NIC's and whatever the NIC
+        // leaves, so a flood through another queue cannot starve this one's own traffic. (They were counted in
+        // the receiving queue's rx_* counters.)
+        let mut steered = steering.as_ref().map_or(0, |s| take_steered(s, &mut io, rx, max.div_ceil(2)));
+        if max > steered {
+            let first = rx.len();
+            let n = nic.receive(io.pool, rx, max - steered);
             io.stats.record_batch(n);
             io.stats.add(Counter::RxPackets, n as u64);
-            for m in rx.drain(..) {
-                io.stats.add(Counter::RxBytes, m.len() as u64);
-                iface.receive(&mut io, m);
+            io.stats.add(Counter::RxBytes, rx[first..].iter().map(|m| m.len() as u64).sum());
+            if let Some(s) = steering.as_ref().filter(|_| max > steered + n) {
+                steered += take_steered(s, &mut io, rx, max - steered - n);
             }
+        }
+        io.stats.add(Counter::SteeredIn, steered as u64);
+        for m in rx.drain(..) {
+            iface.receive(&mut io, m);
         }
         iface.flush(&mut io);
         if io.events.deferred() > 0 {
@@ -237,10 +251,38 @@ impl Dataplane {
         let Some(fd) = self.nic.poll_fd() else {
             return Ok(false);
         };
+        let Some(s) = self.steering.clone() else {
+            self.stats.inc(Counter::IdleSleeps);
+            // Going to sleep: publish now, so what ixctl shows is never behind an idle dataplane.
+            self.publish(now);
+            return crate::sys::poll_readable(fd, timeout);
+        };
+        let (steering, queue) = (s.steering(), s.queue());
+        if !steering.sleep_begin(queue) {
+            return Ok(true);
+        }
         self.stats.inc(Counter::IdleSleeps);
-        // Going to sleep: publish now, so what ixctl shows is never behind an idle dataplane.
         self.publish(now);
-        crate::sys::poll_readable(fd, timeout)
+        let wake = steering.wake_fd(queue).unwrap_or(-1);
+        let ready = crate::sys::poll_any_readable(&[fd, wake], timeout);
+        steering.sleep_end(queue);
+        ready
+    }
+
+    /// Whether the next cycle has work without waiting: [`has_pending_tx`](Dataplane::has_pending_tx), or frames
+    /// other queues steered to this one.
+    pub fn has_pending_work(&self) -> bool {
+        self.has_pending_tx() || self.steering.as_ref().is_some_and(|s| s.steering().has_frames(s.queue()))
+    }
+
+    /// Turns on software steering between the port's queues (see [`crate::steer`]): `TcpConnect` picks ports
+    /// this queue owns, TCP frames for ports other queues own and UDP datagrams for ports only another queue
+    /// bound go to their inboxes, and each cycle also runs the frames other queues sent here. For backends whose
+    /// receive hash we cannot predict (AF_XDP on veth).
+    pub fn set_steering(&mut self, steering: Arc<Steering>) {
+        let qs = QueueSteering::new(steering, self.queue_id);
+        self.iface.set_steering(qs.clone());
+        self.steering = Some(qs);
     }
 
     /// Makes `TcpConnect` choose local ports whose replies the NIC steers to this queue (paper §4.4).
@@ -256,6 +298,11 @@ impl Dataplane {
     /// One line per live TCP connection, for diagnostics and tests.
     pub fn tcp_describe(&self) -> Vec<String> {
         self.iface.tcp_describe()
+    }
+
+    /// The queue's index in its port.
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
     }
 
     /// Our MAC address.
@@ -315,6 +362,24 @@ impl Dataplane {
         }
         self.nic.release(&mut self.pool);
     }
+}
+
+/// Moves up to `max` frames from this queue's inbox into `rx` (copies into fresh mbufs), stopping early when the
+/// pool runs dry or `rx` is full (the rest waits). Returns how many.
+fn take_steered(s: &QueueSteering, io: &mut Io<'_>, rx: &mut Batch, max: usize) -> usize {
+    let mut taken = 0;
+    while taken < max && io.pool.available() > 0 && !rx.is_full() {
+        match s.steering().receive(s.queue(), |bytes| io.pool.alloc_from(bytes)) {
+            Some(Some(m)) => {
+                rx.push(m);
+                taken += 1;
+            }
+            // Cannot happen (a free mbuf was there and the sender checked the length); counted all the same.
+            Some(None) => io.stats.inc(Counter::DropNoMbuf),
+            None => break,
+        }
+    }
+    taken
 }
 
 fn execute(iface: &mut Interface, io: &mut Io<'_>, cmd: &Command<'_>) -> CmdResult {

@@ -8,6 +8,8 @@
 //! - [`net`]: the stateful stack of one core: ARP cache, IPv4 input, ICMP echo, UDP ports.
 //! - [`api`]: IX's native API as Rust types: batched commands in, event conditions out (the only door for libix).
 //! - [`dataplane`]: the run-to-completion cycle that ties a NIC queue, a pool and the stack together.
+//! - [`steer`]: software flow steering between a port's queues when the NIC's receive hash is not ours to
+//!   predict (AF_XDP on veth): partitioned ephemeral ports and per-queue inboxes of frame copies.
 //! - [`stats`]: per-core counters, published in a shared-memory page that `ixctl` reads live.
 //! - [`config`]: configuration from the environment (`IX_IFACE`, `IX_IP`, `IX_QUEUES`, `IX_BATCH`, ...).
 //!
@@ -25,6 +27,7 @@ pub mod net;
 pub mod netns;
 pub mod nic;
 pub mod stats;
+pub mod steer;
 pub mod sys;
 pub mod tcp;
 pub mod time;

@@ -140,6 +140,12 @@ counters! {
     DropTcpChecksum = "drop_tcp_checksum",
     /// Events that did not fit the app's array and were delivered a cycle later.
     EventsDeferred = "events_deferred",
+    /// TCP frames for a port another queue owns, handed to that queue's inbox (software steering).
+    SteeredOut = "steered_out",
+    /// Frames taken from this queue's inbox (sent by other queues) and run through the stack.
+    SteeredIn = "steered_in",
+    /// Frames for another queue dropped because its inbox was full.
+    DropSteerFull = "drop_steer_full",
     /// Batches of 1 packet.
     Batch1 = "batch_1",
     /// Batches of 2-3 packets.

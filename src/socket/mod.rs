@@ -583,11 +583,11 @@ impl Inner {
                 let ev = self.queues[q].0.events()[i];
                 self.event(q, ev);
             }
-            busy |= self.queues[q].0.dataplane().has_pending_tx();
+            busy |= self.queues[q].0.dataplane().has_pending_work();
         }
         dirty.clear();
         self.dirty_spare = dirty;
-        let pending_tx = self.queues.iter_mut().any(|q| q.0.dataplane().has_pending_tx());
+        let pending_tx = self.queues.iter_mut().any(|q| q.0.dataplane().has_pending_work());
         self.note_pending(pending_tx);
         let now = now_us();
         self.next_poll = self.queues.iter_mut().filter_map(|q| q.0.dataplane().poll_at()).min();

@@ -123,6 +123,8 @@ pub struct Interface {
     udp_ports: PortSet,
     icmp_errors: RateLimiter,
     partial_hint_given: bool,
+    /// Software steering between the port's queues (UDP here; TCP's is in the TCP stack).
+    steering: Option<crate::steer::QueueSteering>,
 }
 
 impl Interface {
@@ -136,6 +138,7 @@ impl Interface {
             udp_ports: PortSet::new(),
             icmp_errors: RateLimiter { window_start: Instant::default(), used: 0, per_sec: ICMP_ERRORS_PER_SEC },
             partial_hint_given: false,
+            steering: None,
         }
     }
 
@@ -292,6 +295,9 @@ impl Interface {
             }
         };
         if dst_port == 0 || !self.udp_ports.contains(dst_port) {
+            if let Some(owner) = self.steering.as_ref().filter(|_| to_us).and_then(|s| s.foreign_udp_binder(dst_port)) {
+                return self.steer_to(io, owner, m);
+            }
             if to_us && src_port != 0 {
                 return self.send_port_unreachable(io, m, hlen, total);
             }
@@ -313,6 +319,17 @@ impl Interface {
         *io.lent_count += 1;
         io.stats.inc(Counter::UdpRxDelivered);
         io.events.push(Event::UdpRecv { buf, src: Endpoint { addr: ip.src_addr, port: src_port }, dst_port });
+    }
+
+    /// Hands a frame for a port queue `owner` serves to its inbox (unchanged: it checks the frame again).
+    fn steer_to(&mut self, io: &mut Io<'_>, owner: u32, m: Mbuf) {
+        if let Some(s) = &self.steering {
+            match s.steering().send(owner, io.pool.data(&m)) {
+                Ok(()) => io.stats.inc(Counter::SteeredOut),
+                Err(_) => io.stats.inc(Counter::DropSteerFull),
+            }
+        }
+        io.pool.free(m);
     }
 
     /// ICMP destination unreachable (port), quoting the offending IP header and 8 bytes (RFC 792, RFC 1122).
@@ -362,6 +379,9 @@ impl Interface {
         if port == 0 {
             Ret::Invalid
         } else if self.udp_ports.insert(port) {
+            if let Some(s) = &self.steering {
+                s.steering().claim_udp(port, s.queue());
+            }
             Ret::Ok
         } else {
             Ret::AddrInUse
@@ -371,6 +391,9 @@ impl Interface {
     /// `UdpUnbind`.
     pub fn udp_unbind(&mut self, port: u16) -> Ret {
         if self.udp_ports.remove(port) {
+            if let Some(s) = &self.steering {
+                s.steering().release_udp(port, s.queue());
+            }
             Ret::Ok
         } else {
             Ret::BadHandle
@@ -504,6 +527,12 @@ impl Interface {
     /// Makes `connect` pick local ports whose replies reach this queue.
     pub fn tcp_port_filter(&mut self, filter: crate::tcp::stack::PortFilter) {
         self.tcp.set_port_filter(filter);
+    }
+
+    /// Turns on software steering of TCP and UDP between the port's queues (see [`crate::steer`]).
+    pub fn set_steering(&mut self, steering: crate::steer::QueueSteering) {
+        self.tcp.set_steering(steering.clone());
+        self.steering = Some(steering);
     }
 
     /// Our address.

@@ -8,6 +8,7 @@ use arrayvec::ArrayVec;
 use std::os::fd::RawFd;
 
 pub mod afxdp;
+pub mod rss;
 pub mod tap;
 pub mod wire;
 

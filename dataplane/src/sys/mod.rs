@@ -109,6 +109,60 @@ pub fn poll_readable(fd: std::os::fd::RawFd, timeout: crate::time::Duration) -> 
     Ok(n > 0 && p.revents & libc::POLLIN != 0)
 }
 
+/// Waits until any of `fds` is readable or `timeout` passes; returns whether one is. EINTR counts as "not yet".
+pub fn poll_any_readable(fds: &[std::os::fd::RawFd], timeout: crate::time::Duration) -> io::Result<bool> {
+    let mut p = [libc::pollfd { fd: -1, events: libc::POLLIN, revents: 0 }; 4];
+    let n = fds.len().min(p.len());
+    for (slot, &fd) in p.iter_mut().zip(&fds[..n]) {
+        slot.fd = fd;
+    }
+    let ms = timeout.total_micros().div_ceil(1000).min(i32::MAX as u64) as libc::c_int;
+    // SAFETY: `p[..n]` are `n` valid pollfds for the duration of the call.
+    let ready = unsafe { libc::poll(p.as_mut_ptr(), n as libc::nfds_t, ms) };
+    if ready < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
+    }
+    Ok(ready > 0 && p[..n].iter().any(|q| q.revents & libc::POLLIN != 0))
+}
+
+/// A non-blocking eventfd: one thread signals, another sleeps on it in `poll` (the wake-up of a queue whose
+/// inbox got frames from another queue's thread).
+#[derive(Debug)]
+pub struct EventFd(std::os::fd::OwnedFd);
+
+impl EventFd {
+    /// A new eventfd, counter 0, non-blocking and close-on-exec.
+    pub fn new() -> io::Result<EventFd> {
+        use std::os::fd::FromRawFd;
+        let fd = syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))?;
+        // SAFETY: `eventfd` just returned this fd and nothing else owns it.
+        Ok(EventFd(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Makes the fd readable. Never blocks (a counter at its maximum is already readable).
+    pub fn signal(&self) {
+        use std::os::fd::AsRawFd;
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an fd we own.
+        let _ = unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    /// Resets the counter, so the fd stops polling readable.
+    pub fn clear(&self) {
+        use std::os::fd::AsRawFd;
+        let mut value: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64 from an fd we own; non-blocking, EAGAIN when zero.
+        let _ = unsafe { libc::read(self.0.as_raw_fd(), (&mut value as *mut u64).cast(), 8) };
+    }
+
+    /// The fd, for `poll`.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+}
+
 /// An OS error with a sentence of context that keeps its errno (C callers still see the real `errno`).
 #[derive(Debug)]
 pub struct ErrnoContext {

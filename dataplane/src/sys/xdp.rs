@@ -524,6 +524,13 @@ pub fn kick_rx(fd: BorrowedFd<'_>) -> io::Result<()> {
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
 const ETHTOOL_GCHANNELS: u32 = 0x0000_003c;
+const ETHTOOL_GRSSH: u32 = 0x0000_0046;
+/// `struct ethtool_rxfh` up to its flexible `rss_config[]`, in 32-bit words: cmd, rss_context, indir_size,
+/// key_size, {hfunc, input_xfrm, rsvd8[2]}, rsvd32.
+const RXFH_HEADER_WORDS: usize = 6;
+/// Largest indirection table and key we accept from a driver (real ones: 128-512 entries, 40-52 bytes).
+const RXFH_MAX_INDIR: u32 = 1 << 16;
+const RXFH_MAX_KEY: u32 = 1 << 10;
 
 /// `struct ethtool_drvinfo`.
 #[repr(C)]
@@ -575,6 +582,54 @@ fn ethtool<T>(ifname: &str, data: &mut T) -> io::Result<()> {
     let mut req = crate::sys::ifreq_for(ifname)?;
     req.ifr_ifru.ifru_data = (data as *mut T).cast::<libc::c_char>();
     syscall!(ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut req)).map(drop)
+}
+
+fn ethtool_words(ifname: &str, words: &mut [u32]) -> io::Result<()> {
+    let fd = syscall!(socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))?;
+    // SAFETY: socket(2) just returned this fd; nobody else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = crate::sys::ifreq_for(ifname)?;
+    req.ifr_ifru.ifru_data = words.as_mut_ptr().cast::<libc::c_char>();
+    // The kernel writes at most the header plus the sizes the header announces, which the caller sized
+    // `words` for.
+    syscall!(ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut req)).map(drop)
+}
+
+/// An interface's receive-side scaling setup (`ethtool -x`): hash function bits (`ETH_RSS_HASH_*`), input
+/// transformation (`RXH_XFRM_*`, 0 when none or on kernels before 6.8), key and indirection table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RssConfig {
+    /// `ETH_RSS_HASH_*` bits of the function in use (`ETH_RSS_HASH_TOP` = 1: Toeplitz).
+    pub hfunc: u8,
+    /// `RXH_XFRM_*` bits (symmetric hashing), 0 when the input is hashed as is.
+    pub input_xfrm: u8,
+    /// The hash key.
+    pub key: Vec<u8>,
+    /// The indirection table: entry `hash % len` is the RX queue.
+    pub indirection: Vec<u32>,
+}
+
+/// Reads the interface's RSS key and indirection table (`ETHTOOL_GRSSH`); `EOPNOTSUPP` for drivers without
+/// RSS (veth, TAP).
+pub fn interface_rss(ifname: &str) -> io::Result<RssConfig> {
+    // First ask for the sizes (both zero), then for the contents.
+    let mut header = [0u32; RXFH_HEADER_WORDS];
+    header[0] = ETHTOOL_GRSSH;
+    ethtool_words(ifname, &mut header)?;
+    let (indir_size, key_size) = (header[2], header[3]);
+    if indir_size > RXFH_MAX_INDIR || key_size > RXFH_MAX_KEY {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{ifname}: implausible RSS table sizes")));
+    }
+    let mut words = vec![0u32; RXFH_HEADER_WORDS + indir_size as usize + (key_size as usize).div_ceil(4)];
+    words[0] = ETHTOOL_GRSSH;
+    words[2] = indir_size;
+    words[3] = key_size;
+    ethtool_words(ifname, &mut words)?;
+    let [hfunc, input_xfrm, ..] = words[4].to_ne_bytes();
+    let indirection = words[RXFH_HEADER_WORDS..RXFH_HEADER_WORDS + indir_size as usize].to_vec();
+    let key_bytes: Vec<u8> =
+        words[RXFH_HEADER_WORDS + indir_size as usize..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    Ok(RssConfig { hfunc, input_xfrm, key: key_bytes[..key_size as usize].to_vec(), indirection })
 }
 
 /// The interface's driver name (`ethtool -i`), e.g. `"veth"`, `"ixgbe"`.
@@ -634,5 +689,11 @@ mod tests {
     fn ethtool_on_a_missing_interface_fails() {
         assert_eq!(interface_driver("no-such-if0").unwrap_err().raw_os_error(), Some(libc::ENODEV));
         assert!(interface_channels("no-such-if0").is_err());
+        assert!(interface_rss("no-such-if0").is_err());
+    }
+
+    #[test]
+    fn the_loopback_interface_has_no_rss() {
+        assert!(interface_rss("lo").is_err(), "lo has no RSS table");
     }
 }

@@ -22,7 +22,7 @@ const IP_LEN: usize = 20;
 /// Most timers (about four per connection).
 const TIMER_CAPACITY: usize = 1 << 20;
 /// First and last ephemeral port (IANA, RFC 6335).
-const EPHEMERAL: (u16, u16) = (49152, 65535);
+const EPHEMERAL: (u16, u16) = crate::steer::EPHEMERAL_PORTS;
 
 /// A connection handle: a slot index and the slot's generation, so a stale handle never names a new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +88,8 @@ pub struct TcpStack {
     our_mss: u16,
     fired: Vec<(TimerId, TimerTag)>,
     port_filter: Option<PortFilter>,
+    /// Software steering: which ephemeral ports are this queue's, and the other queues' inboxes.
+    steering: Option<crate::steer::QueueSteering>,
 }
 
 /// Says whether a local port would bring a connection's replies to this core's queue (paper §4.4: connect
@@ -103,6 +105,7 @@ impl std::fmt::Debug for TcpStack {
             .field("listeners", &self.listeners.len())
             .field("timers", &self.timers.len())
             .field("port_filter", &self.port_filter.is_some())
+            .field("steering", &self.steering.as_ref().map(|s| s.queue()))
             .finish()
     }
 }
@@ -138,6 +141,7 @@ impl TcpStack {
             our_mss: (mtu - IP_LEN - 20).min(65535) as u16,
             fired: Vec::with_capacity(256),
             port_filter: None,
+            steering: None,
         }
     }
 
@@ -287,6 +291,12 @@ impl TcpStack {
         self.port_filter = Some(filter);
     }
 
+    /// Turns on software steering: `connect` picks only ports this queue owns, and segments for ports another
+    /// queue owns that match nothing here go to that queue's inbox.
+    pub fn set_steering(&mut self, steering: crate::steer::QueueSteering) {
+        self.steering = Some(steering);
+    }
+
     fn pick_port(&mut self, dst: Endpoint) -> Option<u16> {
         let span = (EPHEMERAL.1 - EPHEMERAL.0) as u32 + 1;
         for _ in 0..span {
@@ -297,6 +307,9 @@ impl TcpStack {
                 continue;
             }
             if self.port_filter.as_ref().is_some_and(|f| !f(dst.addr, dst.port, p)) {
+                continue;
+            }
+            if self.steering.as_ref().is_some_and(|s| !s.owns(p)) {
                 continue;
             }
             return Some(p);
@@ -471,6 +484,13 @@ impl TcpStack {
         if src_port == 0 || dst_port == 0 || ip.dst_addr != link.addr() {
             return io.drop_frame(m, Counter::DropTcpMalformed);
         }
+        let key = FlowKey { remote: ip.src_addr.to_u32(), remote_port: src_port, local_port: dst_port };
+        let flow = self.flows.get(&key).copied();
+        if flow.is_none() && !self.listeners.contains_key(&dst_port) {
+            if let Some(owner) = self.steering.as_ref().and_then(|s| s.foreign_owner(dst_port)) {
+                return self.steer_to(owner, io, m);
+            }
+        }
         io.stats.inc(Counter::TcpSegmentsIn);
         let payload = if seg.len > 0 {
             if m.adjust(ETH_LEN + hlen + thl).and_then(|_| m.trim(seg.len as usize)).is_err() {
@@ -482,14 +502,24 @@ impl TcpStack {
             None
         };
         let remote = Endpoint { addr: ip.src_addr, port: src_port };
-        let key = FlowKey { remote: remote.addr.to_u32(), remote_port: src_port, local_port: dst_port };
-        if let Some(&slot) = self.flows.get(&key) {
+        if let Some(slot) = flow {
             return self.input_conn(slot, &seg, payload, link, io);
         }
         if let Some(m) = payload {
             io.pool.free(m);
         }
         self.input_no_conn(key, remote, &seg, link, io);
+    }
+
+    /// Hands a segment for a port `owner` owns to its inbox (the whole frame, unchanged: the owner parses and
+    /// checks it again as if its NIC had received it).
+    fn steer_to(&mut self, owner: u32, io: &mut Io<'_>, m: Mbuf) {
+        let Some(steering) = &self.steering else { return io.pool.free(m) };
+        match steering.steering().send(owner, io.pool.data(&m)) {
+            Ok(()) => io.stats.inc(Counter::SteeredOut),
+            Err(_) => io.stats.inc(Counter::DropSteerFull),
+        }
+        io.pool.free(m);
     }
 
     fn input_no_conn(&mut self, key: FlowKey, remote: Endpoint, seg: &Segment, link: &mut Link, io: &mut Io<'_>) {
