@@ -13,8 +13,8 @@
 //!   connections or listeners, copies the frame into the owner's inbox ([`Steering::send`]) instead of answering
 //!   RST. The owner takes it at the start of its next cycle and runs it through its whole stack as if its NIC had
 //!   received it: the same parsing and checks as any frame, so a peer's malformed frame is dropped there.
-//! - An inbox is a bounded lock-free ring (Vyukov's bounded MPMC queue) of fixed-size frame copies allocated
-//!   when the port opens: sending never allocates, never blocks, and a full inbox drops the frame (the sender
+//! - An inbox is a bounded lock-free ring (crossbeam's `ArrayQueue`) of frame buffers allocated when the port
+//!   opens: sending never allocates, never blocks, and a full inbox drops the frame (the sender
 //!   counts `drop_steer_full`). Any thread may send to any queue, so it works when each queue's dataplane runs
 //!   on its own thread as well as when one thread drives all of them.
 //! - UDP has no ephemeral ports in the dataplane (the app binds its ports), so a bound port is registered
@@ -26,8 +26,10 @@ use crate::mbuf::MAX_DATA;
 use crate::sys::EventFd;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{fence, AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
 
 /// First and last ephemeral port (IANA, RFC 6335): the range `TcpConnect` picks from and steering partitions.
 pub const EPHEMERAL_PORTS: (u16, u16) = (49152, 65535);
@@ -211,112 +213,54 @@ impl QueueSteering {
     }
 }
 
-/// A bounded multi-producer multi-consumer ring of frame copies (D. Vyukov's bounded queue): each slot carries a
-/// sequence number saying whose turn it is, so producers and consumers claim slots with one compare-and-swap
-/// and never wait for each other.
+/// A bounded multi-producer multi-consumer ring of frame copies: two crossbeam `ArrayQueue`s of buffers allocated
+/// up front, the filled ones in arrival order and the free ones, so a push copies into a free buffer (no
+/// allocation) and a full ring is a push that finds no free buffer.
 struct FrameRing {
-    slots: Box<[Slot]>,
-    mask: usize,
-    /// Next position to push (producers claim it).
-    tail: AtomicUsize,
-    /// Next position to pop (consumers claim it).
-    head: AtomicUsize,
-}
-
-struct Slot {
-    /// `pos` when free for the push at `pos`; `pos + 1` when it holds the frame pushed at `pos`.
-    seq: AtomicUsize,
-    /// The copy. Only the side whose turn `seq` says touches it, so the lock is never contended: it is there
-    /// to keep this module free of `unsafe`.
-    frame: Mutex<FrameCopy>,
-}
-
-struct FrameCopy {
-    len: usize,
-    bytes: Box<[u8]>,
+    full: ArrayQueue<Vec<u8>>,
+    free: ArrayQueue<Vec<u8>>,
 }
 
 impl std::fmt::Debug for FrameRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrameRing")
-            .field("capacity", &self.slots.len())
-            .field("tail", &self.tail.load(Ordering::Relaxed))
-            .field("head", &self.head.load(Ordering::Relaxed))
-            .finish()
+        f.debug_struct("FrameRing").field("capacity", &self.free.capacity()).field("queued", &self.full.len()).finish()
     }
 }
 
 impl FrameRing {
     fn new(frames: usize) -> FrameRing {
         let capacity = frames.max(2).next_power_of_two();
-        let slots = (0..capacity)
-            .map(|i| Slot {
-                seq: AtomicUsize::new(i),
-                frame: Mutex::new(FrameCopy { len: 0, bytes: vec![0; MAX_DATA].into_boxed_slice() }),
-            })
-            .collect();
-        FrameRing { slots, mask: capacity - 1, tail: AtomicUsize::new(0), head: AtomicUsize::new(0) }
+        let free = ArrayQueue::new(capacity);
+        for _ in 0..capacity {
+            // Cannot fail: exactly `capacity` buffers.
+            let _ = free.push(Vec::with_capacity(MAX_DATA));
+        }
+        FrameRing { full: ArrayQueue::new(capacity), free }
     }
 
     /// Copies `frame` in; `false` when the ring is full. `frame` is at most `MAX_DATA` bytes.
     fn push(&self, frame: &[u8]) -> bool {
-        let mut pos = self.tail.load(Ordering::Relaxed);
-        loop {
-            let slot = &self.slots[pos & self.mask];
-            let seq = slot.seq.load(Ordering::Acquire);
-            let lag = seq.wrapping_sub(pos) as isize;
-            if lag == 0 {
-                match self.tail.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => {
-                        {
-                            let mut copy = slot.frame.lock().unwrap_or_else(|p| p.into_inner());
-                            let n = frame.len().min(copy.bytes.len());
-                            copy.bytes[..n].copy_from_slice(&frame[..n]);
-                            copy.len = n;
-                        }
-                        slot.seq.store(pos.wrapping_add(1), Ordering::Release);
-                        return true;
-                    }
-                    Err(now) => pos = now,
-                }
-            } else if lag < 0 {
-                return false;
-            } else {
-                pos = self.tail.load(Ordering::Relaxed);
-            }
+        let Some(mut buf) = self.free.pop() else { return false };
+        buf.clear();
+        buf.extend_from_slice(&frame[..frame.len().min(MAX_DATA)]);
+        // There are as many slots as buffers, so this cannot fail; were it to, the buffer goes back.
+        if let Err(buf) = self.full.push(buf) {
+            let _ = self.free.push(buf);
+            return false;
         }
+        true
     }
 
     /// Takes the oldest frame and lends its bytes to `take`; `None` when empty.
     fn pop<R>(&self, take: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let mut pos = self.head.load(Ordering::Relaxed);
-        loop {
-            let slot = &self.slots[pos & self.mask];
-            let seq = slot.seq.load(Ordering::Acquire);
-            let lag = seq.wrapping_sub(pos.wrapping_add(1)) as isize;
-            if lag == 0 {
-                match self.head.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => {
-                        let result = {
-                            let copy = slot.frame.lock().unwrap_or_else(|p| p.into_inner());
-                            take(&copy.bytes[..copy.len])
-                        };
-                        slot.seq.store(pos.wrapping_add(self.mask + 1), Ordering::Release);
-                        return Some(result);
-                    }
-                    Err(now) => pos = now,
-                }
-            } else if lag < 0 {
-                return None;
-            } else {
-                pos = self.head.load(Ordering::Relaxed);
-            }
-        }
+        let buf = self.full.pop()?;
+        let result = take(&buf);
+        let _ = self.free.push(buf);
+        Some(result)
     }
 
     fn is_empty(&self) -> bool {
-        let pos = self.head.load(Ordering::Acquire);
-        self.slots[pos & self.mask].seq.load(Ordering::Acquire) != pos.wrapping_add(1)
+        self.full.is_empty()
     }
 }
 
