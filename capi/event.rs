@@ -319,6 +319,7 @@ fn debug_note_teardown(ev: EvPtr) {
     }
 }
 
+#[inline]
 fn debug_assert_setup(ev: EvPtr, what: &str) {
     if DEBUG_ON.load(Ordering::Relaxed) {
         let known = debug_map().as_ref().is_some_and(|m| m.contains(&(ev.as_ptr() as usize)));
@@ -328,6 +329,7 @@ fn debug_assert_setup(ev: EvPtr, what: &str) {
     }
 }
 
+#[inline]
 fn debug_assert_not_added(ev: EvPtr, what: &str) {
     if DEBUG_ON.load(Ordering::Relaxed) {
         let known = debug_map().as_ref().is_some_and(|m| m.contains(&(ev.as_ptr() as usize)));

@@ -3,7 +3,8 @@
 
 Three measures of the same binaries, each side by side with Debian's libevent 2.1.12:
   - wall time: libevent's and libix's runs interleaved round by round (the order flips each round), the median of
-    each process's per-run microseconds, then the median over rounds; ratios libix / libevent;
+    each process's per-run microseconds; the ratio is the median over rounds of each round's libix / libevent (a
+    paired measure: both sides of a round see the same machine), with the quartiles of those ratios;
   - user-space instructions in the dispatch loop (valgrind callgrind, `--toggle-collect` on the loop function), the
     deterministic measure on a shared machine (skipped without valgrind);
   - system calls of the whole process (strace -c; skipped without strace).
@@ -110,23 +111,27 @@ def main():
                 order = ["libevent", "libix"] if rnd % 2 == 0 else ["libix", "libevent"]
                 for impl in order:
                     walls[impl].append(wall_median(binary, args, dirs[impl]))
-            row = {"case": label}
+            ratios = sorted(x / y for x, y in zip(walls["libix"], walls["libevent"]))
+            q = statistics.quantiles(ratios, n=4) if len(ratios) >= 2 else [ratios[0]] * 3
+            row = {"case": label, "wall_ratio": q[1], "wall_ratio_q1": q[0], "wall_ratio_q3": q[2]}
             for impl in ("libevent", "libix"):
                 row[f"{impl}_usec"] = statistics.median(walls[impl])
                 row[f"{impl}_instructions"] = instructions(binary, args, dirs[impl], toggle, shim) if shim else None
                 row[f"{impl}_syscalls"] = syscalls(binary, args, dirs[impl]) if shutil.which("strace") else None
             results.append(row)
             print(f"done: {label}", file=sys.stderr)
-    print(f"| program | wall us: libevent | libix | ratio | loop instructions: libevent | libix | ratio "
+    print(f"| program | wall us: libevent | libix | ratio (quartiles) | loop instructions: libevent | libix | ratio "
           f"| syscalls: libevent | libix | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['case']} | {r['libevent_usec']:.0f} | {r['libix_usec']:.0f} | "
-              f"{ratio(r['libix_usec'], r['libevent_usec'])} | {r['libevent_instructions'] or '-'} | "
+              f"{r['wall_ratio']:.2f} ({r['wall_ratio_q1']:.2f}-{r['wall_ratio_q3']:.2f}) | "
+              f"{r['libevent_instructions'] or '-'} | "
               f"{r['libix_instructions'] or '-'} | {ratio(r['libix_instructions'], r['libevent_instructions'])} | "
               f"{r['libevent_syscalls'] or '-'} | {r['libix_syscalls'] or '-'} | "
               f"{ratio(r['libix_syscalls'], r['libevent_syscalls'])} |")
-    print(f"\nwall time: median over {a.rounds} interleaved rounds of each process's median of 25 runs")
+    print(f"\nwall time: {a.rounds} interleaved rounds, each process's median of its runs; ratio: median (quartiles) "
+          f"of the rounds' paired ratios")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)

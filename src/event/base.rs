@@ -1353,8 +1353,7 @@ impl Inner {
             self.poller.interest(fd, reg, want)?;
             reg = want;
         }
-        self.io.insert(fd, ev, events);
-        let slot = self.io.slot_mut(fd);
+        let slot = self.io.insert(fd, ev, events);
         slot.reg = reg;
         slot.no_oneshot = no_oneshot;
         Ok(new != 0)

@@ -140,8 +140,8 @@ impl IoMap {
         Ok((old, new))
     }
 
-    /// Records `ev` (with conditions `events`) on `fd` (>= 0).
-    pub fn insert(&mut self, fd: i32, ev: EvPtr, events: i16) {
+    /// Records `ev` (with conditions `events`) on `fd` (>= 0); returns the fd's slot.
+    pub fn insert(&mut self, fd: i32, ev: EvPtr, events: i16) -> &mut FdSlot {
         let s = self.slot_mut(fd);
         if events & EV_READ != 0 {
             s.nread += 1;
@@ -153,6 +153,7 @@ impl IoMap {
             s.nclose += 1;
         }
         s.events.push(ev);
+        s
     }
 
     /// Forgets `ev` on `fd`; returns (interest before, conditions no longer needed), or None if it was not there.
