@@ -853,7 +853,10 @@ impl Base {
         if !g.sigmap.is_empty() {
             g.signals.make_current();
         }
-        g.owner = sys::thread_id();
+        if g.threaded {
+            // Only threaded bases ask who runs the loop (`in_thread`, `need_notify`).
+            g.owner = sys::thread_id();
+        }
         g.gotterm = false;
         g.brk = false;
         let mut result = Ok(0);
@@ -1278,7 +1281,11 @@ impl Inner {
         self.active.remove(ev).unwrap_or(1)
     }
 
+    #[inline]
     fn make_later_active(&mut self) {
+        if self.active.is_empty(QueueId::Later) {
+            return;
+        }
         while let Some((ev, ncalls)) = self.active.pop_front(QueueId::Later) {
             ev.set_flags((ev.flags() & !EVLIST_ACTIVE_LATER) | EVLIST_ACTIVE);
             let q = self.active.prio_queue(ev.pri());
