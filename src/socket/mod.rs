@@ -12,26 +12,27 @@
 //! them, then gives them back); written data is copied once into the socket's send buffer (POSIX lets the app
 //! reuse its buffer at once) and handed to TCP zero-copy, coalesced into one `sendv` per flow per cycle.
 //!
-//! Threads: the layer is sharded per dataplane queue. A [`Shard`] owns its NIC queue, the connections that live
+//! Threads: the layer is sharded per dataplane queue. A `Shard` owns its NIC queue, the connections that live
 //! on it (an accepted one on the queue its SYN arrived on; a connect on the queue the calling thread last used,
 //! else round-robin, which steering makes the replies reach), their pending commands, the dirty list and the
 //! queue's next timer, behind a lock of its own. Cycles run from whichever thread gets there: every event_base
 //! loop iteration ([`before_wait`]), blocking calls, and `poll` run the cycle of each shard whose lock is free
 //! (a shard another thread is driving is skipped: that thread makes progress). A fd resolves to its shard and
 //! slot through a rarely written map (read-locked per call). Listening and bound sockets (SO_REUSEPORT groups
-//! and INADDR_ANY listeners too) belong to no queue: the dataplane listens on every queue, a [`PortSock`] keeps
+//! and INADDR_ANY listeners too) belong to no queue: the dataplane listens on every queue, a `PortSock` keeps
 //! the connections ready for `accept` from all of them, and its readiness is theirs together.
 //!
 //! Why a lock per queue rather than the per-flow SPSC ring DESIGN.md §5 sketches: when the thread using a flow
 //! is the one driving its queue (owner == user, which `memcached-patch/` arranges), the lock is uncontended and
 //! the user operates on the flow's buffers directly, with no copy through a ring; when another thread uses the
 //! fd (memcached's main thread accepting and handing fds to workers), the same code is correct, it only waits
-//! for that queue's lock. Threads serving different queues never take each other's locks.
+//! for that queue's lock. Threads serving different queues never wait for each other's locks (an event loop
+//! only try-locks the other shards, to drive them when nobody else does).
 //!
-//! Lock order: at most one shard lock at a time; under it, the port map (`Layer::ports`, read) and then one
-//! port socket's state lock. The fd map (`Layer::fds`) and a port socket's state are never held while another
-//! lock is taken, except port map → port state (bind). Readiness is posted to sinks and eventfds under these
-//! locks, which call nothing back into the layer.
+//! Lock order: a shard (never two at once) → the port map (`Layer::ports`) → one port socket's state; the fd
+//! map (`Layer::fds`) is a leaf (written under a shard when a connection gets its fd). `accept` and `close` let go
+//! of a port socket's state before they lock the shard of one of its connections. Readiness is posted to sinks
+//! and eventfds under these locks; neither calls back into the layer.
 
 pub(crate) mod kernel;
 mod lent;
