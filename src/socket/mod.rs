@@ -1759,7 +1759,10 @@ pub fn getsockopt(fd: RawFd, level: i32, name: i32) -> Result<OptValue, Errno> {
                     g.post(id);
                     e
                 }
-                SockRef::Port(..) => 0,
+                SockRef::Port(_, st) => {
+                    st.post();
+                    0
+                }
             },
             (libc::SOL_SOCKET, libc::SO_TYPE) => libc::SOCK_STREAM,
             (libc::SOL_SOCKET, libc::SO_DOMAIN) => libc::AF_INET,
