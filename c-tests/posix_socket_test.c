@@ -1252,6 +1252,149 @@ static int case_bad_input(void)
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
+/* 11. Threads: each of two workers serves the connections of its own NIC queue (SO_INCOMING_NAPI_ID; with
+ * IX_QUEUES=2 each queue's shard is then used by one thread, owner == user) while a third thread serves
+ * connections handed to it from either queue (the hand-off of memcached's main thread), all at once, byte-exact. */
+#ifndef SO_INCOMING_NAPI_ID
+#define SO_INCOMING_NAPI_ID 56
+#endif
+#define T_CONNS 12
+#define T_BYTES (256 * 1024)
+struct tconn {
+	int fd;
+	int done;
+	uint64_t rx;
+	size_t len, off;
+	unsigned char buf[16384];
+};
+struct tworker {
+	struct tconn *c[T_CONNS];
+	int n;
+	int result;
+	char err[160];
+};
+static struct tconn tconns[T_CONNS];
+
+static void *tworker_main(void *arg)
+{
+	struct tworker *w = arg;
+	long end = now_ms() + 60000;
+	int open = w->n;
+	w->result = -1;
+	while (open > 0) {
+		if (now_ms() > end) {
+			snprintf(w->err, sizeof w->err, "timed out with %d connection(s) open", open);
+			return NULL;
+		}
+		struct pollfd pf[T_CONNS];
+		int map[T_CONNS], k = 0;
+		for (int i = 0; i < w->n; i++) {
+			struct tconn *c = w->c[i];
+			if (c->done)
+				continue;
+			pf[k] = (struct pollfd){.fd = c->fd, .events = c->len > c->off ? POLLOUT : POLLIN};
+			map[k++] = i;
+		}
+		int r = poll(pf, (nfds_t)k, 100);
+		if (r < 0 && errno != EINTR) {
+			snprintf(w->err, sizeof w->err, "poll: %s", strerror(errno));
+			return NULL;
+		}
+		for (int j = 0; j < k && r > 0; j++) {
+			struct tconn *c = w->c[map[j]];
+			if (!pf[j].revents)
+				continue;
+			if (c->len > c->off) {
+				ssize_t s = send(c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
+				if (s < 0 && errno != EAGAIN) {
+					snprintf(w->err, sizeof w->err, "send on fd %d: %s", c->fd, strerror(errno));
+					return NULL;
+				}
+				if (s > 0)
+					c->off += (size_t)s;
+				if (c->off == c->len)
+					c->len = c->off = 0;
+				continue;
+			}
+			ssize_t n = read(c->fd, c->buf, sizeof c->buf);
+			if (n < 0 && errno == EAGAIN)
+				continue;
+			if (n < 0) {
+				snprintf(w->err, sizeof w->err, "read on fd %d: %s", c->fd, strerror(errno));
+				return NULL;
+			}
+			if (n == 0) {
+				if (c->rx != T_BYTES) {
+					snprintf(w->err, sizeof w->err, "fd %d: EOF after %llu bytes", c->fd,
+						 (unsigned long long)c->rx);
+					return NULL;
+				}
+				c->done = 1;
+				open--;
+				continue;
+			}
+			long bad = pat_check(c->buf, (size_t)n, c->rx);
+			if (bad >= 0) {
+				snprintf(w->err, sizeof w->err, "fd %d: byte %llu differs", c->fd,
+					 (unsigned long long)(c->rx + (uint64_t)bad));
+				return NULL;
+			}
+			c->rx += (uint64_t)n;
+			c->len = (size_t)n;
+			c->off = 0;
+		}
+	}
+	w->result = 0;
+	return NULL;
+}
+
+static int case_threads(void)
+{
+	int port = base_port + 6;
+	int ls = listener_on(dp_ip, port, 0);
+	CHECK(ls >= 0, "listen on %s:%d", dp_ip, port);
+	pid_t pid = spawn_peer(NULL, "tcp-pattern-client", dp_ip, num(port), "--bytes", num(T_BYTES), "--conns",
+			       num(T_CONNS));
+	CHECK(pid > 0, "spawn peer");
+	static struct tworker w[3];
+	memset(w, 0, sizeof w);
+	int perq[2] = {0, 0};
+	for (int i = 0; i < T_CONNS; i++) {
+		struct tconn *c = &tconns[i];
+		memset(c, 0, sizeof *c);
+		c->fd = track(accept4(ls, NULL, NULL, SOCK_NONBLOCK));
+		CHECK(c->fd >= 0, "accept %d", i);
+		int napi = 0;
+		socklen_t nl = sizeof napi;
+		CHECK(getsockopt(c->fd, SOL_SOCKET, SO_INCOMING_NAPI_ID, &napi, &nl) == 0, "SO_INCOMING_NAPI_ID");
+		/* Under libix: 1 + the connection's queue. Every fourth connection goes to the hand-off thread. */
+		int q = (napi - 1) & 1;
+		perq[q]++;
+		struct tworker *to = i % 4 == 3 ? &w[2] : &w[q];
+		to->c[to->n++] = c;
+	}
+	printf("  case 11: %d connection(s) on queue 0, %d on queue 1 (by SO_INCOMING_NAPI_ID); workers serve %d, %d, "
+	       "hand-off thread %d\n",
+	       perq[0], perq[1], w[0].n, w[1].n, w[2].n);
+	pthread_t t[3];
+	for (int i = 0; i < 3; i++)
+		CHECK(pthread_create(&t[i], NULL, tworker_main, &w[i]) == 0, "pthread_create");
+	int failed = 0;
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		if (w[i].result != 0) {
+			fprintf(stderr, "  case 11: thread %d: %s\n", i, w[i].err);
+			failed++;
+		}
+	}
+	CHECK(failed == 0, "%d thread(s) failed", failed);
+	for (int i = 0; i < T_CONNS; i++)
+		CHECK(xclose(tconns[i].fd) == 0, "close %d", i);
+	CHECK(wait_child(pid, 30000) == 0, "Linux clients checking the echo failed (see their output)");
+	CHECK(xclose(ls) == 0, "close listener");
+	return 0;
+}
+
 static void on_alarm(int sig)
 {
 	(void)sig;
@@ -1289,6 +1432,7 @@ int main(void)
 		{case_any, "INADDR_ANY listener: dataplane and loopback", 60},
 		{case_kernel_fds, "kernel fds untouched", 30},
 		{case_bad_input, "bad input", 60},
+		{case_threads, "threads: a worker per queue and a hand-off thread, concurrently", 90},
 	};
 	dp_ip = getenv("POSIX_DP_IP");
 	peer_ip = getenv("POSIX_PEER_IP");
