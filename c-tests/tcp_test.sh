@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Namespace test of the dataplane's TCP against the Linux stack, with a given NIC backend (afxdp | tap):
 #  1. Linux client -> native-API echo server on the dataplane: BYTES each way, SHA-256 checked
-#  2. dataplane client (native API) -> Linux echo server: BYTES each way, every byte checked
+#  2. dataplane client (native API) -> Linux echo server: BYTES each way, every byte checked (TAP too: the client's
+#     interface joins the namespace as soon as it exists)
 # With NETEM="--loss 0.05 --reorder 0.25 ..." (ixnetem's options: this kernel has no sch_netem) the link between
 # the dataplane and Linux is impaired both ways, for both transfers (AF_XDP only).
 # With QUEUES=2 (AF_XDP) both veth ends get 2 queues each way, both roles run with IX_QUEUES=2, and the client
@@ -60,25 +61,36 @@ grep connections= "$work/server.log"
 
 grep "closed:" "$work/server.log" || true
 
-if [ "$backend" = afxdp ]; then
-    per_conn=$((bytes / conns))
-    echo "== dataplane client -> Linux echo server, $conns connection(s) x $per_conn bytes each way, $queues queue(s)"
-    in_ns python3 "$here/peer.py" tcp-echo-server 9000 --seconds 900 >"$work/echo.log" 2>&1 &
-    TH_PIDS+=("$!")
-    wait_for_line "$work/echo.log" ready 10 || fail "Linux echo server"
-    start=$(date +%s%N)
+per_conn=$((bytes / conns))
+echo "== dataplane client -> Linux echo server, $conns connection(s) x $per_conn bytes each way, $queues queue(s)"
+in_ns python3 "$here/peer.py" tcp-echo-server 9000 --seconds 900 >"$work/echo.log" 2>&1 &
+TH_PIDS+=("$!")
+wait_for_line "$work/echo.log" ready 10 || fail "Linux echo server"
+start=$(date +%s%N)
+if [ "$backend" = tap ]; then
+    # The client creates its TAP interface as it starts; it joins the namespace once it exists (until then the
+    # client's ARP request and SYN go nowhere and are sent again).
+    timeout 900 "$build/ix_tcp_echo" client "$TH_PEER_IP" 9000 "$per_conn" "$conns" \
+        >"$work/client.log" 2>"$work/client-dataplane.log" &
+    client=$!
+    TH_PIDS+=("$client")
+    for _ in $(seq 200); do ip link show dev "$TH_LOCAL" >/dev/null 2>&1 && break; sleep 0.05; done
+    attach_peer
+    wait "$client" || fail "dataplane client transfer"
+    cat "$work/client.log"
+else
     timeout 900 "$build/ix_tcp_echo" client "$TH_PEER_IP" 9000 "$per_conn" "$conns" 2>"$work/client-dataplane.log" \
         | tee "$work/client.log" || fail "dataplane client transfer"
-    echo "client transfer: $((($(date +%s%N) - start) / 1000000)) ms"
-    grep -q "client ok" "$work/client.log" || fail "dataplane client"
-    grep "closed:" "$work/client-dataplane.log" || true
-    if [ "$queues" -gt 1 ]; then
-        total() { awk -F"$1=" 'NF > 1 { split($2, v, " "); s += v[1] } END { print s + 0 }' "$work/client-dataplane.log"; }
-        steered=$(total steered_in)
-        echo "client: frames steered between queues: $steered, dropped for a full inbox: $(total drop_steer_full)," \
-            "RSTs sent: $(total tcp_rst_sent)"
-        [ "$steered" -gt 0 ] || fail "no reply reached the queue that did not connect: steering not exercised"
-    fi
+fi
+echo "client transfer: $((($(date +%s%N) - start) / 1000000)) ms"
+grep -q "client ok" "$work/client.log" || fail "dataplane client"
+grep "closed:" "$work/client-dataplane.log" || true
+if [ "$queues" -gt 1 ]; then
+    total() { awk -F"$1=" 'NF > 1 { split($2, v, " "); s += v[1] } END { print s + 0 }' "$work/client-dataplane.log"; }
+    steered=$(total steered_in)
+    echo "client: frames steered between queues: $steered, dropped for a full inbox: $(total drop_steer_full)," \
+        "RSTs sent: $(total tcp_rst_sent)"
+    [ "$steered" -gt 0 ] || fail "no reply reached the queue that did not connect: steering not exercised"
 fi
 [ -n "${NETEM:-}" ] && impaired_stop
 echo "PASS tcp_test $backend ${NETEM:-clean}"
