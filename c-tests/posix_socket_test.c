@@ -1479,6 +1479,57 @@ static int case_udp_client(void)
 	return 0;
 }
 
+/* 14. UDP on INADDR_ANY: datagrams from the dataplane's side (a Linux client's echo check) and from loopback on one
+ * socket, replies routed by destination, poll/FIONREAD over both halves. */
+static int case_udp_any(void)
+{
+	int port = base_port + 3;
+	int s = udp_socket_on("0.0.0.0", port);
+	CHECK(s >= 0, "bind 0.0.0.0:%d", port);
+	struct sockaddr_in n;
+	socklen_t nlen = sizeof n;
+	CHECK(getsockname(s, (struct sockaddr *)&n, &nlen) == 0 && same_ip(&n, "0.0.0.0") && ntohs(n.sin_port) == port,
+	      "getsockname %s", fmt_sin(&n));
+	struct timeval rto = {5, 0};
+	CHECK(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO");
+	unsigned char buf[2048], want[64];
+	int v = -1;
+	CHECK(ioctl(s, FIONREAD, &v) == 0 && v == 0, "FIONREAD empty %d", v);
+	CHECK_ERR(recv(s, buf, sizeof buf, MSG_DONTWAIT), EAGAIN, "empty");
+	/* Loopback: a kernel socket sends; the reply goes back through the kernel. */
+	int lo = udp_socket_on("127.0.0.1", 0);
+	CHECK(lo >= 0, "loopback socket");
+	CHECK(setsockopt(lo, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO");
+	struct sockaddr_in to = sin_of("127.0.0.1", port);
+	udp_pat(want, 40, 7);
+	CHECK(sendto(lo, want, 40, 0, (struct sockaddr *)&to, sizeof to) == 40, "loopback sendto");
+	struct pollfd p = {.fd = s, .events = POLLIN};
+	CHECK(poll(&p, 1, 5000) == 1 && (p.revents & POLLIN), "readable from loopback: %#x", p.revents);
+	CHECK(ioctl(s, FIONREAD, &v) == 0 && v == 40, "FIONREAD loopback datagram %d", v);
+	struct sockaddr_in from;
+	socklen_t flen = sizeof from;
+	CHECK(recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen) == 40 && memcmp(buf, want, 40) == 0 &&
+		      same_ip(&from, "127.0.0.1"),
+	      "loopback datagram from %s", fmt_sin(&from));
+	CHECK(sendto(s, buf, 40, 0, (struct sockaddr *)&from, flen) == 40, "reply to loopback");
+	CHECK(recv(lo, buf, sizeof buf, 0) == 40 && memcmp(buf, want, 40) == 0, "loopback got the reply");
+	/* The dataplane's side: a Linux client's echo check, served by blocking recvfrom. */
+	pid_t cl = spawn_peer(NULL, "udp-client", dp_ip, num(port), "--sizes", "1-200", NULL, NULL);
+	CHECK(cl > 0, "spawn udp-client");
+	for (int i = 0; i < 200; i++) {
+		flen = sizeof from;
+		ssize_t r = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
+		CHECK(r >= 1 && same_ip(&from, peer_ip), "datagram %d: %zd from %s", i, r, fmt_sin(&from));
+		CHECK(sendto(s, buf, (size_t)r, 0, (struct sockaddr *)&from, flen) == r, "echo");
+		if (r == 200)
+			break;
+	}
+	CHECK(wait_child(cl, 20000) == 0, "Linux udp-client");
+	CHECK(xclose(lo) == 0, "close");
+	CHECK(xclose(s) == 0, "close");
+	return 0;
+}
+
 /* 11. Threads: each of two workers serves the connections of its own NIC queue (SO_INCOMING_NAPI_ID; with
  * IX_QUEUES=2 each queue's shard is then used by one thread, owner == user) while a third thread serves
  * connections handed to it from either queue (the hand-off of memcached's main thread), all at once, byte-exact. */
@@ -1662,6 +1713,7 @@ int main(void)
 		{case_threads, "threads: a worker per queue and a hand-off thread, concurrently", 90},
 		{case_udp_server, "UDP server role: echo for a Linux client, boundaries, TRUNC/PEEK, FIONREAD, waits", 120},
 		{case_udp_client, "UDP client role: implicit bind, sendmsg/recvmsg, connected filter, AF_UNSPEC", 60},
+		{case_udp_any, "UDP on INADDR_ANY: dataplane and loopback on one socket", 60},
 	};
 	dp_ip = getenv("POSIX_DP_IP");
 	peer_ip = getenv("POSIX_PEER_IP");

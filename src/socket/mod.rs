@@ -1141,9 +1141,9 @@ pub fn bind(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
         return Taken::No;
     }
     let Some(l) = layer() else { return Taken::No };
-    if ip == l.address() && udp::is_udp_v4(fd) {
-        // A UDP socket bound to the dataplane's address (INADDR_ANY leaves it in the kernel, for now).
-        return Taken::Yes(udp::take(l, fd, addr.port()).map(|_| ()));
+    if (ip == l.address() || ip.is_unspecified()) && udp::is_udp_v4(fd) {
+        // A UDP socket bound to the dataplane's address, or to INADDR_ANY (both worlds).
+        return Taken::Yes(udp::take(l, fd, addr.port(), ip.is_unspecified()).map(|_| ()));
     }
     if (ip != l.address() && !ip.is_unspecified()) || !is_tcp_v4(fd) {
         return Taken::No;
@@ -1337,7 +1337,8 @@ pub fn connect(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
     }
     if fdmap::is_dataplane(fd) {
         if let Some(Ok(Loc::Udp(u))) = layer().map(|l| l.lookup(fd)) {
-            return Taken::Yes(udp::connect(&u, Some(addr)));
+            let l = layer().expect("a dataplane fd");
+            return Taken::Yes(udp::connect(l, &u, Some(addr)));
         }
         return Taken::Yes(connect_existing(fd));
     }
@@ -1348,7 +1349,7 @@ pub fn connect(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
     let Some(l) = layer() else { return Taken::No };
     if udp::takes_implicit(l, fd, addr) {
         // An unbound UDP socket connecting into the subnet: bound implicitly to the dataplane's address.
-        return Taken::Yes(udp::take(l, fd, 0).and_then(|u| udp::connect(&u, Some(addr))));
+        return Taken::Yes(udp::take(l, fd, 0, false).and_then(|u| udp::connect(l, &u, Some(addr))));
     }
     if !l.in_subnet(ip) || !is_tcp_v4(fd) {
         return Taken::No;
@@ -1435,7 +1436,7 @@ pub fn disconnect(fd: RawFd) -> Result<(), Errno> {
     let l = layer().ok_or(libc::EBADF)?;
     let _inside = InsideGuard::enter();
     match l.lookup(fd)? {
-        Loc::Udp(u) => udp::connect(&u, None),
+        Loc::Udp(u) => udp::connect(l, &u, None),
         _ => Err(libc::EAFNOSUPPORT),
     }
 }
@@ -1455,7 +1456,7 @@ pub fn sendto_takes(fd: RawFd, dst: SocketAddrV4) -> Result<bool, Errno> {
     if !udp::takes_implicit(l, fd, dst) {
         return Ok(false);
     }
-    udp::take(l, fd, 0).map(|_| true)
+    udp::take(l, fd, 0, false).map(|_| true)
 }
 
 /// `recvfrom`/`recvmsg`: as [`recv`], with the sender of a UDP datagram (`from`; for TCP `None`: the caller
@@ -1956,6 +1957,10 @@ pub fn setsockopt(fd: RawFd, level: i32, name: i32, value: &[u8]) -> Result<(), 
             // option's own bytes, so that the kernel's connections inherit them too); its errors are not ours.
             let _ = kernel::setsockopt_bytes(*k, level, name, value);
         }
+        if let SockRef::Udp(udp::UdpSock { kernel: Some(k), .. }, _) = r {
+            // The kernel half of an INADDR_ANY socket, as for a dual listener.
+            let _ = kernel::setsockopt_bytes(*k, level, name, value);
+        }
         if let SockRef::Udp(_, st) = &mut r {
             if level == libc::SOL_SOCKET && name == libc::SO_RCVBUF && value.len() >= 4 {
                 // As Linux: doubled (for bookkeeping overhead), with its minimum.
@@ -2056,7 +2061,7 @@ pub fn ioctl(fd: RawFd, request: u64, arg: &mut i32) -> Result<(), Errno> {
             *arg = match r {
                 SockRef::Conn(g, id) => g.sock(id).conn.rx_bytes.min(i32::MAX as usize) as i32,
                 // The size of the next datagram, as Linux's UDP.
-                SockRef::Udp(_, st) => st.next_len().min(i32::MAX as usize) as i32,
+                SockRef::Udp(u, st) => st.next_len_any(u).min(i32::MAX as usize) as i32,
                 SockRef::Port(..) => 0,
             };
             Ok(())
@@ -2087,7 +2092,7 @@ pub fn poll_revents(fd: RawFd, events: i16) -> i16 {
                 let (rd, wr) = st.readiness();
                 (rd, wr, None)
             }
-            SockRef::Udp(_, st) => (st.readable(), true, None),
+            SockRef::Udp(u, st) => (st.readable_any(u), true, None),
         };
         let mut rev = 0;
         if readable && events & libc::POLLIN != 0 {
@@ -2132,10 +2137,10 @@ pub fn watch(fd: RawFd, sink: &Arc<ReadySink>, mask: i16, edge: bool) -> bool {
             st.post();
             Ok(st.kernel.is_some())
         }
-        SockRef::Udp(_, st) => {
+        SockRef::Udp(u, st) => {
             st.n.watch(fd, sink, mask, edge);
             st.post();
-            Ok(false)
+            Ok(u.kernel.is_some())
         }
     })
     .unwrap_or(true)

@@ -46,6 +46,9 @@ pub(super) struct UdpSock {
     /// The shard whose queue bound the port (its datagrams arrive there, its sends leave from there).
     pub(super) shard: usize,
     pub(super) local: SocketAddrV4,
+    /// The kernel socket of an INADDR_ANY socket (then the app's fd is an epoll instance over it and the
+    /// placeholder eventfd).
+    pub(super) kernel: Option<RawFd>,
     pub(super) state: Mutex<UdpState>,
 }
 
@@ -74,6 +77,23 @@ impl UdpSock {
 impl UdpState {
     pub(super) fn readable(&self) -> bool {
         !self.rx.is_empty()
+    }
+
+    /// Readable on either half (the kernel half of an INADDR_ANY socket asked without waiting).
+    pub(super) fn readable_any(&self, u: &UdpSock) -> bool {
+        self.readable()
+            || u.kernel.is_some_and(|k| {
+                let mut p = [libc::pollfd { fd: k, events: libc::POLLIN, revents: 0 }];
+                kernel::poll(&mut p, 0) == Ok(1)
+            })
+    }
+
+    /// FIONREAD: the size of the next datagram, from either half.
+    pub(super) fn next_len_any(&self, u: &UdpSock) -> usize {
+        match (self.rx.front(), u.kernel) {
+            (None, Some(k)) => kernel::fionread(k).unwrap_or(0).max(0) as usize,
+            _ => self.next_len(),
+        }
     }
 
     /// Readable when a datagram is queued; always writable (a send is copied and queued).
@@ -113,12 +133,50 @@ pub(super) fn takes_implicit(l: &Layer, fd: RawFd, dst: SocketAddrV4) -> bool {
     !ip.is_loopback() && !ip.is_unspecified() && l.in_subnet(ip) && is_udp_v4(fd) && unbound(fd)
 }
 
-/// Takes kernel UDP socket `fd` to the dataplane, bound to `port` on the dataplane's address (0: an ephemeral one).
-pub(super) fn take(l: &Layer, fd: RawFd, port: u16) -> Result<Arc<UdpSock>, Errno> {
+/// Takes kernel UDP socket `fd` to the dataplane, bound to `port` on the dataplane's address (0: an ephemeral one),
+/// or with `any` to INADDR_ANY on both worlds: the kernel socket binds for real (port 0: the kernel's choice) and
+/// moves to another number, and `fd` becomes an epoll instance over it and the placeholder.
+pub(super) fn take(l: &Layer, fd: RawFd, port: u16, any: bool) -> Result<Arc<UdpSock>, Errno> {
     let _inside = InsideGuard::enter();
     let reuseaddr = kernel::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR).unwrap_or(0) != 0;
     // The port map stays locked until the socket is in it: two binds of one port cannot both succeed.
-    let mut ports = l.udp_ports_mut();
+    let ports = l.udp_ports_mut();
+    if any {
+        if port != 0 && ports.contains_key(&port) {
+            return Err(libc::EADDRINUSE);
+        }
+        kernel::bind_v4(fd, SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port))?;
+        let port = kernel::getsockname_v4(fd)?.port();
+        if ports.contains_key(&port) {
+            return Err(libc::EADDRINUSE);
+        }
+        let cloexec = kernel::fcntl(fd, libc::F_GETFD, 0)? & libc::FD_CLOEXEC != 0;
+        let nonblocking = kernel::fcntl(fd, libc::F_GETFL, 0)? & libc::O_NONBLOCK != 0;
+        let kfd = kernel::dup_cloexec(fd)?;
+        let made = (|| {
+            // The kernel socket stays non-blocking: `recv` decides whether to wait.
+            kernel::fcntl(kfd, libc::F_SETFL, (libc::O_RDWR | libc::O_NONBLOCK) as usize)?;
+            let notify = kernel::eventfd()?;
+            let ep = kernel::epoll_create()?;
+            let r = kernel::epoll_add(ep, kfd, libc::EPOLLIN as u32)
+                .and_then(|_| kernel::epoll_add(ep, notify, libc::EPOLLIN as u32))
+                .and_then(|_| kernel::dup3(ep, fd, cloexec));
+            kernel::close(ep);
+            if r.is_err() {
+                kernel::close(notify);
+            }
+            r.map(|_| notify)
+        })();
+        let notify = match made {
+            Ok(n) => n,
+            Err(e) => {
+                kernel::close(kfd);
+                return Err(e);
+            }
+        };
+        let local = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port);
+        return Ok(install(l, ports, fd, notify, port, local, nonblocking, reuseaddr, Some(kfd)));
+    }
     let port = if port == 0 {
         let span = (EPHEMERAL.end() - EPHEMERAL.start()) as usize + 1;
         let start = l.next_ephemeral.fetch_add(1, Ordering::Relaxed);
@@ -132,13 +190,30 @@ pub(super) fn take(l: &Layer, fd: RawFd, port: u16) -> Result<Arc<UdpSock>, Errn
         port
     };
     let (_, _, nonblocking) = make_placeholder(fd)?;
+    let local = SocketAddrV4::new(l.address(), port);
+    Ok(install(l, ports, fd, fd, port, local, nonblocking, reuseaddr, None))
+}
+
+/// Registers a UDP socket taken to the dataplane and binds its port on its shard's queue.
+#[allow(clippy::too_many_arguments)]
+fn install(
+    l: &Layer,
+    mut ports: std::sync::RwLockWriteGuard<'_, std::collections::HashMap<u16, Arc<UdpSock>>>,
+    fd: RawFd,
+    notify: RawFd,
+    port: u16,
+    local: SocketAddrV4,
+    nonblocking: bool,
+    reuseaddr: bool,
+    kernel: Option<RawFd>,
+) -> Arc<UdpSock> {
     let shard = home().unwrap_or_else(|| l.next_connect.fetch_add(1, Ordering::Relaxed)) % l.shards.len();
     let mut o = Opts { nonblocking, ..Opts::default() };
     if reuseaddr {
         o.options.insert((libc::SOL_SOCKET, libc::SO_REUSEADDR), 1);
     }
     let state = UdpState {
-        n: Notify::new(Some(fd), fd),
+        n: Notify::new(Some(fd), notify),
         o,
         peer: None,
         rx: VecDeque::new(),
@@ -147,7 +222,7 @@ pub(super) fn take(l: &Layer, fd: RawFd, port: u16) -> Result<Arc<UdpSock>, Errn
         drops: 0,
         closed: false,
     };
-    let u = Arc::new(UdpSock { port, shard, local: SocketAddrV4::new(l.address(), port), state: Mutex::new(state) });
+    let u = Arc::new(UdpSock { port, shard, local, kernel, state: Mutex::new(state) });
     ports.insert(port, u.clone());
     drop(ports);
     l.fds_mut().insert(fd, Loc::Udp(u.clone()));
@@ -155,14 +230,24 @@ pub(super) fn take(l: &Layer, fd: RawFd, port: u16) -> Result<Arc<UdpSock>, Errn
     l.shard(shard).push(Pending::UdpBind { port });
     u.lock().post();
     drive();
-    Ok(u)
+    u
 }
 
-/// `connect` on a dataplane UDP socket: sets (or with `None`, dissolves) the default peer.
-pub(super) fn connect(u: &UdpSock, peer: Option<SocketAddrV4>) -> Result<(), Errno> {
+/// `connect` on a dataplane UDP socket: sets (or with `None`, dissolves) the default peer. The kernel half of an
+/// INADDR_ANY socket connects too when the peer is on the kernel's side (it filters for us); with a peer on the
+/// dataplane's side, the kernel half is not read.
+pub(super) fn connect(l: &Layer, u: &UdpSock, peer: Option<SocketAddrV4>) -> Result<(), Errno> {
     if let Some(p) = peer {
         if p.port() == 0 || p.ip().is_unspecified() {
             return Err(libc::EINVAL);
+        }
+    }
+    if let Some(k) = u.kernel {
+        match peer {
+            Some(p) if !l.in_subnet(*p.ip()) => kernel::connect_v4(k, Some(p))?,
+            _ => {
+                let _ = kernel::connect_v4(k, None);
+            }
         }
     }
     let mut st = u.lock();
@@ -232,10 +317,20 @@ pub(super) fn recv(l: &Layer, u: &UdpSock, bufs: &mut [&mut [u8]], flags: i32) -
             let len = if flags & libc::MSG_TRUNC != 0 { real } else { copied };
             return Ok(Datagram { len, from, truncated: copied < real });
         }
+        if let Some(k) = u.kernel.filter(|_| !st.peer.is_some_and(|p| l.in_subnet(*p.ip()))) {
+            // The kernel half of an INADDR_ANY socket.
+            let kflags = (flags & (libc::MSG_PEEK | libc::MSG_TRUNC)) | libc::MSG_DONTWAIT;
+            match kernel::recv_dgram(k, bufs, kflags) {
+                Ok((len, from, truncated)) => return Ok(Datagram { len, from, truncated }),
+                Err(libc::EAGAIN) => {}
+                Err(e) => return Err(e),
+            }
+        }
         if nonblocking {
             return Err(libc::EAGAIN);
         }
-        let notify = st.n.notify;
+        // A dual socket's fd is the epoll instance over both halves.
+        let notify = st.n.fd.unwrap_or(st.n.notify);
         drop(st);
         if deadline.is_some_and(|d| Instant::now() >= d) {
             // SO_RCVTIMEO passed.
@@ -251,6 +346,10 @@ pub(super) fn send(l: &Layer, u: &UdpSock, bufs: &[&[u8]], dst: Option<SocketAdd
         Some(d) => d,
         None => u.lock().peer.ok_or(libc::EDESTADDRREQ)?,
     };
+    if let Some(k) = u.kernel.filter(|_| !l.in_subnet(*dst.ip())) {
+        // An INADDR_ANY socket sends outside the dataplane's subnet through the kernel.
+        return kernel::send_dgram(k, bufs, Some(dst), 0);
+    }
     if dst.port() == 0 || dst.ip().is_unspecified() {
         return Err(libc::EINVAL);
     }
@@ -293,7 +392,12 @@ pub(super) fn close(l: &Layer, fd: RawFd, u: &Arc<UdpSock>) {
     }
     st.rx.clear();
     st.rx_charge = 0;
+    let notify = st.n.notify;
     drop(st);
+    if let Some(k) = u.kernel {
+        kernel::close(k);
+        kernel::close(notify);
+    }
     l.shard(u.shard).push(Pending::UdpUnbind { port: u.port });
 }
 
