@@ -1,11 +1,14 @@
-//! The socket layer: POSIX TCP sockets on the dataplane, behind real fd numbers (DESIGN.md §5).
+//! The socket layer: POSIX TCP and UDP sockets on the dataplane, behind real fd numbers (DESIGN.md §5).
 //!
 //! An application socket starts as a kernel socket. When it binds to the dataplane's address, or connects to a
-//! host in the dataplane's subnet, it becomes a dataplane socket: its fd number is kept but now names an eventfd
-//! (a pollable placeholder whose readiness mirrors the socket's), and every interposed call on it (`capi/posix.rs`)
-//! lands here. A listener bound to INADDR_ANY listens on both worlds: its fd becomes an epoll instance holding the
-//! kernel listening socket and the placeholder, so it is readable when either has a connection. Everything else
-//! stays in the kernel untouched.
+//! host in the dataplane's subnet (a UDP socket also when, unbound, it sends there), it becomes a dataplane socket:
+//! its fd number is kept but now names an eventfd (a pollable placeholder whose readiness mirrors the socket's), and
+//! every interposed call on it (`capi/posix.rs`) lands here. A listener bound to INADDR_ANY listens on both worlds:
+//! its fd becomes an epoll instance holding the kernel listening socket and the placeholder, so it is readable when
+//! either has a connection. A UDP socket bound to INADDR_ANY is built the same way: datagrams come from either world,
+//! and sends go by destination (the dataplane's subnet through the dataplane, else the kernel). Everything else
+//! stays in the kernel untouched. UDP sockets (`udp.rs`) are bound on one queue, whose shard owns them; their
+//! datagrams are copied out of the lent mbuf when they arrive, and sends from any thread are queued on that shard.
 //!
 //! This layer is a native-API application: it reaches the dataplane only through `runtime::Queue::run_io`
 //! (commands in, event conditions out). Received data stays in the mbufs the dataplane lends (`read` copies from
