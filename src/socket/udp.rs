@@ -3,9 +3,7 @@
 //! A SOCK_DGRAM socket moves to the dataplane when it binds to the dataplane's address (port 0: an ephemeral port
 //! the layer picks), or, still unbound, connects or sends to a host in the dataplane's subnet (an implicit bind to
 //! the dataplane's address and an ephemeral port, as Linux's autobind). Its fd becomes a placeholder eventfd, as
-//! for TCP. Bound to INADDR_ANY it lives on both worlds, as a TCP listener does: its fd becomes an epoll over the
-//! kernel socket (bound for real) and the placeholder, it receives from either, and sends go by destination (the
-//! dataplane's subnet through the dataplane, anything else through the kernel).
+//! for TCP. Binding to INADDR_ANY leaves a UDP socket in the kernel (not yet on both worlds).
 //!
 //! Ownership follows the shards: a UDP socket is bound (`UdpBind`) on one queue, the one the binding thread last
 //! used (else round-robin), and its datagrams arrive there (steering hands a datagram to the queue that bound its
