@@ -1,14 +1,11 @@
-//! The socket layer: POSIX TCP and UDP sockets on the dataplane, behind real fd numbers (DESIGN.md §5).
+//! The socket layer: POSIX TCP sockets on the dataplane, behind real fd numbers (DESIGN.md §5).
 //!
 //! An application socket starts as a kernel socket. When it binds to the dataplane's address, or connects to a
-//! host in the dataplane's subnet (a UDP socket also when, unbound, it sends there), it becomes a dataplane socket:
-//! its fd number is kept but now names an eventfd (a pollable placeholder whose readiness mirrors the socket's), and
-//! every interposed call on it (`capi/posix.rs`) lands here. A listener bound to INADDR_ANY listens on both worlds:
-//! its fd becomes an epoll instance holding the kernel listening socket and the placeholder, so it is readable when
-//! either has a connection. A UDP socket bound to INADDR_ANY is built the same way: datagrams come from either world,
-//! and sends go by destination (the dataplane's subnet through the dataplane, else the kernel). Everything else
-//! stays in the kernel untouched. UDP sockets (`udp.rs`) are bound on one queue, whose shard owns them; their
-//! datagrams are copied out of the lent mbuf when they arrive, and sends from any thread are queued on that shard.
+//! host in the dataplane's subnet, it becomes a dataplane socket: its fd number is kept but now names an eventfd
+//! (a pollable placeholder whose readiness mirrors the socket's), and every interposed call on it (`capi/posix.rs`)
+//! lands here. A listener bound to INADDR_ANY listens on both worlds: its fd becomes an epoll instance holding the
+//! kernel listening socket and the placeholder, so it is readable when either has a connection. Everything else
+//! stays in the kernel untouched.
 //!
 //! This layer is a native-API application: it reaches the dataplane only through `runtime::Queue::run_io`
 //! (commands in, event conditions out). Received data stays in the mbufs the dataplane lends (`read` copies from
@@ -40,7 +37,6 @@
 pub(crate) mod kernel;
 mod lent;
 mod sendbuf;
-mod udp;
 
 pub mod fdmap;
 pub mod sink;
@@ -64,7 +60,6 @@ use sendbuf::SendBuf;
 pub use sink::{spinners, ReadySink};
 
 pub use kernel::Errno as SocketErrno;
-pub use udp::Datagram;
 
 /// Default send-buffer bound per socket (bytes written but not yet acknowledged), like Linux's `tcp_wmem`.
 const DEFAULT_SNDBUF: usize = 1 << 20;
@@ -396,7 +391,6 @@ impl PortState {
 enum Loc {
     Conn { shard: usize, id: SockId },
     Port(Arc<PortSock>),
-    Udp(Arc<udp::UdpSock>),
 }
 
 /// What the dataplane should do, queued under the shard's lock and submitted at its next cycle.
@@ -411,8 +405,6 @@ enum Pending {
     Abort { handle: u64 },
     Keepalive { handle: u64, enable: bool },
     UdpDone { data: usize },
-    UdpBind { port: u16 },
-    UdpUnbind { port: u16 },
 }
 
 /// One dataplane queue with the connections that live on it.
@@ -429,8 +421,6 @@ struct Shard {
     address: Ipv4Addr,
     /// The previous cycle's dirty list, emptied: swapped in so marking sockets dirty does not allocate.
     dirty_spare: Vec<SockId>,
-    /// Datagrams of this shard's UDP sockets waiting for `UdpSend`.
-    udp_out: Vec<udp::Outgoing>,
 }
 
 struct Layer {
@@ -447,12 +437,6 @@ struct Layer {
     ports: RwLock<HashMap<u16, Vec<Arc<PortSock>>>>,
     /// Round-robin shard choice for connects from threads with no home shard.
     next_connect: AtomicUsize,
-    /// The UDP socket bound to each dataplane port.
-    udp: RwLock<HashMap<u16, Arc<udp::UdpSock>>>,
-    /// Where the next ephemeral UDP port search starts.
-    next_ephemeral: AtomicUsize,
-    /// Largest UDP payload one datagram carries (one frame; the dataplane does not fragment).
-    max_udp: usize,
     _port: Port,
 }
 
@@ -482,7 +466,6 @@ impl Layer {
             queues.push(lent::SendQueue(port.open_queue(q).map_err(|e| e.to_string())?));
         }
         let nic_fds = queues.iter().filter_map(|q| q.0.poll_fd()).collect();
-        let max_udp = queues.first_mut().map_or(0, |q| q.0.dataplane().max_udp_payload());
         let spin = std::env::var("IX_SPIN_US")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -510,7 +493,6 @@ impl Layer {
                     connects: Vec::new(),
                     address,
                     dirty_spare: Vec::new(),
-                    udp_out: Vec::new(),
                 })
             })
             .collect();
@@ -523,9 +505,6 @@ impl Layer {
             fds: RwLock::new(HashMap::new()),
             ports: RwLock::new(HashMap::new()),
             next_connect: AtomicUsize::new(0),
-            udp: RwLock::new(HashMap::new()),
-            next_ephemeral: AtomicUsize::new(std::process::id() as usize),
-            max_udp,
             _port: port,
         })
     }
@@ -540,10 +519,6 @@ impl Layer {
 
     fn fds_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<RawFd, Loc>> {
         self.fds.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn udp_ports_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u16, Arc<udp::UdpSock>>> {
-        self.udp.write().unwrap_or_else(|p| p.into_inner())
     }
 
     fn ports_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u16, Vec<Arc<PortSock>>>> {
@@ -637,8 +612,7 @@ impl Shard {
         let pending = self.queue.0.dataplane().has_pending_work()
             || !self.dirty.is_empty()
             || !self.connects.is_empty()
-            || !self.pending.is_empty()
-            || !self.udp_out.is_empty();
+            || !self.pending.is_empty();
         if pending {
             WORK_PENDING.fetch_or(self.bit(), Ordering::Release);
         } else {
@@ -705,19 +679,8 @@ fn ret_errno(r: Ret) -> Errno {
 /// One owned command of a cycle (borrowed buffers live in `bufs`).
 enum Cmd {
     Plain(Pending),
-    Sendv {
-        handle: u64,
-        id: SockId,
-        bufs: arrayvec::ArrayVec<AppBuf, { sendbuf::MAX_SLICES }>,
-    },
-    Connect {
-        id: SockId,
-        dst: Endpoint,
-    },
-    /// The `k`-th datagram of the cycle's outgoing ones.
-    UdpSend {
-        k: usize,
-    },
+    Sendv { handle: u64, id: SockId, bufs: arrayvec::ArrayVec<AppBuf, { sendbuf::MAX_SLICES }> },
+    Connect { id: SockId, dst: Endpoint },
 }
 
 impl Shard {
@@ -734,10 +697,6 @@ impl Shard {
         dirty.dedup();
         let mut cmds: Vec<Cmd> = self.pending.drain(..).map(Cmd::Plain).collect();
         cmds.extend(self.connects.drain(..).map(|(id, dst)| Cmd::Connect { id, dst }));
-        let outgoing = std::mem::take(&mut self.udp_out);
-        let slices: Vec<[std::io::IoSlice<'_>; 1]> =
-            outgoing.iter().map(|o| [std::io::IoSlice::new(&o.payload)]).collect();
-        cmds.extend((0..outgoing.len()).map(|k| Cmd::UdpSend { k }));
         for &id in &dirty {
             let Some(s) = self.get(id) else { continue };
             let c = &mut s.conn;
@@ -767,14 +726,6 @@ impl Shard {
                         Pending::Abort { handle } => Command::TcpAbort { handle },
                         Pending::Keepalive { handle, enable } => Command::TcpKeepalive { handle, enable },
                         Pending::UdpDone { data } => Command::RecvDone { data: data as *const u8 },
-                        Pending::UdpBind { port } => Command::UdpBind { port },
-                        Pending::UdpUnbind { port } => Command::UdpUnbind { port },
-                    },
-                    Cmd::UdpSend { k } => Command::UdpSend {
-                        src_port: outgoing[*k].src_port,
-                        dst: outgoing[*k].dst,
-                        payload: &slices[*k],
-                        cookie: 0,
                     },
                     Cmd::Sendv { handle, bufs, .. } => Command::TcpSendv { handle: *handle, bufs },
                     Cmd::Connect { id, dst } => Command::TcpConnect { dst: *dst, cookie: id.0 },
@@ -847,17 +798,6 @@ impl Shard {
             Cmd::Plain(Pending::Listen { port, .. }) => {
                 if let Err(e) = ret {
                     log::warn!("libix: listening on dataplane port {port} failed: {e:?}");
-                }
-            }
-            Cmd::Plain(Pending::UdpBind { port }) => {
-                if let Err(e) = ret {
-                    log::warn!("libix: binding dataplane UDP port {port} failed: {e:?}");
-                }
-            }
-            Cmd::UdpSend { .. } => {
-                // A datagram the TX ring or the pool had no room for is lost, as UDP may lose it.
-                if let Err(e) = ret {
-                    log::debug!("udp send: {e:?}");
                 }
             }
             Cmd::Plain(_) => {}
@@ -984,7 +924,10 @@ impl Shard {
                     self.post(id);
                 }
             }
-            Event::UdpRecv { buf, src, dst_port } => udp::deliver(l, self, buf, src, dst_port),
+            Event::UdpRecv { buf, .. } => {
+                // No UDP socket lives on the dataplane yet (none is bound); give the buffer back regardless.
+                self.push(Pending::UdpDone { data: buf.ptr as usize });
+            }
             Event::UdpSent { .. } => {}
         }
     }
@@ -1144,10 +1087,6 @@ pub fn bind(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
         return Taken::No;
     }
     let Some(l) = layer() else { return Taken::No };
-    if (ip == l.address() || ip.is_unspecified()) && udp::is_udp_v4(fd) {
-        // A UDP socket bound to the dataplane's address, or to INADDR_ANY (both worlds).
-        return Taken::Yes(udp::take(l, fd, addr.port(), ip.is_unspecified()).map(|_| ()));
-    }
     if (ip != l.address() && !ip.is_unspecified()) || !is_tcp_v4(fd) {
         return Taken::No;
     }
@@ -1339,10 +1278,6 @@ pub fn connect(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
         return Taken::No;
     }
     if fdmap::is_dataplane(fd) {
-        if let Some(Ok(Loc::Udp(u))) = layer().map(|l| l.lookup(fd)) {
-            let l = layer().expect("a dataplane fd");
-            return Taken::Yes(udp::connect(l, &u, Some(addr)));
-        }
         return Taken::Yes(connect_existing(fd));
     }
     let ip = *addr.ip();
@@ -1350,10 +1285,6 @@ pub fn connect(fd: RawFd, addr: SocketAddrV4) -> Taken<()> {
         return Taken::No;
     }
     let Some(l) = layer() else { return Taken::No };
-    if udp::takes_implicit(l, fd, addr) {
-        // An unbound UDP socket connecting into the subnet: bound implicitly to the dataplane's address.
-        return Taken::Yes(udp::take(l, fd, 0, false).and_then(|u| udp::connect(l, &u, Some(addr))));
-    }
     if !l.in_subnet(ip) || !is_tcp_v4(fd) {
         return Taken::No;
     }
@@ -1395,8 +1326,6 @@ fn connect_existing(fd: RawFd) -> Result<(), Errno> {
             // Bound to the dataplane's address: its connects take a source port of the dataplane's choosing, so
             // a bound socket cannot connect (yet).
             Loc::Port(_) => return Err(libc::EOPNOTSUPP),
-            // `connect` takes UDP sockets before this.
-            Loc::Udp(_) => return Err(libc::EINVAL),
         };
         let mut g = l.shard(shard);
         let s = g.get(id).ok_or(libc::EBADF)?;
@@ -1430,59 +1359,8 @@ fn conn_of(l: &Layer, fd: RawFd, not_conn: Errno) -> Result<(usize, SockId), Err
             set_home(shard);
             Ok((shard, id))
         }
-        Loc::Port(_) | Loc::Udp(_) => Err(not_conn),
+        Loc::Port(_) => Err(not_conn),
     }
-}
-
-/// `connect(fd, AF_UNSPEC)`: a UDP socket forgets its peer (a TCP one is not disconnected this way here).
-pub fn disconnect(fd: RawFd) -> Result<(), Errno> {
-    let l = layer().ok_or(libc::EBADF)?;
-    let _inside = InsideGuard::enter();
-    match l.lookup(fd)? {
-        Loc::Udp(u) => udp::connect(l, &u, None),
-        _ => Err(libc::EAFNOSUPPORT),
-    }
-}
-
-/// Whether `sendto`/`sendmsg` on kernel socket `fd` to `dst` takes it to the dataplane (an unbound UDP socket
-/// sending into the dataplane's subnet is bound implicitly to the dataplane's address); the caller then sends
-/// through [`send_to`].
-pub fn sendto_takes(fd: RawFd, dst: SocketAddrV4) -> Result<bool, Errno> {
-    if inside() || fdmap::is_dataplane(fd) {
-        return Ok(false);
-    }
-    let Some(l) = layer() else { return Ok(false) };
-    if !l.in_subnet(*dst.ip()) {
-        return Ok(false);
-    }
-    let _inside = InsideGuard::enter();
-    if !udp::takes_implicit(l, fd, dst) {
-        return Ok(false);
-    }
-    udp::take(l, fd, 0, false).map(|_| true)
-}
-
-/// `recvfrom`/`recvmsg`: as [`recv`], with the sender of a UDP datagram (`from`; for TCP `None`: the caller
-/// asks `getpeername`) and whether it was truncated.
-pub fn recv_msg(fd: RawFd, bufs: &mut [&mut [u8]], flags: i32) -> Result<(usize, Option<SocketAddrV4>, bool), Errno> {
-    let l = layer().ok_or(libc::EBADF)?;
-    if let Loc::Udp(u) = l.lookup(fd)? {
-        let _inside = InsideGuard::enter();
-        let d = udp::recv(l, &u, bufs, flags)?;
-        return Ok((d.len, Some(d.from), d.truncated));
-    }
-    recv(fd, bufs, flags).map(|n| (n, None, false))
-}
-
-/// `sendto`/`sendmsg`: as [`send`]; `dst` is a UDP datagram's destination (ignored on a TCP connection, as
-/// Linux does).
-pub fn send_to(fd: RawFd, bufs: &[&[u8]], dontwait: bool, dst: Option<SocketAddrV4>) -> Result<usize, Errno> {
-    let l = layer().ok_or(libc::EBADF)?;
-    if let Loc::Udp(u) = l.lookup(fd)? {
-        let _inside = InsideGuard::enter();
-        return udp::send(l, &u, bufs, dst);
-    }
-    send(fd, bufs, dontwait)
 }
 
 /// `recv` family: copies into `bufs`. `flags`: MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL (a blocking call waits until
@@ -1490,9 +1368,6 @@ pub fn send_to(fd: RawFd, bufs: &[&[u8]], dontwait: bool, dst: Option<SocketAddr
 pub fn recv(fd: RawFd, bufs: &mut [&mut [u8]], flags: i32) -> Result<usize, Errno> {
     let l = layer().ok_or(libc::EBADF)?;
     let _inside = InsideGuard::enter();
-    if let Loc::Udp(u) = l.lookup(fd)? {
-        return udp::recv(l, &u, bufs, flags).map(|d| d.len);
-    }
     let want: usize = bufs.iter().map(|b| b.len()).sum();
     let peek = flags & libc::MSG_PEEK != 0;
     let mut got = 0;
@@ -1600,9 +1475,6 @@ pub const EPIPE_SIGNAL: Errno = -libc::EPIPE;
 pub fn send(fd: RawFd, bufs: &[&[u8]], dontwait: bool) -> Result<usize, Errno> {
     let l = layer().ok_or(libc::EBADF)?;
     let _inside = InsideGuard::enter();
-    if let Loc::Udp(u) = l.lookup(fd)? {
-        return udp::send(l, &u, bufs, None);
-    }
     let want: usize = bufs.iter().map(|b| b.len()).sum();
     let mut sent = 0;
     let mut timeout = None;
@@ -1715,7 +1587,6 @@ pub fn close(fd: RawFd) -> Result<(), Errno> {
     match loc {
         Loc::Conn { shard, id } => close_conn(l, fd, shard, id),
         Loc::Port(p) => close_port(l, fd, &p),
-        Loc::Udp(u) => udp::close(l, fd, &u),
     }
     kernel::close(fd);
     drive();
@@ -1812,7 +1683,6 @@ fn close_port(l: &Layer, fd: RawFd, p: &Arc<PortSock>) {
 enum SockRef<'a> {
     Conn(&'a mut Shard, SockId),
     Port(&'a PortSock, &'a mut PortState),
-    Udp(&'a udp::UdpSock, &'a mut udp::UdpState),
 }
 
 impl SockRef<'_> {
@@ -1820,7 +1690,6 @@ impl SockRef<'_> {
         match self {
             SockRef::Conn(g, id) => &mut g.sock(*id).o,
             SockRef::Port(_, st) => &mut st.o,
-            SockRef::Udp(_, st) => &mut st.o,
         }
     }
 }
@@ -1840,10 +1709,6 @@ fn with_sock<R>(fd: RawFd, f: impl FnOnce(SockRef<'_>) -> Result<R, Errno>) -> R
         Loc::Port(p) => {
             let mut st = p.lock();
             f(SockRef::Port(&p, &mut st))
-        }
-        Loc::Udp(u) => {
-            let mut st = u.lock();
-            f(SockRef::Udp(&u, &mut st))
         }
     }
 }
@@ -1866,13 +1731,6 @@ pub fn name(fd: RawFd, local: bool) -> Result<SocketAddrV4, Errno> {
             (true, None) => Ok(p.local),
             (false, _) => Err(libc::ENOTCONN),
         },
-        SockRef::Udp(u, st) => {
-            if local {
-                Ok(udp::local(u))
-            } else {
-                st.peer.ok_or(libc::ENOTCONN)
-            }
-        }
     })
 }
 
@@ -1914,19 +1772,12 @@ pub fn getsockopt(fd: RawFd, level: i32, name: i32) -> Result<OptValue, Errno> {
                     st.post();
                     0
                 }
-                SockRef::Udp(..) => 0,
-            },
-            (libc::SOL_SOCKET, libc::SO_TYPE) if matches!(r, SockRef::Udp(..)) => libc::SOCK_DGRAM,
-            (libc::SOL_SOCKET, libc::SO_PROTOCOL) if matches!(r, SockRef::Udp(..)) => libc::IPPROTO_UDP,
-            (libc::SOL_SOCKET, libc::SO_RCVBUF) if matches!(r, SockRef::Udp(..)) => match r {
-                SockRef::Udp(_, st) => st.rcvbuf as i32,
-                _ => 0,
             },
             (libc::SOL_SOCKET, libc::SO_TYPE) => libc::SOCK_STREAM,
             (libc::SOL_SOCKET, libc::SO_DOMAIN) => libc::AF_INET,
             (libc::SOL_SOCKET, libc::SO_PROTOCOL) => libc::IPPROTO_TCP,
             (libc::SOL_SOCKET, libc::SO_ACCEPTCONN) => match r {
-                SockRef::Conn(..) | SockRef::Udp(..) => 0,
+                SockRef::Conn(..) => 0,
                 SockRef::Port(_, st) => st.listener as i32,
             },
             // The NIC queue the connection's packets arrive on, numbered from 1 as Linux numbers NAPI contexts (0:
@@ -1934,7 +1785,6 @@ pub fn getsockopt(fd: RawFd, level: i32, name: i32) -> Result<OptValue, Errno> {
             // groups).
             (libc::SOL_SOCKET, libc::SO_INCOMING_NAPI_ID) => match r {
                 SockRef::Conn(g, id) => g.sock(id).conn.queue as i32 + 1,
-                SockRef::Udp(u, _) => u.shard as i32 + 1,
                 SockRef::Port(..) => 0,
             },
             (libc::SOL_SOCKET, libc::SO_SNDBUF) => r.opts().sndbuf as i32,
@@ -1959,18 +1809,6 @@ pub fn setsockopt(fd: RawFd, level: i32, name: i32, value: &[u8]) -> Result<(), 
             // Keep the kernel half of a dual listener in step (SO_REUSEADDR, SO_RCVTIMEO, SO_LINGER, ...: the
             // option's own bytes, so that the kernel's connections inherit them too); its errors are not ours.
             let _ = kernel::setsockopt_bytes(*k, level, name, value);
-        }
-        if let SockRef::Udp(udp::UdpSock { kernel: Some(k), .. }, _) = r {
-            // The kernel half of an INADDR_ANY socket, as for a dual listener.
-            let _ = kernel::setsockopt_bytes(*k, level, name, value);
-        }
-        if let SockRef::Udp(_, st) = &mut r {
-            if level == libc::SOL_SOCKET && name == libc::SO_RCVBUF && value.len() >= 4 {
-                // As Linux: doubled (for bookkeeping overhead), with its minimum.
-                let v = i32::from_ne_bytes([value[0], value[1], value[2], value[3]]);
-                st.rcvbuf = (v.max(1152) as usize).saturating_mul(2);
-                return Ok(());
-            }
         }
         let s = r.opts();
         if level == libc::SOL_SOCKET && name == libc::SO_LINGER {
@@ -2063,8 +1901,6 @@ pub fn ioctl(fd: RawFd, request: u64, arg: &mut i32) -> Result<(), Errno> {
         r_ if r_ == libc::FIONREAD => {
             *arg = match r {
                 SockRef::Conn(g, id) => g.sock(id).conn.rx_bytes.min(i32::MAX as usize) as i32,
-                // The size of the next datagram, as Linux's UDP.
-                SockRef::Udp(u, st) => st.next_len_any(u).min(i32::MAX as usize) as i32,
                 SockRef::Port(..) => 0,
             };
             Ok(())
@@ -2095,7 +1931,6 @@ pub fn poll_revents(fd: RawFd, events: i16) -> i16 {
                 let (rd, wr) = st.readiness();
                 (rd, wr, None)
             }
-            SockRef::Udp(u, st) => (st.readable_any(u), true, None),
         };
         let mut rev = 0;
         if readable && events & libc::POLLIN != 0 {
@@ -2139,11 +1974,6 @@ pub fn watch(fd: RawFd, sink: &Arc<ReadySink>, mask: i16, edge: bool) -> bool {
             st.n.watch(fd, sink, mask, edge);
             st.post();
             Ok(st.kernel.is_some())
-        }
-        SockRef::Udp(u, st) => {
-            st.n.watch(fd, sink, mask, edge);
-            st.post();
-            Ok(u.kernel.is_some())
         }
     })
     .unwrap_or(true)
