@@ -808,7 +808,7 @@ impl Shard {
         let q = self.index;
         match ev {
             Event::TcpKnock { handle, remote, local_port } => {
-                let Some(listener) = listener_for(l, local_port, remote, q) else {
+                let Some(listener) = listener_for(l, local_port, remote) else {
                     self.push(Pending::Reject { handle });
                     return;
                 };
@@ -933,22 +933,13 @@ impl Shard {
     }
 }
 
-/// The listener that takes a connection from `remote` on `port`, arriving on queue `shard`: among the port's
-/// listening sockets (several with SO_REUSEPORT, in the order they were bound), those paired with the queue
-/// (listener `k` with queue `k % queues`, when the group has a listener for it), then one of them by a hash of the
-/// peer, so a flow always lands on the same one. The pairing is IX's arrangement: with one SO_REUSEPORT listener
-/// per thread and as many threads as queues (`memcached-patch/`), each thread accepts the connections of one queue
-/// and so serves flows its own loop drives (owner == user).
-fn listener_for(l: &Layer, port: u16, remote: Endpoint, shard: usize) -> Option<Arc<PortSock>> {
+/// The listener that takes a connection from `remote` on `port`: among the port's listening sockets (several
+/// with SO_REUSEPORT), one chosen by a hash of the peer, so a flow always lands on the same one.
+fn listener_for(l: &Layer, port: u16, remote: Endpoint) -> Option<Arc<PortSock>> {
     let socks = l.port_socks(port);
-    let mut listening: Vec<Arc<PortSock>> = socks.into_iter().filter(|p| p.lock().listening()).collect();
+    let listening: Vec<Arc<PortSock>> = socks.into_iter().filter(|p| p.lock().listening()).collect();
     if listening.is_empty() {
         return None;
-    }
-    let queues = l.shards.len().max(1);
-    if queues > 1 && listening.len() > shard % queues {
-        listening =
-            listening.into_iter().enumerate().filter(|(k, _)| k % queues == shard % queues).map(|(_, p)| p).collect();
     }
     let h =
         u32::from_be_bytes(remote.addr.0).wrapping_mul(0x9e37_79b1) ^ (remote.port as u32).wrapping_mul(0x85eb_ca6b);
