@@ -15,6 +15,9 @@ use dataplane::wire::{Ipv4Address, Ipv4Cidr};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
+mod common;
+use common::{pattern, run};
+
 const SERVER_IP: Ipv4Address = Ipv4Address([198, 18, 0, 1]);
 const CLIENT_IP: Ipv4Address = Ipv4Address([198, 18, 0, 2]);
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x22];
@@ -92,25 +95,6 @@ fn setup(steering: bool) -> Setup {
     };
     let queues = [client_queue(c0, 0), client_queue(c1, 1)];
     Setup { server, queues, probes }
-}
-
-fn run(dp: &mut Dataplane, now: Instant, cmds: &[Command<'_>], ev: &mut Events) -> Vec<Result<u64, Ret>> {
-    let mut rets = vec![Ok(0); cmds.len()];
-    ev.reset(usize::MAX);
-    dp.run_io(now, cmds, &mut rets, ev);
-    rets
-}
-
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[derive(Debug, Default)]

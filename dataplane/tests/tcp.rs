@@ -1,7 +1,7 @@
 //! TCP between two dataplanes over the in-memory wire, with fault schedules drawn from seeds (printed on
 //! failure): every transfer must arrive byte-exact, both sides must close cleanly, and every mbuf must come
 //! home. Time is simulated.
-use dataplane::api::{AppBuf, CmdResult, Command, DeadReason, Endpoint, Event, Events, Ret};
+use dataplane::api::{AppBuf, Command, DeadReason, Endpoint, Event, Events, Ret};
 use dataplane::dataplane::{Dataplane, DataplaneConfig};
 use dataplane::mbuf::MbufPool;
 use dataplane::nic::wire::{FaultConfig, WireLink, WireProbe};
@@ -9,6 +9,9 @@ use dataplane::stats::Counter;
 use dataplane::time::{Duration, Instant};
 use dataplane::wire::{Ipv4Address, Ipv4Cidr};
 use proptest::prelude::*;
+
+mod common;
+use common::{pattern, run};
 
 const SERVER_IP: Ipv4Address = Ipv4Address([198, 18, 0, 1]);
 const CLIENT_IP: Ipv4Address = Ipv4Address([198, 18, 0, 2]);
@@ -18,25 +21,6 @@ const PORT: u16 = 7;
 fn node(end: dataplane::nic::wire::WireEnd, ip: Ipv4Address) -> Dataplane {
     let pool = MbufPool::new(FRAMES, false).expect("pool");
     Dataplane::new(Box::new(end), pool, &DataplaneConfig::new(Ipv4Cidr::new(ip, 24).unwrap()))
-}
-
-fn run(dp: &mut Dataplane, now: Instant, cmds: &[Command<'_>], ev: &mut Events) -> Vec<CmdResult> {
-    let mut rets = vec![Ok(0); cmds.len()];
-    ev.reset(usize::MAX);
-    dp.run_io(now, cmds, &mut rets, ev);
-    rets
-}
-
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Echo server state: everything received, kept at a stable address (reserved up front) so it can be sent

@@ -21,6 +21,21 @@ use crate::wire::{checksum, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacke
 const IP_LEN: usize = 20;
 /// Most timers (about four per connection).
 const TIMER_CAPACITY: usize = 1 << 20;
+
+/// A connection step's output context: the cycle's time, TX room and pool, and the stack's segment list and
+/// tunables. A macro rather than a method because the connection being stepped is borrowed from `self.slots`
+/// meanwhile (the expansion borrows only the fields it names).
+macro_rules! cx {
+    ($stack:expr, $io:expr) => {
+        Cx {
+            now: $io.now,
+            tx_room: $io.tx.remaining_capacity(),
+            pool: $io.pool,
+            out: &mut $stack.out,
+            cfg: &$stack.cfg,
+        }
+    };
+}
 /// First and last ephemeral port (IANA, RFC 6335).
 const EPHEMERAL: (u16, u16) = crate::steer::EPHEMERAL_PORTS;
 
@@ -274,8 +289,7 @@ impl TcpStack {
         let Some(local_port) = self.pick_port(dst) else { return Err(Ret::Again) };
         let key = FlowKey { remote: dst.addr.to_u32(), remote_port: dst.port, local_port };
         let iss = self.isn(&key, io.now);
-        let mut cx =
-            Cx { now: io.now, tx_room: io.tx.remaining_capacity(), pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+        let mut cx = cx!(self, io);
         let mut conn = Conn::connect(local_port, dst, iss, self.our_mss, &mut cx);
         conn.cookie = cookie;
         let slot = self.alloc_slot(conn);
@@ -581,8 +595,7 @@ impl TcpStack {
             return self.emit_segment(link, io, key.local_port, remote, &e, None);
         }
         let iss = self.isn(&key, io.now);
-        let mut cx =
-            Cx { now: io.now, tx_room: io.tx.remaining_capacity(), pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+        let mut cx = cx!(self, io);
         let mut conn = Conn::accept_syn(key.local_port, remote, iss, self.our_mss, seg, &mut cx);
         conn.listener = Some(key.local_port);
         let slot = self.alloc_slot(conn);
@@ -618,8 +631,7 @@ impl TcpStack {
             return io.stats.inc(Counter::TcpBacklogDrops);
         }
         l.waiting += 1;
-        let mut cx =
-            Cx { now: io.now, tx_room: io.tx.remaining_capacity(), pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+        let mut cx = cx!(self, io);
         let mut conn = Conn::from_cookie(key.local_port, remote, seg, mss, &mut cx);
         conn.listener = Some(key.local_port);
         conn.up = true;
@@ -640,8 +652,7 @@ impl TcpStack {
             return;
         };
         let was_syn_received = conn.state == State::SynReceived;
-        let mut cx =
-            Cx { now: io.now, tx_room: io.tx.remaining_capacity(), pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+        let mut cx = cx!(self, io);
         let res = conn.input(seg, payload, &mut cx);
         self.after_input(slot, res, was_syn_received, link, io);
     }
@@ -742,8 +753,7 @@ impl TcpStack {
 
     fn run_output(&mut self, slot: u32, link: &mut Link, io: &mut Io<'_>) {
         let Some(conn) = self.slots[slot as usize].conn.as_mut() else { return };
-        let mut cx =
-            Cx { now: io.now, tx_room: io.tx.remaining_capacity(), pool: io.pool, out: &mut self.out, cfg: &self.cfg };
+        let mut cx = cx!(self, io);
         conn.output(&mut cx);
         self.emit_pending(slot, link, io);
         self.mark_dirty(slot);
@@ -890,13 +900,7 @@ impl TcpStack {
         match kind {
             TimerKind::Retransmit => {
                 let Some(conn) = self.slots[slot as usize].conn.as_mut() else { return };
-                let mut cx = Cx {
-                    now: io.now,
-                    tx_room: io.tx.remaining_capacity(),
-                    pool: io.pool,
-                    out: &mut self.out,
-                    cfg: &self.cfg,
-                };
+                let mut cx = cx!(self, io);
                 io.stats.inc(Counter::TcpRetransmitTimeouts);
                 match conn.on_retransmit_timeout(&mut cx) {
                     Some(reason) => {
@@ -913,26 +917,14 @@ impl TcpStack {
             TimerKind::DelayedAck => {
                 let Some(conn) = self.slots[slot as usize].conn.as_mut() else { return };
                 if conn.ack_delayed() || conn.ack_now {
-                    let mut cx = Cx {
-                        now: io.now,
-                        tx_room: io.tx.remaining_capacity(),
-                        pool: io.pool,
-                        out: &mut self.out,
-                        cfg: &self.cfg,
-                    };
+                    let mut cx = cx!(self, io);
                     conn.send_ack(&mut cx);
                     self.emit_pending(slot, link, io);
                 }
             }
             TimerKind::LossProbe => {
                 let Some(conn) = self.slots[slot as usize].conn.as_mut() else { return };
-                let mut cx = Cx {
-                    now: io.now,
-                    tx_room: io.tx.remaining_capacity(),
-                    pool: io.pool,
-                    out: &mut self.out,
-                    cfg: &self.cfg,
-                };
+                let mut cx = cx!(self, io);
                 conn.on_loss_timer(&mut cx);
                 io.stats.inc(Counter::TcpLossTimers);
                 self.emit_pending(slot, link, io);
@@ -964,13 +956,7 @@ impl TcpStack {
                     return self.free_slot(slot, io);
                 }
                 conn.keepalive_probes += 1;
-                let mut cx = Cx {
-                    now: io.now,
-                    tx_room: io.tx.remaining_capacity(),
-                    pool: io.pool,
-                    out: &mut self.out,
-                    cfg: &self.cfg,
-                };
+                let mut cx = cx!(self, io);
                 conn.send_keepalive(&mut cx);
                 io.stats.inc(Counter::TcpKeepalivesSent);
                 self.emit_pending(slot, link, io);
@@ -1003,13 +989,7 @@ impl TcpStack {
             let cfg = self.cfg;
             let Some(conn) = self.slots[slot as usize].conn.as_mut() else { continue };
             conn.dirty = false;
-            let mut cx = Cx {
-                now: io.now,
-                tx_room: io.tx.remaining_capacity(),
-                pool: io.pool,
-                out: &mut self.out,
-                cfg: &self.cfg,
-            };
+            let mut cx = cx!(self, io);
             let owed = conn.ack_now;
             let sent_data = conn.output(&mut cx);
             // Data segments carry the ACK, but not SACK blocks (no room under the MSS): with out-of-order data
