@@ -1612,13 +1612,11 @@ impl Inner {
     /// Before a persistent event's callback: its next timeout, one interval after the deadline that fired (or
     /// after now, when it fired for another reason or fell behind).
     fn persist_reschedule(&mut self, ev: EvPtr) {
+        // The interval is stored normalized (`set_persist_interval`), so a nonzero timeval is a nonzero interval.
         if !ev.has_persist_interval() {
             return;
         }
         let interval = ev.persist_interval();
-        if !interval.is_set() {
-            return;
-        }
         let now = self.gettime();
         let relative_to = if ev.res() & EV_TIMEOUT != 0 { ev.deadline() } else { now };
         let mut run_at = relative_to.plus(interval);

@@ -244,32 +244,24 @@ impl Poller for Epoll {
                 r => r,
             };
         }
-        if old.mask != 0 {
-            if !old.disarmed && epoll_bits(old) == bits {
-                return Ok(());
-            }
-            // MOD (which also re-arms a disarmed registration), retried as ADD when the fd was closed and reopened
-            // meanwhile (MOD finds a registration by file and fd number: a stale one of another file never passes).
-            match ctl(libc::EPOLL_CTL_MOD) {
+        // What the kernel holds for the fd: the registration the caller knows of (0 for a disarmed one, which must
+        // be re-armed even with the same bits; `bits` is never 0 here), else one lingering since its events were
+        // deleted before this wait (same file: a close would have removed it).
+        let held =
+            if old.mask != 0 { Some(if old.disarmed { 0 } else { epoll_bits(old) }) } else { self.lingering.take(fd) };
+        match held {
+            Some(b) if b == bits => Ok(()),
+            // MOD, retried as ADD when the fd was closed and reopened meanwhile (MOD finds a registration by file and
+            // fd number: a stale one of another file never passes).
+            Some(_) => match ctl(libc::EPOLL_CTL_MOD) {
                 Err(e) if err(&e) == libc::ENOENT => ctl(libc::EPOLL_CTL_ADD),
                 r => r,
-            }
-        } else if let Some(kept) = self.lingering.take(fd) {
-            // Deleted and re-added before the next wait: still registered, with the same file (a close would
-            // have removed it). The same bits cost nothing; other bits one MOD.
-            if kept == bits {
-                return Ok(());
-            }
-            match ctl(libc::EPOLL_CTL_MOD) {
-                Err(e) if err(&e) == libc::ENOENT => ctl(libc::EPOLL_CTL_ADD),
-                r => r,
-            }
-        } else {
+            },
             // ADD, retried as MOD for the dup2() quirk (a closed fd's epitem lingers while a dup is open).
-            match ctl(libc::EPOLL_CTL_ADD) {
+            None => match ctl(libc::EPOLL_CTL_ADD) {
                 Err(e) if err(&e) == libc::EEXIST => ctl(libc::EPOLL_CTL_MOD),
                 r => r,
-            }
+            },
         }
     }
 
