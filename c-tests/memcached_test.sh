@@ -5,7 +5,7 @@
 #   MODE patched: the same with memcached-patch/*.patch (each worker accepts and serves its own connections)
 # A Linux client in the test host's namespace reaches it through the dataplane: text and binary protocol
 # (every command, values 0 B .. 1 MiB), 100,000 keys written and read back, stats; while a kernel client on
-# 127.0.0.1 uses the same instance; then 100 connections hammering for a bounded time with zero errors. Afterwards
+# 127.0.0.1 uses the same instance; a get through memcached's UDP protocol (-U, INADDR_ANY) on both worlds; then 100 connections hammering for a bounded time with zero errors. Afterwards
 # no connection, fd or mbuf is left over, and SIGTERM ends memcached cleanly.
 # Usage: memcached_test.sh MODE THREADS BUILD_DIR        (root)
 set -euo pipefail
@@ -27,6 +27,11 @@ fail() {
     echo "--- memcached/libix log (tail)" >&2
     tail -30 "$work/memcached.log" >&2 || true
     "$bin/ixctl" --dir "$work" stats 2>&1 | grep -E "tcp_|pool_|mbufs_|drop_" >&2 || true
+    # A stall is diagnosed from where memcached's threads wait.
+    if [ -n "${MC:-}" ] && kill -0 "$MC" 2>/dev/null && command -v gdb >/dev/null; then
+        echo "--- memcached threads" >&2
+        timeout 60 gdb -p "$MC" -batch -ex "thread apply all bt 12" 2>/dev/null | grep -E "^Thread|^#" >&2 || true
+    fi
     exit 1
 }
 
@@ -43,7 +48,9 @@ esac
 
 # A kernel port nobody uses (the INADDR_ANY listener binds it on the kernel side too; tests run in parallel).
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-args=(-u root -t "$threads" -p "$port" -U 0 -m 1024 -I 2m -c 4096)
+# UDP too (memcached's UDP protocol: an 8-byte frame header per datagram), on INADDR_ANY: dataplane and kernel.
+udp_port="$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+args=(-u root -t "$threads" -p "$port" -U "$udp_port" -m 1024 -I 2m -c 4096)
 if [ "$mode" = stock ]; then
     "$bin/ixrun" --iface "$TH_LOCAL" --ip "$TH_DP_IP/24" --stats-dir "$work" --log info -- \
         "${memcached[@]}" "${args[@]}" >"$work/memcached.log" 2>&1 &
@@ -106,6 +113,28 @@ while not data.endswith(b"END\r\n"):
 assert data == b"VALUE crossworld 7 9\r\ndataplane\r\nEND\r\n", data
 print("dataplane write -> kernel read: ok")
 PY
+# UDP: the same key read through memcached's UDP protocol, over the dataplane and over the kernel.
+udp_get='
+import socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+for attempt in range(5):
+    rid = 4242 + attempt
+    s.sendto(struct.pack("!HHHH", rid, 0, 1, 0) + b"get crossworld\r\n", (host, port))
+    try:
+        data, _ = s.recvfrom(65536)
+    except socket.timeout:
+        continue
+    req, seq, total, _ = struct.unpack("!HHHH", data[:8])
+    assert (req, seq, total) == (rid, 0, 1), (req, seq, total)
+    assert data[8:] == b"VALUE crossworld 7 9\r\ndataplane\r\nEND\r\n", data
+    print(f"udp get via {host}: ok")
+    sys.exit(0)
+sys.exit(f"udp get via {host}: no answer")
+'
+in_ns python3 -c "$udp_get" "$TH_DP_IP" "$udp_port" || fail "UDP get over the dataplane"
+python3 -c "$udp_get" 127.0.0.1 "$udp_port" || fail "UDP get over the kernel"
 # 3. 100 connections hammering, bounded.
 dp load --conns 100 --seconds "$load_seconds" || fail "100 connections under load"
 

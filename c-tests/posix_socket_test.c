@@ -1,4 +1,4 @@
-/* POSIX TCP sockets against the Linux TCP stack: plain POSIX C, no libix header. Run under LD_PRELOAD=libix.so
+/* POSIX TCP and UDP sockets against the Linux stack: plain POSIX C, no libix header. Run under LD_PRELOAD=libix.so
  * (the sockets on the dataplane's address become dataplane sockets) and, as the control, without it on a kernel
  * that owns the same address: both runs must pass, which shows the test checks POSIX behaviour.
  *
@@ -1252,6 +1252,427 @@ static int case_bad_input(void)
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
+/* ---- UDP ---- */
+/* c-tests/peer.py's UDP payload: pattern(size, seq). */
+static void udp_pat(unsigned char *b, size_t n, int seq)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (unsigned char)((seq * 131 + (int)i * 7 + (int)(i >> 8)) & 0xFF);
+}
+
+static int udp_socket_on(const char *ip, int port)
+{
+	int s = track(socket(AF_INET, SOCK_DGRAM, 0));
+	if (s < 0 || !ip)
+		return s;
+	struct sockaddr_in a = sin_of(ip, port);
+	return bind(s, (struct sockaddr *)&a, sizeof a) == 0 ? s : -1;
+}
+
+/* 12. UDP server role: a Linux client's echo check (every size 1..1472) served with recvfrom/sendto; datagram
+ * boundaries, MSG_TRUNC/MSG_PEEK, FIONREAD, EAGAIN, blocking reads with SO_RCVTIMEO, poll/select readiness. */
+static int case_udp_server(void)
+{
+	int port = base_port;
+	int s = udp_socket_on(NULL, 0);
+	CHECK(s >= 0, "UDP socket");
+	int one = 1, rcvbuf = 1 << 18;
+	CHECK(setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0, "SO_REUSEADDR");
+	struct sockaddr_in a = sin_of(dp_ip, port);
+	CHECK(bind(s, (struct sockaddr *)&a, sizeof a) == 0, "bind %s:%d", dp_ip, port);
+	CHECK(setsockopt(s, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0, "SO_RCVBUF");
+	CHECK(setsockopt(s, SOL_SOCKET, SO_SNDBUF, &rcvbuf, sizeof rcvbuf) == 0, "SO_SNDBUF");
+	int v = 0;
+	socklen_t vlen = sizeof v;
+	CHECK(getsockopt(s, SOL_SOCKET, SO_TYPE, &v, &vlen) == 0 && v == SOCK_DGRAM, "SO_TYPE %d", v);
+	vlen = sizeof v;
+	CHECK(getsockopt(s, SOL_SOCKET, SO_RCVBUF, &v, &vlen) == 0 && v >= rcvbuf, "SO_RCVBUF reads %d", v);
+	struct sockaddr_in n;
+	socklen_t nlen = sizeof n;
+	CHECK(getsockname(s, (struct sockaddr *)&n, &nlen) == 0 && same_ip(&n, dp_ip) && ntohs(n.sin_port) == port,
+	      "getsockname %s", fmt_sin(&n));
+	nlen = sizeof n;
+	CHECK_ERR(getpeername(s, (struct sockaddr *)&n, &nlen), ENOTCONN, "getpeername unconnected");
+	int s2 = track(socket(AF_INET, SOCK_DGRAM, 0));
+	CHECK_ERR(bind(s2, (struct sockaddr *)&a, sizeof a), EADDRINUSE, "second bind of the port");
+	CHECK(xclose(s2) == 0, "close");
+	/* Nothing queued: not readable, writable; EAGAIN without waiting. */
+	unsigned char buf[2048], want[2048];
+	CHECK(ioctl(s, FIONREAD, &v) == 0 && v == 0, "FIONREAD empty: %d", v);
+	CHECK_ERR(recv(s, buf, sizeof buf, MSG_DONTWAIT), EAGAIN, "recv MSG_DONTWAIT");
+	CHECK(fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK) == 0, "O_NONBLOCK");
+	CHECK_ERR(recvfrom(s, buf, sizeof buf, 0, NULL, NULL), EAGAIN, "non-blocking recvfrom");
+	CHECK(fcntl(s, F_SETFL, fcntl(s, F_GETFL) & ~O_NONBLOCK) == 0, "blocking again");
+	struct pollfd p = {.fd = s, .events = POLLIN | POLLOUT};
+	CHECK(poll(&p, 1, 0) == 1 && p.revents == POLLOUT, "poll empty: revents %#x", p.revents);
+	struct sockaddr_in dst = sin_of(peer_ip, 9);
+	CHECK_ERR(send(s, buf, 10, 0), EDESTADDRREQ, "send unconnected");
+	static unsigned char big[65508];
+	CHECK_ERR(sendto(s, big, sizeof big, 0, (struct sockaddr *)&dst, sizeof dst), EMSGSIZE, "65508-byte datagram");
+
+	/* A Linux client checks the echo of every size 1..1472 (retrying lost ones). */
+	pid_t cl = spawn_peer(NULL, "udp-client", dp_ip, num(port), "--sizes", "1-1472", NULL, NULL);
+	CHECK(cl > 0, "spawn udp-client");
+	int echoed = 0, status = -1;
+	long end = now_ms() + 60000;
+	while (now_ms() < end) {
+		p = (struct pollfd){.fd = s, .events = POLLIN};
+		if (poll(&p, 1, 50) == 1) {
+			CHECK(p.revents == POLLIN, "poll revents %#x", p.revents);
+			struct sockaddr_in from;
+			socklen_t flen = sizeof from;
+			ssize_t r = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
+			CHECK(r >= 1 && r <= 1472 && flen == sizeof from && same_ip(&from, peer_ip), "recvfrom %zd from %s",
+			      r, fmt_sin(&from));
+			CHECK(sendto(s, buf, (size_t)r, 0, (struct sockaddr *)&from, flen) == r, "echo %zd", r);
+			echoed++;
+			continue;
+		}
+		int st;
+		if (waitpid(cl, &st, WNOHANG) == cl) {
+			status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+			for (int i = 0; i < nchildren; i++)
+				if (children[i] == cl) {
+					close(child_out[i]);
+					children[i] = children[--nchildren];
+					child_out[i] = child_out[nchildren];
+				}
+			break;
+		}
+	}
+	CHECK(status == 0, "Linux udp-client status %d after %d echoes", status, echoed);
+	CHECK(echoed >= 1472, "echoed %d", echoed);
+
+	/* Three 32-byte datagrams: boundaries kept, PEEK, TRUNC, FIONREAD, recvmsg's name and MSG_TRUNC. */
+	CHECK(wait_child(spawn_peer(NULL, "udp-send", dp_ip, num(port), "--count", "3", NULL, NULL), 10000) == 0,
+	      "udp-send");
+	p = (struct pollfd){.fd = s, .events = POLLIN};
+	CHECK(poll(&p, 1, 5000) == 1 && p.revents == POLLIN, "readable after udp-send");
+	fd_set rs;
+	FD_ZERO(&rs);
+	FD_SET(s, &rs);
+	struct timeval tv = {1, 0};
+	CHECK(select(s + 1, &rs, NULL, NULL, &tv) == 1 && FD_ISSET(s, &rs), "select readable");
+	CHECK(ioctl(s, FIONREAD, &v) == 0 && v == 32, "FIONREAD = next datagram: %d", v);
+	udp_pat(want, 32, 0);
+	CHECK(recv(s, buf, 8, MSG_PEEK) == 8 && memcmp(buf, want, 8) == 0, "peek 8 of 32");
+	CHECK(recv(s, buf, 8, MSG_PEEK | MSG_TRUNC) == 32, "peek with MSG_TRUNC says the real length");
+	struct iovec iov[2] = {{buf, 4}, {buf + 4, 6}};
+	struct sockaddr_in from;
+	struct msghdr m = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = iov, .msg_iovlen = 2};
+	CHECK(recvmsg(s, &m, 0) == 10 && (m.msg_flags & MSG_TRUNC) && memcmp(buf, want, 10) == 0 &&
+		      same_ip(&from, peer_ip),
+	      "recvmsg truncated to 10, flags %#x, from %s", m.msg_flags, fmt_sin(&from));
+	udp_pat(want, 32, 1);
+	CHECK(recvfrom(s, buf, sizeof buf, 0, NULL, NULL) == 32 && memcmp(buf, want, 32) == 0, "second datagram");
+	udp_pat(want, 32, 2);
+	CHECK(read(s, buf, 4) == 4 && memcmp(buf, want, 4) == 0, "third datagram, read truncated");
+	CHECK(ioctl(s, FIONREAD, &v) == 0 && v == 0, "FIONREAD drained: %d", v);
+	CHECK_ERR(recv(s, buf, sizeof buf, MSG_DONTWAIT), EAGAIN, "drained");
+
+	/* Blocking reads: SO_RCVTIMEO passes with nothing; a sender wakes a blocked read. */
+	struct timeval rto = {0, 200000};
+	CHECK(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO");
+	long t0 = now_ms();
+	CHECK_ERR(recv(s, buf, sizeof buf, 0), EAGAIN, "SO_RCVTIMEO passes");
+	CHECK(now_ms() - t0 >= 150, "waited %ld ms", now_ms() - t0);
+	rto.tv_sec = 10;
+	rto.tv_usec = 0;
+	CHECK(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO 10 s");
+	pid_t sender = spawn_peer(NULL, "udp-send", dp_ip, num(port), "--count", "1", NULL, NULL);
+	udp_pat(want, 32, 0);
+	CHECK(recv(s, buf, sizeof buf, 0) == 32 && memcmp(buf, want, 32) == 0, "blocking recv woken by a sender");
+	CHECK(wait_child(sender, 10000) == 0, "udp-send");
+	CHECK(xclose(s) == 0, "close");
+	return 0;
+}
+
+/* 13. UDP client role against a Linux echo server: implicit bind by sendto, recvmsg/sendmsg, connected UDP
+ * (write/read, the peer filter, getpeername), connect(AF_UNSPEC), an explicit port-0 bind. */
+static int case_udp_client(void)
+{
+	int port = base_port + 1, mine = base_port + 2;
+	pid_t srv;
+	CHECK(peer_server(&srv, "udp-echo-server", num(port), "--seconds", "30", NULL) == 0, "Linux UDP echo server");
+	struct sockaddr_in to = sin_of(peer_ip, port);
+	unsigned char buf[2048], want[2048];
+	int c = udp_socket_on(NULL, 0);
+	CHECK(c >= 0, "UDP socket");
+	struct timeval rto = {3, 0};
+	CHECK(setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO");
+	static const int sizes[] = {1, 100, 1000, 1472};
+	for (int k = 0; k < 4; k++) {
+		int sz = sizes[k];
+		udp_pat(want, (size_t)sz, k);
+		/* The first sendto binds implicitly (to the dataplane's address under libix). */
+		CHECK(sendto(c, want, (size_t)sz, 0, (struct sockaddr *)&to, sizeof to) == sz, "sendto %d", sz);
+		struct sockaddr_in from;
+		socklen_t flen = sizeof from;
+		ssize_t r = recvfrom(c, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
+		CHECK(r == sz && memcmp(buf, want, (size_t)sz) == 0 && same_ip(&from, peer_ip) &&
+			      ntohs(from.sin_port) == port,
+		      "echo of %d: %zd from %s", sz, r, fmt_sin(&from));
+	}
+	struct sockaddr_in n;
+	socklen_t nlen = sizeof n;
+	CHECK(getsockname(c, (struct sockaddr *)&n, &nlen) == 0 && ntohs(n.sin_port) != 0, "implicit port %s",
+	      fmt_sin(&n));
+	int cport = ntohs(n.sin_port);
+	/* sendmsg/recvmsg with two iovecs each. */
+	udp_pat(want, 700, 9);
+	struct iovec out[2] = {{want, 300}, {want + 300, 400}};
+	struct msghdr m = {.msg_name = &to, .msg_namelen = sizeof to, .msg_iov = out, .msg_iovlen = 2};
+	CHECK(sendmsg(c, &m, 0) == 700, "sendmsg");
+	struct iovec in[2] = {{buf, 500}, {buf + 500, 500}};
+	struct sockaddr_in from;
+	m = (struct msghdr){.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = in, .msg_iovlen = 2};
+	CHECK(recvmsg(c, &m, 0) == 700 && m.msg_flags == 0 && memcmp(buf, want, 700) == 0 && same_ip(&from, peer_ip),
+	      "recvmsg echo of 700 from %s", fmt_sin(&from));
+	CHECK(xclose(c) == 0, "close");
+
+	/* Connected UDP on an explicit port: write/read, getpeername, datagrams from elsewhere filtered out. */
+	c = udp_socket_on(dp_ip, mine);
+	CHECK(c >= 0, "bind %s:%d", dp_ip, mine);
+	CHECK(setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO");
+	CHECK(connect(c, (struct sockaddr *)&to, sizeof to) == 0, "connect UDP");
+	nlen = sizeof n;
+	CHECK(getpeername(c, (struct sockaddr *)&n, &nlen) == 0 && same_ip(&n, peer_ip) && ntohs(n.sin_port) == port,
+	      "getpeername %s", fmt_sin(&n));
+	/* From another port of the peer: filtered. */
+	CHECK(wait_child(spawn_peer(NULL, "udp-send", dp_ip, num(mine), "--count", "2", NULL, NULL), 10000) == 0,
+	      "udp-send");
+	idle_wait(100);
+	udp_pat(want, 64, 5);
+	CHECK(write(c, want, 64) == 64, "write connected");
+	CHECK(read(c, buf, sizeof buf) == 64 && memcmp(buf, want, 64) == 0, "read the echo (the others filtered)");
+	int v = -1;
+	CHECK(ioctl(c, FIONREAD, &v) == 0 && v == 0, "nothing else queued: FIONREAD %d", v);
+	/* connect(AF_UNSPEC) dissolves: no peer, no default destination, datagrams from anyone. */
+	struct sockaddr un = {.sa_family = AF_UNSPEC};
+	CHECK(connect(c, &un, sizeof un) == 0, "connect AF_UNSPEC");
+	nlen = sizeof n;
+	CHECK_ERR(getpeername(c, (struct sockaddr *)&n, &nlen), ENOTCONN, "getpeername after AF_UNSPEC");
+	CHECK_ERR(send(c, want, 10, 0), EDESTADDRREQ, "send after AF_UNSPEC");
+	nlen = sizeof n;
+	CHECK(getsockname(c, (struct sockaddr *)&n, &nlen) == 0 && ntohs(n.sin_port) == mine, "port kept %s",
+	      fmt_sin(&n));
+	CHECK(wait_child(spawn_peer(NULL, "udp-send", dp_ip, num(mine), "--count", "1", NULL, NULL), 10000) == 0,
+	      "udp-send");
+	udp_pat(want, 32, 0);
+	CHECK(recv(c, buf, sizeof buf, 0) == 32 && memcmp(buf, want, 32) == 0, "unfiltered again");
+	CHECK(xclose(c) == 0, "close");
+	(void)cport;
+
+	/* Bound to port 0 of our address: an ephemeral port. */
+	c = udp_socket_on(dp_ip, 0);
+	CHECK(c >= 0, "bind %s:0", dp_ip);
+	nlen = sizeof n;
+	CHECK(getsockname(c, (struct sockaddr *)&n, &nlen) == 0 && same_ip(&n, dp_ip) && ntohs(n.sin_port) != 0,
+	      "ephemeral %s", fmt_sin(&n));
+	CHECK(setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO");
+	udp_pat(want, 200, 3);
+	CHECK(sendto(c, want, 200, 0, (struct sockaddr *)&to, sizeof to) == 200, "sendto");
+	CHECK(recv(c, buf, sizeof buf, 0) == 200 && memcmp(buf, want, 200) == 0, "echo");
+	CHECK(xclose(c) == 0, "close");
+	kill(srv, SIGTERM);
+	wait_child(srv, 5000);
+	return 0;
+}
+
+/* 14. UDP on INADDR_ANY: datagrams from the dataplane's side (a Linux client's echo check) and from loopback on one
+ * socket, replies routed by destination, poll/FIONREAD over both halves. */
+static int case_udp_any(void)
+{
+	int port = base_port + 3;
+	int s = udp_socket_on("0.0.0.0", port);
+	CHECK(s >= 0, "bind 0.0.0.0:%d", port);
+	struct sockaddr_in n;
+	socklen_t nlen = sizeof n;
+	CHECK(getsockname(s, (struct sockaddr *)&n, &nlen) == 0 && same_ip(&n, "0.0.0.0") && ntohs(n.sin_port) == port,
+	      "getsockname %s", fmt_sin(&n));
+	struct timeval rto = {5, 0};
+	CHECK(setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO");
+	unsigned char buf[2048], want[64];
+	int v = -1;
+	CHECK(ioctl(s, FIONREAD, &v) == 0 && v == 0, "FIONREAD empty %d", v);
+	CHECK_ERR(recv(s, buf, sizeof buf, MSG_DONTWAIT), EAGAIN, "empty");
+	/* Loopback: a kernel socket sends; the reply goes back through the kernel. */
+	int lo = udp_socket_on("127.0.0.1", 0);
+	CHECK(lo >= 0, "loopback socket");
+	CHECK(setsockopt(lo, SOL_SOCKET, SO_RCVTIMEO, &rto, sizeof rto) == 0, "SO_RCVTIMEO");
+	struct sockaddr_in to = sin_of("127.0.0.1", port);
+	udp_pat(want, 40, 7);
+	CHECK(sendto(lo, want, 40, 0, (struct sockaddr *)&to, sizeof to) == 40, "loopback sendto");
+	struct pollfd p = {.fd = s, .events = POLLIN};
+	CHECK(poll(&p, 1, 5000) == 1 && (p.revents & POLLIN), "readable from loopback: %#x", p.revents);
+	CHECK(ioctl(s, FIONREAD, &v) == 0 && v == 40, "FIONREAD loopback datagram %d", v);
+	struct sockaddr_in from;
+	socklen_t flen = sizeof from;
+	CHECK(recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen) == 40 && memcmp(buf, want, 40) == 0 &&
+		      same_ip(&from, "127.0.0.1"),
+	      "loopback datagram from %s", fmt_sin(&from));
+	CHECK(sendto(s, buf, 40, 0, (struct sockaddr *)&from, flen) == 40, "reply to loopback");
+	CHECK(recv(lo, buf, sizeof buf, 0) == 40 && memcmp(buf, want, 40) == 0, "loopback got the reply");
+	/* The dataplane's side: a Linux client's echo check, served by blocking recvfrom. */
+	pid_t cl = spawn_peer(NULL, "udp-client", dp_ip, num(port), "--sizes", "1-200", NULL, NULL);
+	CHECK(cl > 0, "spawn udp-client");
+	for (int i = 0; i < 200; i++) {
+		flen = sizeof from;
+		ssize_t r = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &flen);
+		CHECK(r >= 1 && same_ip(&from, peer_ip), "datagram %d: %zd from %s", i, r, fmt_sin(&from));
+		CHECK(sendto(s, buf, (size_t)r, 0, (struct sockaddr *)&from, flen) == r, "echo");
+		if (r == 200)
+			break;
+	}
+	CHECK(wait_child(cl, 20000) == 0, "Linux udp-client");
+	CHECK(xclose(lo) == 0, "close");
+	CHECK(xclose(s) == 0, "close");
+	return 0;
+}
+
+/* 11. Threads: each of two workers serves the connections of its own NIC queue (SO_INCOMING_NAPI_ID; with
+ * IX_QUEUES=2 each queue's shard is then used by one thread, owner == user) while a third thread serves
+ * connections handed to it from either queue (the hand-off of memcached's main thread), all at once, byte-exact. */
+#ifndef SO_INCOMING_NAPI_ID
+#define SO_INCOMING_NAPI_ID 56
+#endif
+#define T_CONNS 12
+#define T_BYTES (256 * 1024)
+struct tconn {
+	int fd;
+	int done;
+	uint64_t rx;
+	size_t len, off;
+	unsigned char buf[16384];
+};
+struct tworker {
+	struct tconn *c[T_CONNS];
+	int n;
+	int result;
+	char err[160];
+};
+static struct tconn tconns[T_CONNS];
+
+static void *tworker_main(void *arg)
+{
+	struct tworker *w = arg;
+	long end = now_ms() + 60000;
+	int open = w->n;
+	w->result = -1;
+	while (open > 0) {
+		if (now_ms() > end) {
+			snprintf(w->err, sizeof w->err, "timed out with %d connection(s) open", open);
+			return NULL;
+		}
+		struct pollfd pf[T_CONNS];
+		int map[T_CONNS], k = 0;
+		for (int i = 0; i < w->n; i++) {
+			struct tconn *c = w->c[i];
+			if (c->done)
+				continue;
+			pf[k] = (struct pollfd){.fd = c->fd, .events = c->len > c->off ? POLLOUT : POLLIN};
+			map[k++] = i;
+		}
+		int r = poll(pf, (nfds_t)k, 100);
+		if (r < 0 && errno != EINTR) {
+			snprintf(w->err, sizeof w->err, "poll: %s", strerror(errno));
+			return NULL;
+		}
+		for (int j = 0; j < k && r > 0; j++) {
+			struct tconn *c = w->c[map[j]];
+			if (!pf[j].revents)
+				continue;
+			if (c->len > c->off) {
+				ssize_t s = send(c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
+				if (s < 0 && errno != EAGAIN) {
+					snprintf(w->err, sizeof w->err, "send on fd %d: %s", c->fd, strerror(errno));
+					return NULL;
+				}
+				if (s > 0)
+					c->off += (size_t)s;
+				if (c->off == c->len)
+					c->len = c->off = 0;
+				continue;
+			}
+			ssize_t n = read(c->fd, c->buf, sizeof c->buf);
+			if (n < 0 && errno == EAGAIN)
+				continue;
+			if (n < 0) {
+				snprintf(w->err, sizeof w->err, "read on fd %d: %s", c->fd, strerror(errno));
+				return NULL;
+			}
+			if (n == 0) {
+				if (c->rx != T_BYTES) {
+					snprintf(w->err, sizeof w->err, "fd %d: EOF after %llu bytes", c->fd,
+						 (unsigned long long)c->rx);
+					return NULL;
+				}
+				c->done = 1;
+				open--;
+				continue;
+			}
+			long bad = pat_check(c->buf, (size_t)n, c->rx);
+			if (bad >= 0) {
+				snprintf(w->err, sizeof w->err, "fd %d: byte %llu differs", c->fd,
+					 (unsigned long long)(c->rx + (uint64_t)bad));
+				return NULL;
+			}
+			c->rx += (uint64_t)n;
+			c->len = (size_t)n;
+			c->off = 0;
+		}
+	}
+	w->result = 0;
+	return NULL;
+}
+
+static int case_threads(void)
+{
+	int port = base_port + 6;
+	int ls = listener_on(dp_ip, port, 0);
+	CHECK(ls >= 0, "listen on %s:%d", dp_ip, port);
+	pid_t pid = spawn_peer(NULL, "tcp-pattern-client", dp_ip, num(port), "--bytes", num(T_BYTES), "--conns",
+			       num(T_CONNS));
+	CHECK(pid > 0, "spawn peer");
+	static struct tworker w[3];
+	memset(w, 0, sizeof w);
+	int perq[2] = {0, 0};
+	for (int i = 0; i < T_CONNS; i++) {
+		struct tconn *c = &tconns[i];
+		memset(c, 0, sizeof *c);
+		c->fd = track(accept4(ls, NULL, NULL, SOCK_NONBLOCK));
+		CHECK(c->fd >= 0, "accept %d", i);
+		int napi = 0;
+		socklen_t nl = sizeof napi;
+		CHECK(getsockopt(c->fd, SOL_SOCKET, SO_INCOMING_NAPI_ID, &napi, &nl) == 0, "SO_INCOMING_NAPI_ID");
+		/* Under libix: 1 + the connection's queue. Every fourth connection goes to the hand-off thread. */
+		int q = (napi - 1) & 1;
+		perq[q]++;
+		struct tworker *to = i % 4 == 3 ? &w[2] : &w[q];
+		to->c[to->n++] = c;
+	}
+	printf("  case 11: %d connection(s) on queue 0, %d on queue 1 (by SO_INCOMING_NAPI_ID); workers serve %d, %d, "
+	       "hand-off thread %d\n",
+	       perq[0], perq[1], w[0].n, w[1].n, w[2].n);
+	pthread_t t[3];
+	for (int i = 0; i < 3; i++)
+		CHECK(pthread_create(&t[i], NULL, tworker_main, &w[i]) == 0, "pthread_create");
+	int failed = 0;
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		if (w[i].result != 0) {
+			fprintf(stderr, "  case 11: thread %d: %s\n", i, w[i].err);
+			failed++;
+		}
+	}
+	CHECK(failed == 0, "%d thread(s) failed", failed);
+	for (int i = 0; i < T_CONNS; i++)
+		CHECK(xclose(tconns[i].fd) == 0, "close %d", i);
+	CHECK(wait_child(pid, 30000) == 0, "Linux clients checking the echo failed (see their output)");
+	CHECK(xclose(ls) == 0, "close listener");
+	return 0;
+}
+
 static void on_alarm(int sig)
 {
 	(void)sig;
@@ -1289,6 +1710,10 @@ int main(void)
 		{case_any, "INADDR_ANY listener: dataplane and loopback", 60},
 		{case_kernel_fds, "kernel fds untouched", 30},
 		{case_bad_input, "bad input", 60},
+		{case_threads, "threads: a worker per queue and a hand-off thread, concurrently", 90},
+		{case_udp_server, "UDP server role: echo for a Linux client, boundaries, TRUNC/PEEK, FIONREAD, waits", 120},
+		{case_udp_client, "UDP client role: implicit bind, sendmsg/recvmsg, connected filter, AF_UNSPEC", 60},
+		{case_udp_any, "UDP on INADDR_ANY: dataplane and loopback on one socket", 60},
 	};
 	dp_ip = getenv("POSIX_DP_IP");
 	peer_ip = getenv("POSIX_PEER_IP");

@@ -267,6 +267,15 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
             };
         }
     } else if socket::owns(fd) {
+        // SAFETY: connect's contract: `addr` names `len` readable bytes.
+        if !addr.is_null() && len as usize >= 2 && unsafe { (*addr).sa_family } == libc::AF_UNSPEC as libc::sa_family_t
+        {
+            // A UDP socket dissolves its association.
+            return match guard(Err(libc::EIO), || socket::disconnect(fd)) {
+                Ok(()) => 0,
+                Err(e) => fail(e),
+            };
+        }
         return fail(libc::EAFNOSUPPORT);
     }
     sys!(libc::SYS_connect, fd, addr, len) as c_int
@@ -365,14 +374,16 @@ unsafe fn recvfrom_dataplane(
         move || sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t,
         move || {
             let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-            let r = guard(Err(libc::EIO), || socket::recv(fd, &mut [b], flags));
-            if r.is_ok() && !addr.is_null() {
-                if let Ok(peer) = socket::name(fd, false) {
-                    // SAFETY: recvfrom's contract for addr/len.
-                    unsafe { put_v4(peer, addr, len) };
+            let r = guard(Err(libc::EIO), || socket::recv_msg(fd, &mut [b], flags));
+            if let Ok((_, from, _)) = r {
+                if !addr.is_null() {
+                    if let Some(peer) = from.or_else(|| socket::name(fd, false).ok()) {
+                        // SAFETY: recvfrom's contract for addr/len.
+                        unsafe { put_v4(peer, addr, len) };
+                    }
                 }
             }
-            recv_result(r)
+            recv_result(r.map(|(n, _, _)| n))
         },
     )
 }
@@ -407,19 +418,19 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
                     Ok(b) => b,
                     Err(e) => return fail_ssize(e),
                 };
-                let r = guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, flags));
-                if r.is_ok() {
+                let r = guard(Err(libc::EIO), || socket::recv_msg(fd, &mut bufs, flags));
+                if let Ok((_, from, truncated)) = r {
                     m.msg_controllen = 0;
-                    m.msg_flags = 0;
+                    m.msg_flags = if truncated { libc::MSG_TRUNC } else { 0 };
                     if !m.msg_name.is_null() {
-                        match socket::name(fd, false) {
+                        match from.ok_or(libc::ENOTCONN).or_else(|_| socket::name(fd, false)) {
                             // SAFETY: msg_name/msg_namelen as recvmsg requires.
                             Ok(peer) => unsafe { put_v4(peer, m.msg_name as *mut sockaddr, &mut m.msg_namelen) },
                             Err(_) => m.msg_namelen = 0,
                         }
                     }
                 }
-                recv_result(r)
+                recv_result(r.map(|(n, _, _)| n))
             },
         );
     }
@@ -483,7 +494,29 @@ pub unsafe extern "C" fn sendto(
         // SAFETY: same contract.
         return unsafe { sendto_dataplane(fd, buf, n, flags, addr, len) };
     }
+    if !addr.is_null() {
+        // SAFETY: same contract.
+        match unsafe { sendto_takes(fd, addr, len) } {
+            // SAFETY: same contract.
+            Ok(true) => return unsafe { sendto_dataplane(fd, buf, n, flags, addr, len) },
+            Ok(false) => {}
+            Err(e) => return fail_ssize(e),
+        }
+    }
     sys!(libc::SYS_sendto, fd, buf, n, flags, addr, len) as ssize_t
+}
+
+/// Whether a send to `addr` takes kernel socket `fd` to the dataplane (an unbound UDP socket sending into the
+/// dataplane's subnet), out of line.
+///
+/// # Safety
+/// `addr` names `len` readable bytes.
+#[cold]
+#[inline(never)]
+unsafe fn sendto_takes(fd: c_int, addr: *const sockaddr, len: socklen_t) -> Result<bool, i32> {
+    // SAFETY: caller's contract.
+    let Some(a) = (unsafe { v4_of(addr, len) }) else { return Ok(false) };
+    guard(Ok(false), || socket::sendto_takes(fd, a))
 }
 
 /// `sendto` on a dataplane fd, out of line (as `recvfrom_dataplane`).
@@ -505,7 +538,9 @@ unsafe fn sendto_dataplane(
         move || {
             let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
             let dontwait = flags & libc::MSG_DONTWAIT != 0;
-            send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], dontwait)), flags)
+            // SAFETY: sendto's contract for addr/len.
+            let dst = unsafe { v4_of(addr, len) };
+            send_result(guard(Err(libc::EIO), || socket::send_to(fd, &[b], dontwait, dst)), flags)
         },
     )
 }
@@ -534,18 +569,34 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
                     return fail_ssize(libc::EFAULT);
                 }
                 // SAFETY: sendmsg's contract: `msg` is a valid msghdr whose iovecs name readable memory.
-                let bufs = unsafe {
+                let (bufs, dst) = unsafe {
                     let m = &*msg;
-                    iovecs(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int)
+                    (
+                        iovecs(m.msg_iov, m.msg_iovlen.min(c_int::MAX as usize) as c_int),
+                        v4_of(m.msg_name as *const sockaddr, m.msg_namelen),
+                    )
                 };
                 let bufs = match bufs {
                     Ok(b) => b,
                     Err(e) => return fail_ssize(e),
                 };
                 let dontwait = flags & libc::MSG_DONTWAIT != 0;
-                send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, dontwait)), flags)
+                send_result(guard(Err(libc::EIO), || socket::send_to(fd, &bufs, dontwait, dst)), flags)
             },
         );
+    }
+    if !msg.is_null() {
+        // SAFETY: sendmsg's contract: `msg` is a valid msghdr.
+        let (name, namelen) = unsafe { ((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) };
+        if !name.is_null() {
+            // SAFETY: as above.
+            match unsafe { sendto_takes(fd, name, namelen) } {
+                // SAFETY: same contract (the fd is a dataplane socket now).
+                Ok(true) => return unsafe { sendmsg(fd, msg, flags) },
+                Ok(false) => {}
+                Err(e) => return fail_ssize(e),
+            }
+        }
     }
     sys!(libc::SYS_sendmsg, fd, msg, flags) as ssize_t
 }

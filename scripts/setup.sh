@@ -5,7 +5,7 @@ set -euo pipefail
 need=()
 for pkg in iproute2:ip ethtool:ethtool iputils-ping:ping cmake:cmake gcc:gcc python3:python3 \
            memcached:memcached libmemcached-tools:memcaslap libevent-dev:/usr/include/event2/event.h \
-           util-linux:taskset pkgconf:pkg-config; do
+           util-linux:taskset pkgconf:pkg-config gdb:gdb; do
     name="${pkg%%:*}" probe="${pkg#*:}"
     if [[ "$probe" == /* ]]; then [ -e "$probe" ] || need+=("$name"); else command -v "$probe" >/dev/null || need+=("$name"); fi
 done

@@ -218,6 +218,12 @@ impl Dataplane {
         self.stats.clone()
     }
 
+    /// Largest UDP payload one `UdpSend` carries (one frame: the MTU less the IP and UDP headers; the dataplane
+    /// does not fragment).
+    pub fn max_udp_payload(&self) -> usize {
+        self.iface.max_udp_payload()
+    }
+
     /// The lent buffer's bytes, if `buf` is currently lent (safe access for Rust callers).
     pub fn lent_data(&self, buf: &crate::api::LentBuf) -> Option<&[u8]> {
         let m = self.lent.get(buf.index as usize)?.as_ref()?;

@@ -154,3 +154,52 @@ pub fn epoll_add(epfd: RawFd, fd: RawFd, events: u32) -> Result<(), Errno> {
 pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> Result<usize, Errno> {
     call(libc::SYS_poll, [fds.as_mut_ptr() as usize, fds.len(), timeout_ms as usize, 0, 0, 0]).map(|r| r as usize)
 }
+
+/// `recvmsg(fd)` into `bufs` with `flags`: bytes (or the real length with MSG_TRUNC), the sender, and whether the
+/// datagram was truncated.
+pub fn recv_dgram(fd: RawFd, bufs: &mut [&mut [u8]], flags: i32) -> Result<(usize, SocketAddrV4, bool), Errno> {
+    let mut iov: Vec<libc::iovec> =
+        bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr() as *mut _, iov_len: b.len() }).collect();
+    let mut sa: libc::sockaddr_in = sockaddr_in(SocketAddrV4::new(0.into(), 0));
+    // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+    m.msg_name = &mut sa as *mut _ as *mut _;
+    m.msg_namelen = std::mem::size_of_val(&sa) as libc::socklen_t;
+    m.msg_iov = iov.as_mut_ptr();
+    m.msg_iovlen = iov.len();
+    let n = call(libc::SYS_recvmsg, [fd as usize, &mut m as *mut _ as usize, flags as usize, 0, 0, 0])?;
+    let from = SocketAddrV4::new(sa.sin_addr.s_addr.to_ne_bytes().into(), u16::from_be(sa.sin_port));
+    Ok((n as usize, from, m.msg_flags & libc::MSG_TRUNC != 0))
+}
+
+/// `sendmsg(fd)` of `bufs` to `dst` (`None`: the connected peer).
+pub fn send_dgram(fd: RawFd, bufs: &[&[u8]], dst: Option<SocketAddrV4>, flags: i32) -> Result<usize, Errno> {
+    let mut iov: Vec<libc::iovec> =
+        bufs.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut _, iov_len: b.len() }).collect();
+    let mut sa = dst.map(sockaddr_in);
+    // SAFETY: an all-zero msghdr is valid (null pointers, zero lengths).
+    let mut m: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some(sa) = sa.as_mut() {
+        m.msg_name = sa as *mut _ as *mut _;
+        m.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    }
+    m.msg_iov = iov.as_mut_ptr();
+    m.msg_iovlen = iov.len();
+    call(libc::SYS_sendmsg, [fd as usize, &m as *const _ as usize, flags as usize, 0, 0, 0]).map(|n| n as usize)
+}
+
+/// `connect(fd, addr)` for IPv4, or with `None` `connect(fd, AF_UNSPEC)`.
+pub fn connect_v4(fd: RawFd, addr: Option<SocketAddrV4>) -> Result<(), Errno> {
+    let mut sa = sockaddr_in(addr.unwrap_or(SocketAddrV4::new(0.into(), 0)));
+    if addr.is_none() {
+        sa.sin_family = libc::AF_UNSPEC as libc::sa_family_t;
+    }
+    call(libc::SYS_connect, [fd as usize, &sa as *const _ as usize, std::mem::size_of_val(&sa), 0, 0, 0]).map(drop)
+}
+
+/// `ioctl(fd, FIONREAD)`.
+pub fn fionread(fd: RawFd) -> Result<i32, Errno> {
+    let mut v: i32 = 0;
+    call(libc::SYS_ioctl, [fd as usize, libc::FIONREAD as usize, &mut v as *mut _ as usize, 0, 0, 0])?;
+    Ok(v)
+}

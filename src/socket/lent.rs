@@ -13,7 +13,7 @@ pub struct Lent {
 }
 
 // SAFETY: the pointer names dataplane memory that is valid from any thread until the segment is given back, and
-// the socket layer only touches a `Lent` under its lock.
+// the socket layer only touches a `Lent` under the lock of the shard that holds it.
 unsafe impl Send for Lent {}
 
 impl Lent {
@@ -66,9 +66,9 @@ impl Lent {
 /// A dataplane queue owned by the socket layer. It is `!Send` because its event array holds pointers into its
 /// mbuf pool and its NIC is a `dyn NicQueue` (the in-memory test wire shares `Rc` state). The layer opens only
 /// AF_XDP and TAP queues (fds and process-wide mappings, usable from any thread) through `runtime::Port`, and uses
-/// each from one thread at a time, under its lock.
+/// each from one thread at a time, under its shard's lock.
 pub struct SendQueue(pub crate::runtime::Queue);
 
-// SAFETY: see above: exclusive use under the layer's mutex; only AF_XDP/TAP backends (no thread-affine state);
+// SAFETY: see above: exclusive use under its shard's mutex; only AF_XDP/TAP backends (no thread-affine state);
 // the raw pointers name process-wide pool memory.
 unsafe impl Send for SendQueue {}
