@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -1693,6 +1694,49 @@ static void open_fds(unsigned char *set)
 			set[fd] = 1;
 }
 
+/* An app that waits in epoll_wait itself (no libevent): a blocking wait must see connections and data arrive, so
+ * the wait keeps the dataplane running. */
+static int case_epoll(void)
+{
+	int port = base_port + 12;
+	int ls = listener_on(dp_ip, port, SOCK_NONBLOCK);
+	CHECK(ls >= 0, "listen");
+	int ep = track(epoll_create1(EPOLL_CLOEXEC));
+	CHECK(ep >= 0, "epoll_create1");
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = ls}, out[8];
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev) == 0, "EPOLL_CTL_ADD the listener");
+	CHECK(epoll_wait(ep, out, 8, 0) == 0, "epoll_wait on an idle listener");
+	pid_t peer = spawn_peer(NULL, "tcp-steps", dp_ip, num(port), "send 1000;recv 1000;eof", NULL, NULL, NULL);
+	int n = epoll_wait(ep, out, 8, 10000);
+	CHECK(n == 1 && out[0].data.fd == ls && (out[0].events & EPOLLIN), "epoll_wait: the listener readable (%d)", n);
+	int c = track(accept4(ls, NULL, NULL, SOCK_NONBLOCK));
+	CHECK(c >= 0, "accept4");
+	ev = (struct epoll_event){.events = EPOLLIN, .data.fd = c};
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) == 0, "EPOLL_CTL_ADD the connection");
+	unsigned char b[2048];
+	size_t got = 0;
+	long end = now_ms() + 10000;
+	sigset_t none;
+	sigemptyset(&none);
+	while (got < 1000 && now_ms() < end) {
+		/* epoll_wait and epoll_pwait, blocking (bounded by the loop's deadline). */
+		n = got % 2 ? epoll_pwait(ep, out, 8, 5000, &none) : epoll_wait(ep, out, 8, 5000);
+		CHECK(n >= 0 || errno == EINTR, "epoll_wait: %s", strerror(errno));
+		if (n == 0)
+			continue;
+		ssize_t r = recv(c, b + got, sizeof b - got, 0);
+		CHECK(r > 0 || (r < 0 && errno == EAGAIN), "recv after epoll_wait: %zd", r);
+		if (r > 0)
+			got += (size_t)r;
+	}
+	CHECK(got == 1000 && pat_check(b, 1000, 0) < 0, "1000 bytes through epoll_wait (%zu)", got);
+	CHECK(epoll_wait(ep, out, 8, 0) == 0, "epoll_wait once drained");
+	CHECK(send_pattern(c, 0, 1000, 0) == 0, "send 1000");
+	CHECK(xclose(c) == 0 && xclose(ls) == 0 && xclose(ep) == 0, "close");
+	CHECK(wait_child(peer, 10000) == 0, "peer");
+	return 0;
+}
+
 int main(void)
 {
 	static const struct {
@@ -1714,6 +1758,7 @@ int main(void)
 		{case_udp_server, "UDP server role: echo for a Linux client, boundaries, TRUNC/PEEK, FIONREAD, waits", 120},
 		{case_udp_client, "UDP client role: implicit bind, sendmsg/recvmsg, connected filter, AF_UNSPEC", 60},
 		{case_udp_any, "UDP on INADDR_ANY: dataplane and loopback on one socket", 60},
+		{case_epoll, "epoll_wait/epoll_pwait on dataplane sockets, blocking", 60},
 	};
 	dp_ip = getenv("POSIX_DP_IP");
 	peer_ip = getenv("POSIX_PEER_IP");

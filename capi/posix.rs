@@ -875,6 +875,96 @@ fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int) -> c_int {
     }
 }
 
+/// `epoll_ctl(2)`: the kernel's call; a set given a dataplane socket is remembered, so that its waits drive the
+/// dataplane (`epoll_pwait`). The registration itself is on the socket's placeholder fd, which mirrors readiness.
+///
+/// # Safety
+/// As epoll_ctl(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut libc::epoll_event) -> c_int {
+    if op == libc::EPOLL_CTL_ADD && socket::maybe_owns(fd) {
+        socket::fdmap::mark_epoll_set(epfd);
+    }
+    sys!(libc::SYS_epoll_ctl, epfd, op, fd, event) as c_int
+}
+
+/// `epoll_wait(2)`: as `epoll_pwait` without a signal mask.
+///
+/// # Safety
+/// As epoll_wait(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn epoll_wait(epfd: c_int, events: *mut libc::epoll_event, max: c_int, timeout: c_int) -> c_int {
+    // SAFETY: the caller's arguments, as epoll_wait(2) takes them; a null mask is epoll_wait's own behaviour.
+    unsafe { epoll_pwait(epfd, events, max, timeout, std::ptr::null()) }
+}
+
+/// `epoll_pwait(2)`: an app's own epoll set may hold dataplane sockets (their placeholder fds mirror readiness when
+/// no libix event loop watches them), so while the app waits on such a set the dataplane keeps cycling and the NIC
+/// fds wake the wait, as in `poll`. Any other set: the kernel's call.
+///
+/// # Safety
+/// As epoll_pwait(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn epoll_pwait(
+    epfd: c_int,
+    events: *mut libc::epoll_event,
+    max: c_int,
+    timeout: c_int,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    // The kernel's sigset size (_NSIG / 8), as glibc passes it.
+    const SIGSET_BYTES: usize = 8;
+    let wait = |t: c_int| sys!(libc::SYS_epoll_pwait, epfd, events, max, t, sigmask, SIGSET_BYTES) as c_int;
+    if !socket::fdmap::epoll_set_has_dataplane(epfd) || !socket::active() || socket::inside() {
+        return wait(timeout);
+    }
+    guard(fail(libc::EIO), || {
+        let deadline =
+            (timeout >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
+        let spin_until = std::time::Instant::now() + socket::spin();
+        let mut fds: Vec<pollfd> = std::iter::once(epfd)
+            .chain(socket::nic_fds().iter().copied())
+            .map(|fd| pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .collect();
+        loop {
+            socket::drive();
+            // The app's set first, without waiting: events (or an error such as EBADF) return at once.
+            let r = wait(0);
+            if r != 0 {
+                return r;
+            }
+            let now = std::time::Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return 0;
+            }
+            let mut ms = socket::before_wait(None).map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+            if now < spin_until {
+                // Spin before sleeping, as libix's event loops do (IX_SPIN_US).
+                ms = 0;
+            }
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32;
+                ms = if ms < 0 { left } else { ms.min(left) };
+            }
+            if ms == 0 {
+                continue;
+            }
+            // Sleep until the app's set has an event (an epoll fd polls readable then) or a frame arrives; a
+            // signal the mask lets through ends the wait with EINTR, as epoll_pwait's would.
+            let ts = (ms >= 0).then(|| libc::timespec {
+                tv_sec: (ms / 1000) as libc::time_t,
+                tv_nsec: (ms % 1000) as libc::c_long * 1_000_000,
+            });
+            let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            fds.iter_mut().for_each(|p| p.revents = 0);
+            let r = sys!(libc::SYS_ppoll, fds.as_mut_ptr(), fds.len(), tsp, sigmask, SIGSET_BYTES) as c_int;
+            if r < 0 {
+                return r;
+            }
+        }
+    })
+}
+
 /// `select(2)`, as `poll` when dataplane sockets exist (their readiness is the layer's), else the kernel's.
 ///
 /// # Safety

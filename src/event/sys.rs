@@ -70,8 +70,10 @@ pub fn epoll_ctl_raw(epfd: RawFd, op: c_int, fd: RawFd, events: u32) -> io::Resu
 
 fn epoll_ctl_raw_token(epfd: RawFd, op: c_int, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
     let mut ev = libc::epoll_event { events, u64: token };
+    // Straight to the kernel: libix itself exports `epoll_ctl` (for apps' own epoll sets, capi/posix.rs).
+    let args = [epfd as usize, op as usize, fd as usize, &mut ev as *mut libc::epoll_event as usize, 0, 0];
     // SAFETY: `ev` is a valid epoll_event; the kernel checks both fd numbers.
-    cvt(unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) }).map(|_| ())
+    cvt(unsafe { crate::socket::kernel::raw(libc::SYS_epoll_ctl, args) } as c_int).map(|_| ())
 }
 
 /// Waits on `epfd`; `timeout`: None = forever. With `precise`, uses epoll_pwait2's nanosecond timeout (falling back
@@ -101,8 +103,10 @@ pub fn epoll_wait(
         None => -1,
         Some(t) => t.to_ms_ceil(max_ms) as c_int,
     };
+    // Straight to the kernel: libix itself exports `epoll_wait` (for apps' own epoll sets, capi/posix.rs).
+    let args = [epfd.as_raw_fd() as usize, out.as_mut_ptr() as usize, max as usize, ms as usize, 0, 0];
     // SAFETY: `out` has room for `max` entries.
-    let n = cvt(unsafe { libc::epoll_wait(epfd.as_raw_fd(), out.as_mut_ptr(), max, ms) })?;
+    let n = cvt(unsafe { crate::socket::kernel::raw(libc::SYS_epoll_wait, args) } as c_int)?;
     Ok(n as usize)
 }
 

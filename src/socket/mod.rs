@@ -451,6 +451,8 @@ struct Shard {
     dirty_spare: Vec<SockId>,
     /// Datagrams of this shard's UDP sockets waiting for `UdpSend`.
     udp_out: Vec<udp::Outgoing>,
+    /// Payload bytes in `udp_out`: a sender waits (or gets EAGAIN) while its socket's SO_SNDBUF is taken.
+    udp_out_bytes: usize,
 }
 
 struct Layer {
@@ -531,6 +533,7 @@ impl Layer {
                     address,
                     dirty_spare: Vec::new(),
                     udp_out: Vec::new(),
+                    udp_out_bytes: 0,
                 })
             })
             .collect();
@@ -755,6 +758,7 @@ impl Shard {
         let mut cmds: Vec<Cmd> = self.pending.drain(..).map(Cmd::Plain).collect();
         cmds.extend(self.connects.drain(..).map(|(id, dst)| Cmd::Connect { id, dst }));
         let outgoing = std::mem::take(&mut self.udp_out);
+        self.udp_out_bytes = 0;
         let slices: Vec<[std::io::IoSlice<'_>; 1]> =
             outgoing.iter().map(|o| [std::io::IoSlice::new(&o.payload)]).collect();
         cmds.extend((0..outgoing.len()).map(|k| Cmd::UdpSend { k }));
@@ -805,9 +809,21 @@ impl Shard {
         );
         busy |= n > 0;
         // Results and events are read in place, one copy at a time (they stay in the queue's arrays).
+        let mut retry = Vec::new();
         for (i, cmd) in cmds.iter().enumerate() {
             let ret = self.queue.0.rets()[i];
+            if let (Cmd::UdpSend { k }, Err(Ret::Again | Ret::NoMem)) = (cmd, ret) {
+                // No TX room or no mbuf this cycle: the datagram goes out at the next one, in order (the bound
+                // on `udp_out_bytes` makes senders wait meanwhile, as Linux's SO_SNDBUF does).
+                retry.push(*k);
+                continue;
+            }
             self.command_result(cmd, ret);
+        }
+        if !retry.is_empty() {
+            let mut outgoing: Vec<Option<udp::Outgoing>> = outgoing.into_iter().map(Some).collect();
+            self.udp_out = retry.into_iter().filter_map(|k| outgoing[k].take()).collect();
+            self.udp_out_bytes = self.udp_out.iter().map(|o| o.payload.len()).sum();
         }
         for i in 0..self.queue.0.events().len() {
             let ev = self.queue.0.events()[i];
@@ -1500,7 +1516,7 @@ pub fn send_to(fd: RawFd, bufs: &[&[u8]], dontwait: bool, dst: Option<SocketAddr
     let l = layer().ok_or(libc::EBADF)?;
     if let Loc::Udp(u) = l.lookup(fd)? {
         let _inside = InsideGuard::enter();
-        return udp::send(l, &u, bufs, dst);
+        return udp::send(l, &u, bufs, dontwait, dst);
     }
     send(fd, bufs, dontwait)
 }
@@ -1621,7 +1637,7 @@ pub fn send(fd: RawFd, bufs: &[&[u8]], dontwait: bool) -> Result<usize, Errno> {
     let l = layer().ok_or(libc::EBADF)?;
     let _inside = InsideGuard::enter();
     if let Loc::Udp(u) = l.lookup(fd)? {
-        return udp::send(l, &u, bufs, None);
+        return udp::send(l, &u, bufs, dontwait, None);
     }
     let want: usize = bufs.iter().map(|b| b.len()).sum();
     let mut sent = 0;

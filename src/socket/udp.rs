@@ -343,7 +343,13 @@ pub(super) fn recv(l: &Layer, u: &UdpSock, bufs: &mut [&mut [u8]], flags: i32) -
 }
 
 /// `send` family on a UDP socket: one datagram to `dst`, or to the connected peer.
-pub(super) fn send(l: &Layer, u: &UdpSock, bufs: &[&[u8]], dst: Option<SocketAddrV4>) -> Result<usize, Errno> {
+pub(super) fn send(
+    l: &Layer,
+    u: &UdpSock,
+    bufs: &[&[u8]],
+    dontwait: bool,
+    dst: Option<SocketAddrV4>,
+) -> Result<usize, Errno> {
     let dst = match dst {
         Some(d) => d,
         None => u.lock().peer.ok_or(libc::EDESTADDRREQ)?,
@@ -367,10 +373,30 @@ pub(super) fn send(l: &Layer, u: &UdpSock, bufs: &[&[u8]], dst: Option<SocketAdd
         dst: Endpoint { addr: Ipv4Address(dst.ip().octets()), port: dst.port() },
         payload: payload.into(),
     };
-    {
-        let mut g = l.shard(u.shard);
-        g.udp_out.push(out);
-        g.mark_work();
+    let (sndbuf, nonblocking, sndtimeo) = {
+        let st = u.lock();
+        (st.o.sndbuf, st.o.nonblocking || dontwait, st.o.sndtimeo)
+    };
+    let deadline = sndtimeo.and_then(|t| Instant::now().checked_add(t));
+    let mut out = Some(out);
+    loop {
+        {
+            let mut g = l.shard(u.shard);
+            // One datagram always fits an empty queue (as Linux, whose SO_SNDBUF check admits a first one).
+            if g.udp_out.is_empty() || g.udp_out_bytes + len <= sndbuf {
+                g.udp_out_bytes += len;
+                g.udp_out.extend(out.take());
+                g.mark_work();
+                break;
+            }
+        }
+        if nonblocking || deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(libc::EAGAIN);
+        }
+        // The queue drains as cycles find TX room: run them (a blocking sender polls, as IX's threads do).
+        if !drive() {
+            std::thread::yield_now();
+        }
     }
     set_home(u.shard);
     // Out now (one cycle), not at the next event-loop iteration: a datagram has no coalescing to wait for.
