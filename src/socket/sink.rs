@@ -6,6 +6,9 @@
 //! would (an edge-triggered entry is reported once per change). The sink's eventfd is written only when the loop
 //! is asleep in epoll_wait, so a busy loop pays no system call per readiness change (DESIGN.md §5: readiness posted
 //! to the user's base with a wake-up).
+//!
+//! The sink also keeps its loop's idle policy ([`IdleBudget`]): how long the loop polls after its sockets had work
+//! before it sleeps.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
@@ -27,10 +30,11 @@ pub struct ReadySink {
     /// The loop is in (or about to enter) a blocking wait: posters must wake it.
     sleeping: AtomicBool,
     wake_fd: RawFd,
-    /// Monotonic microseconds until which the loop keeps polling: its sockets had work recently (IX's adaptive
-    /// idle policy, per loop, so a thread whose sockets are quiet sleeps while another one is busy).
+    /// Monotonic microseconds until which the loop keeps polling: its sockets had work recently (per loop, so a
+    /// thread whose sockets are quiet sleeps while another one is busy).
     spin_until_us: AtomicU64,
-    spin_us: u64,
+    /// How long to poll after work, learned (only the loop's own thread uses it; a lock nobody contends).
+    budget: Mutex<IdleBudget>,
     /// Counted in [`SPINNERS`] now.
     spinning: AtomicBool,
 }
@@ -54,7 +58,7 @@ impl ReadySink {
             sleeping: AtomicBool::new(true),
             wake_fd,
             spin_until_us: AtomicU64::new(0),
-            spin_us: super::spin().as_micros() as u64,
+            budget: Mutex::new(IdleBudget::new(super::spin().as_micros() as u64)),
             spinning: AtomicBool::new(false),
         })
     }
@@ -105,6 +109,7 @@ impl ReadySink {
         if spin {
             return true;
         }
+        self.budget.lock().unwrap_or_else(|p| p.into_inner()).idle(super::now_us());
         self.sleeping.store(true, Ordering::SeqCst);
         !self.lock().is_empty()
     }
@@ -118,12 +123,55 @@ impl ReadySink {
         }
         let mut ready = self.lock();
         if !ready.is_empty() {
-            self.spin_until_us.store(super::now_us() + self.spin_us, Ordering::Relaxed);
+            let now = super::now_us();
+            let spin = self.budget.lock().unwrap_or_else(|p| p.into_inner()).work(now);
+            self.spin_until_us.store(now + spin, Ordering::Relaxed);
         }
         ready.retain(|&fd, e| {
             out(fd, e.what);
             !e.edge
         });
+    }
+}
+
+/// The adaptive idle policy of one event loop: after its sockets had work, the loop keeps polling for up to
+/// `budget` microseconds before it sleeps. The budget learns from how soon work comes back once the loop has gone
+/// idle: within the longest spin (`IX_SPIN_US`), polling that long would have caught it without a sleep and a
+/// wake-up, so the budget doubles; later, the spin before the sleep was CPU spent for nothing, so it halves. A
+/// server under load keeps polling (IX's run-to-completion loop); one that gets a request now and then sleeps as
+/// soon as it has answered, instead of burning the longest spin after every request.
+#[derive(Debug)]
+pub struct IdleBudget {
+    max_us: u64,
+    budget_us: u64,
+    /// When the loop went idle (its spin ran out) since its last work; `None` while it has work or spins.
+    idle_since_us: Option<u64>,
+}
+
+impl IdleBudget {
+    /// A policy whose longest spin is `max_us` (0: never spin); it starts at the longest.
+    pub fn new(max_us: u64) -> IdleBudget {
+        IdleBudget { max_us, budget_us: max_us, idle_since_us: None }
+    }
+
+    /// The loop's spin ran out at `now_us` and it goes to sleep (called at every wait that may block; only the
+    /// first since the last work counts).
+    pub fn idle(&mut self, now_us: u64) {
+        self.idle_since_us.get_or_insert(now_us);
+    }
+
+    /// The loop's sockets had work at `now_us`: returns how long to keep polling now.
+    pub fn work(&mut self, now_us: u64) -> u64 {
+        if let Some(since) = self.idle_since_us.take() {
+            let gap = now_us.saturating_sub(since);
+            self.budget_us = if gap <= self.max_us {
+                // Back within the longest spin: a floor of an eighth of it, so a budget at 0 can grow again.
+                (self.budget_us * 2).max(self.max_us / 8).min(self.max_us)
+            } else {
+                self.budget_us / 2
+            };
+        }
+        self.budget_us
     }
 }
 
@@ -133,5 +181,56 @@ impl Drop for ReadySink {
             SPINNERS.fetch_sub(1, Ordering::Relaxed);
         }
         kernel::close(self.wake_fd);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdleBudget;
+
+    #[test]
+    fn a_busy_loop_keeps_the_longest_spin() {
+        let mut b = IdleBudget::new(100);
+        // Work every 30 us, never idle long: the budget stays at the longest spin.
+        for k in 0..100 {
+            assert_eq!(b.work(k * 30), 100);
+        }
+        // Idle, and work back 40 us after the spin ran out: still the longest.
+        b.idle(10_000);
+        assert_eq!(b.work(10_040), 100);
+    }
+
+    #[test]
+    fn rare_work_stops_the_spin_and_steady_work_brings_it_back() {
+        let mut b = IdleBudget::new(100);
+        let mut now = 0;
+        let mut budgets = Vec::new();
+        // A request every 5 ms: each spin is wasted, the budget halves down to 0.
+        for _ in 0..10 {
+            now += 5_000;
+            let spin = b.work(now);
+            budgets.push(spin);
+            b.idle(now + spin);
+        }
+        assert_eq!(&budgets[..5], &[100, 50, 25, 12, 6]);
+        assert_eq!(*budgets.last().unwrap(), 0);
+        // Then a request 20 us after each sleep: back to the longest spin within a few requests.
+        let mut spin = 0;
+        for _ in 0..5 {
+            b.idle(now);
+            now += 20;
+            spin = b.work(now);
+        }
+        assert_eq!(spin, 100);
+    }
+
+    #[test]
+    fn no_spin_configured_means_never() {
+        let mut b = IdleBudget::new(0);
+        assert_eq!(b.work(0), 0);
+        b.idle(0);
+        assert_eq!(b.work(1), 0);
+        b.idle(5);
+        assert_eq!(b.work(1_000_000), 0);
     }
 }

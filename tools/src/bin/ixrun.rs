@@ -49,7 +49,8 @@ struct Cli {
     /// Batch bound B: most packets run through the stack per cycle (IX_BATCH).
     #[arg(long)]
     batch: Option<usize>,
-    /// Microseconds an idle event loop keeps polling before it sleeps (IX_SPIN_US; 0: sleep at once).
+    /// The longest an idle event loop keeps polling before it sleeps, in microseconds (IX_SPIN_US; 0: sleep at
+    /// once); each loop adapts its own spin below it.
     #[arg(long)]
     spin_us: Option<u64>,
     /// Log filter (IX_LOG), e.g. info or debug.
