@@ -5,7 +5,7 @@
 #   sudo scripts/bench-memcached.sh     (env: DURATION=3 WARMUP=0.5 KEYS=100000 THREADS=1 CONNS=32
 #                                              USR_RATES=... ETC_RATES=... CPU_RATE=40000 PORT=11211
 #                                              VARIANTS="linux libix libix-sleep" OUT=<dir> PLOT_MAX_US=<us>
-#                                              NICE=0)
+#                                              NICE=0 QUEUES=1)
 # About 6-8 minutes. Prints a table and writes JSON + PNG plots into the directory it names (OUT, default a new
 # /tmp/bench-memcached.XXXXXX); figures and their reading in BENCHMARKS.md (section memcached).
 #
@@ -15,6 +15,11 @@
 #   linux        memcached on Linux: 198.18.0.1/24 on the veth end, kernel TCP, real libevent
 #   libix        the same binary under ixrun (AF_XDP on the veth end, no kernel IP), IX_SPIN_US default (100 us)
 #   libix-sleep  the same with IX_SPIN_US=0 (loops sleep at once when idle)
+#   libix-napi   the stock binary under ixrun with -N: each connection goes to the worker of its NIC queue
+#   libix-patched  memcached-patch/ix-worker-accept.patch built against libix: each worker accepts on its own queue
+# With QUEUES=N (and THREADS=N) the veth and the dataplane get N queues: `libix` then serves flows from threads
+# that do not own their queue (memcached's main thread hands connections out round robin), `libix-napi` and
+# `libix-patched` from the thread that owns it (owner == user, DESIGN.md §5).
 # Per variant: (1) unloaded latency: one connection, one request at a time (USR); (2) USR and ETC open-loop sweeps
 # with the unloaded measuring connection (max RPS whose p99 < 500 us); (3) server CPU time per request at one
 # equal offered load (USR at CPU_RATE), from the server's own /proc accounting.
@@ -34,7 +39,8 @@ CPU_RATE="${CPU_RATE:-40000}"
 VARIANTS="${VARIANTS:-linux libix libix-sleep}"
 PORT="${PORT:-11211}"
 PLOT_MAX_US="${PLOT_MAX_US:-}"
-NICE="${NICE:-0}"   # nice level of client and server (e.g. -10 on a machine shared with other work)
+NICE="${NICE:-0}"
+QUEUES="${QUEUES:-1}"   # nice level of client and server (e.g. -10 on a machine shared with other work)
 if [ -n "${OUT:-}" ]; then
     out="$OUT"
     mkdir -p "$out"
@@ -46,6 +52,10 @@ echo "== building (release)"
 cargo build --release -q -p ix-tools -p libix
 bin="$PWD/target/release"
 bash scripts/setup.sh >/dev/null
+patched_bin=""
+if [[ " $VARIANTS " == *" libix-patched "* ]]; then
+    patched_bin="$(bash memcached-patch/build.sh --patched "$PWD/target/memcached-patched" | tail -1)"
+fi
 
 TH_ID="bm$$"
 source scripts/testhost.sh
@@ -76,7 +86,7 @@ cleanup() {
     [ "$rc" -eq 0 ] || echo "bench-memcached: failed (rc=$rc); namespaces removed, logs in $out" >&2
     exit "$rc"
 }
-testhost_create 1
+testhost_create "$QUEUES"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 ip netns add "$SRV_NS"
@@ -99,12 +109,20 @@ start_server() {
             ip netns exec "$SRV_NS" nice -n "$NICE" taskset -c 1 memcached "${args[@]}" \
                 >"$out/$variant.log" 2>&1 &
             ;;
-        libix | libix-sleep)
+        libix | libix-sleep | libix-napi)
             ip -n "$SRV_NS" addr flush dev "$TH_LOCAL"
             local spin=()
             [ "$variant" = libix-sleep ] && spin=(--spin-us 0)
+            [ "$variant" = libix-napi ] && args+=(-N)
             ip netns exec "$SRV_NS" nice -n "$NICE" taskset -c 1 "$bin/ixrun" --iface "$TH_LOCAL" --ip "$TH_DP_IP/24" \
-                --stats-dir "$out" "${spin[@]}" -- memcached "${args[@]}" >"$out/$variant.log" 2>&1 &
+                --queues "$QUEUES" --stats-dir "$out" "${spin[@]}" -- memcached "${args[@]}" >"$out/$variant.log" 2>&1 &
+            ;;
+        libix-patched)
+            ip -n "$SRV_NS" addr flush dev "$TH_LOCAL"
+            # Linked against libix.so (no preload): the same configuration through IX_* variables.
+            ip netns exec "$SRV_NS" env IX_IFACE="$TH_LOCAL" IX_IP="$TH_DP_IP/24" IX_QUEUES="$QUEUES" \
+                IX_BACKEND=afxdp IX_STATS_DIR="$out" nice -n "$NICE" taskset -c 1 "$patched_bin" "${args[@]}" \
+                >"$out/$variant.log" 2>&1 &
             ;;
         *) echo "unknown variant $variant" >&2; return 2 ;;
     esac

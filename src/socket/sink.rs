@@ -10,12 +10,11 @@
 //! The sink also keeps its loop's idle policy ([`IdleBudget`]): how long the loop polls after its sockets had work
 //! before it sleeps.
 
-use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::kernel;
+use super::{kernel, HashMap};
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -52,7 +51,7 @@ impl ReadySink {
     pub fn new() -> std::io::Result<ReadySink> {
         let wake_fd = kernel::eventfd().map_err(std::io::Error::from_raw_os_error)?;
         Ok(ReadySink {
-            ready: Mutex::new(HashMap::new()),
+            ready: Mutex::new(HashMap::default()),
             // The loop may already be blocked in a wait that started before this sink existed (an event added
             // from another thread creates it): the first readiness must wake it.
             sleeping: AtomicBool::new(true),

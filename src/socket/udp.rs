@@ -200,7 +200,7 @@ pub(super) fn take(l: &Layer, fd: RawFd, port: u16, any: bool) -> Result<Arc<Udp
 #[allow(clippy::too_many_arguments)]
 fn install(
     l: &Layer,
-    mut ports: std::sync::RwLockWriteGuard<'_, std::collections::HashMap<u16, Arc<UdpSock>>>,
+    mut ports: std::sync::RwLockWriteGuard<'_, super::HashMap<u16, Arc<UdpSock>>>,
     fd: RawFd,
     notify: RawFd,
     port: u16,
