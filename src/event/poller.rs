@@ -91,6 +91,9 @@ pub trait Poller: Send + Sync + Debug {
 
 /// The epoll token of NIC queue fds (never an fd number).
 const DATAPLANE_TOKEN: u64 = u64::MAX;
+/// The longest a loop sleeps while its NIC fds are left to other loops (see `Epoll::wait`).
+const UNARMED_SLEEP: Usec = Usec(20_000);
+
 /// The epoll token of the dataplane readiness sink's wake-up eventfd.
 const SINK_TOKEN: u64 = u64::MAX - 1;
 /// Marks the token of a oneshot registration (an fd's token is its number in the low 32 bits).
@@ -274,13 +277,32 @@ impl Poller for Epoll {
             timeout = Some(Usec::ZERO);
         }
         if timeout != Some(Usec::ZERO) && self.watching_dataplane.load(std::sync::atomic::Ordering::Relaxed) {
-            self.arm_nic(crate::socket::spinners() == 0)?;
+            // The NIC wakes the loops that serve flows (connections, UDP sockets): a loop watching only listeners
+            // (memcached's main thread) leaves frames to them, so a request is read by the thread that answers it
+            // instead of being handed over with a wake-up. Nobody serving flows: every loop watches the NIC.
+            let serves_flows = sink.is_some_and(|s| s.watches_data());
+            let want = crate::socket::spinners() == 0 && (serves_flows || crate::socket::data_sinks() == 0);
+            self.arm_nic(want)?;
+            if !want {
+                // Another loop takes the frames; should it be kept from its loop (a long callback, a thread that
+                // stopped looping), this one still runs a cycle now and then.
+                timeout = Some(timeout.map_or(UNARMED_SLEEP, |t| t.min(UNARMED_SLEEP)));
+            }
         }
         let waited = sys::epoll_wait(&self.epfd, &mut buf, timeout, self.precise, MAX_EPOLL_TIMEOUT_MS);
         let n = match &waited {
             Ok(n) => *n,
             Err(_) => 0,
         };
+        if let Some(s) = sink {
+            // Awake: what is posted from now on is collected below or at the next wait, without a wake-up.
+            s.awake();
+        }
+        if buf[..n].iter().any(|e| e.u64 == DATAPLANE_TOKEN) {
+            // Woken by frames: their cycle runs now, so the readiness it posts is collected by this same wait (not
+            // by another epoll_wait at the next turn of the loop).
+            crate::socket::drive();
+        }
         let woken = sink.is_some() && buf[..n].iter().any(|e| e.u64 == SINK_TOKEN);
         if let Some(s) = sink {
             s.collect(woken, &mut |fd, what| out.push(Ready { fd, what, disarmed: false }));

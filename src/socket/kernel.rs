@@ -59,6 +59,12 @@ pub fn eventfd() -> Result<RawFd, Errno> {
     call(libc::SYS_eventfd2, [0, (libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) as usize, 0, 0, 0, 0]).map(|r| r as RawFd)
 }
 
+/// Adds 1 to an eventfd's counter (a wake-up; the reader drains it).
+pub fn eventfd_signal(fd: RawFd) {
+    let one = 1u64;
+    let _ = call(libc::SYS_write, [fd as usize, &one as *const u64 as usize, 8, 0, 0, 0]);
+}
+
 /// Sets an eventfd's counter to `value` (0: not readable; `u64::MAX - 1`: readable and not writable).
 pub fn eventfd_set(fd: RawFd, value: u64) {
     let mut sink = 0u64;

@@ -61,7 +61,7 @@ use crate::runtime::Port;
 use kernel::Errno;
 use lent::Lent;
 use sendbuf::SendBuf;
-pub use sink::{spinners, ReadySink};
+pub use sink::{data_sinks, spinners, ReadySink};
 
 pub use kernel::Errno as SocketErrno;
 pub use udp::Datagram;
@@ -229,6 +229,18 @@ struct Watch {
     edge: bool,
     /// What the sink holds now (-1: nothing posted yet).
     posted: i16,
+    /// A connection or UDP socket (counted in the sink's data watches), not a listener.
+    data: bool,
+}
+
+impl Watch {
+    /// The loop stops watching `fd`.
+    fn end(self, fd: RawFd) {
+        self.sink.remove(fd);
+        if self.data {
+            self.sink.count_data_watch(false);
+        }
+    }
 }
 
 const EV_READ: i16 = 0x02;
@@ -290,11 +302,12 @@ impl Notify {
     }
 
     /// An event loop starts (`mask != 0`), changes or stops (`mask == 0`) watching; the caller posts afterwards.
-    fn watch(&mut self, fd: RawFd, sink: &Arc<ReadySink>, mask: i16, edge: bool) {
+    /// `data`: a connection or UDP socket (not a listener).
+    fn watch(&mut self, fd: RawFd, sink: &Arc<ReadySink>, mask: i16, edge: bool, data: bool) {
         let mine = self.watches.iter().position(|w| Arc::ptr_eq(&w.sink, sink));
         if mask == 0 {
             if let Some(k) = mine {
-                self.watches.swap_remove(k).sink.remove(fd);
+                self.watches.swap_remove(k).end(fd);
             }
             if self.watches.is_empty() {
                 // Back to the placeholder: bring it up to date.
@@ -314,14 +327,19 @@ impl Notify {
                 w.mask = mask;
                 w.edge = edge;
             }
-            None => self.watches.push(Watch { sink: sink.clone(), mask, edge, posted: -1 }),
+            None => {
+                if data {
+                    sink.count_data_watch(true);
+                }
+                self.watches.push(Watch { sink: sink.clone(), mask, edge, posted: -1, data });
+            }
         }
     }
 
     /// The app closed the socket: every watching loop forgets it.
     fn unwatch_all(&mut self, fd: RawFd) {
         for w in self.watches.drain(..) {
-            w.sink.remove(fd);
+            w.end(fd);
         }
     }
 }
@@ -2167,17 +2185,17 @@ pub fn watch(fd: RawFd, sink: &Arc<ReadySink>, mask: i16, edge: bool) -> bool {
     }
     with_sock(fd, |r| match r {
         SockRef::Conn(g, id) => {
-            g.sock(id).n.watch(fd, sink, mask, edge);
+            g.sock(id).n.watch(fd, sink, mask, edge, true);
             g.post(id);
             Ok(false)
         }
         SockRef::Port(_, st) => {
-            st.n.watch(fd, sink, mask, edge);
+            st.n.watch(fd, sink, mask, edge, false);
             st.post();
             Ok(st.kernel.is_some())
         }
         SockRef::Udp(u, st) => {
-            st.n.watch(fd, sink, mask, edge);
+            st.n.watch(fd, sink, mask, edge, true);
             st.post();
             Ok(u.kernel.is_some())
         }

@@ -36,10 +36,20 @@ pub struct ReadySink {
     budget: Mutex<IdleBudget>,
     /// Counted in [`SPINNERS`] now.
     spinning: AtomicBool,
+    /// Dataplane connections and UDP sockets this loop watches (listeners do not count): the NIC wakes the loops
+    /// that serve flows, so a request is handled by the thread that reads it, without a hand-off.
+    data_watches: AtomicUsize,
 }
 
 /// Event loops polling the dataplane right now (within their spin period).
 static SPINNERS: AtomicUsize = AtomicUsize::new(0);
+/// Sinks watching at least one dataplane connection or UDP socket.
+static DATA_SINKS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many event loops watch dataplane connections or UDP sockets (not only listeners).
+pub fn data_sinks() -> usize {
+    DATA_SINKS.load(Ordering::Relaxed)
+}
 
 /// How many event loops are polling the dataplane now: while one is, the others sleep without the NIC fds.
 pub fn spinners() -> usize {
@@ -59,7 +69,24 @@ impl ReadySink {
             spin_until_us: AtomicU64::new(0),
             budget: Mutex::new(IdleBudget::new(super::spin().as_micros() as u64)),
             spinning: AtomicBool::new(false),
+            data_watches: AtomicUsize::new(0),
         })
+    }
+
+    /// The loop starts (`true`) or stops watching a connection or UDP socket.
+    pub fn count_data_watch(&self, added: bool) {
+        if added {
+            if self.data_watches.fetch_add(1, Ordering::Relaxed) == 0 {
+                DATA_SINKS.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if self.data_watches.fetch_sub(1, Ordering::Relaxed) == 1 {
+            DATA_SINKS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this loop watches a dataplane connection or UDP socket.
+    pub fn watches_data(&self) -> bool {
+        self.data_watches.load(Ordering::Relaxed) > 0
     }
 
     /// The eventfd written when a sleeping loop gets work.
@@ -85,7 +112,7 @@ impl ReadySink {
             }
         };
         if added && self.sleeping.load(Ordering::SeqCst) {
-            kernel::eventfd_set(self.wake_fd, 1);
+            kernel::eventfd_signal(self.wake_fd);
         }
     }
 
@@ -111,6 +138,11 @@ impl ReadySink {
         self.budget.lock().unwrap_or_else(|p| p.into_inner()).idle(super::now_us());
         self.sleeping.store(true, Ordering::SeqCst);
         !self.lock().is_empty()
+    }
+
+    /// The loop's wait returned: posters need not wake it.
+    pub fn awake(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
     }
 
     /// Called after a wait: appends `(fd, what)` for every ready socket (edge entries once) and clears the
@@ -178,6 +210,9 @@ impl Drop for ReadySink {
     fn drop(&mut self) {
         if self.spinning.load(Ordering::Relaxed) {
             SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.data_watches.load(Ordering::Relaxed) > 0 {
+            DATA_SINKS.fetch_sub(1, Ordering::Relaxed);
         }
         kernel::close(self.wake_fd);
     }
