@@ -113,7 +113,7 @@ start_server() {
             ip -n "$SRV_NS" addr flush dev "$TH_LOCAL"
             local spin=()
             [ "$variant" = libix-sleep ] && spin=(--spin-us 0)
-            [ "$variant" = libix-napi ] && args+=(-N)
+            [ "$variant" = libix-napi ] && args+=(-N "$QUEUES")
             ip netns exec "$SRV_NS" nice -n "$NICE" taskset -c 1 "$bin/ixrun" --iface "$TH_LOCAL" --ip "$TH_DP_IP/24" \
                 --queues "$QUEUES" --stats-dir "$out" "${spin[@]}" -- memcached "${args[@]}" >"$out/$variant.log" 2>&1 &
             ;;

@@ -59,6 +59,11 @@ pub fn eventfd() -> Result<RawFd, Errno> {
     call(libc::SYS_eventfd2, [0, (libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) as usize, 0, 0, 0, 0]).map(|r| r as RawFd)
 }
 
+/// `sched_yield()`.
+pub fn sched_yield() {
+    let _ = call(libc::SYS_sched_yield, [0; 6]);
+}
+
 /// Adds 1 to an eventfd's counter (a wake-up; the reader drains it).
 pub fn eventfd_signal(fd: RawFd) {
     let one = 1u64;

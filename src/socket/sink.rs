@@ -133,6 +133,11 @@ impl ReadySink {
             }
         }
         if spin {
+            if self.lock().is_empty() {
+                // An idle poll: any other runnable thread on this core goes first (loops spinning side by side on
+                // one core, or the app's own threads, would otherwise wait for the scheduler's time slice).
+                kernel::sched_yield();
+            }
             return true;
         }
         self.budget.lock().unwrap_or_else(|p| p.into_inner()).idle(super::now_us());
