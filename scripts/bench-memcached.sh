@@ -127,11 +127,7 @@ start_server() {
         *) echo "unknown variant $variant" >&2; return 2 ;;
     esac
     server_pid=$!
-    for _ in $(seq 100); do
-        in_ns python3 -c "import socket; socket.create_connection(('$TH_DP_IP', $PORT), timeout=1).close()" \
-            2>/dev/null && return 0
-        sleep 0.1
-    done
+    wait_tcp "$PORT" 10 && return 0
     echo "the $variant server did not come up:" >&2
     cat "$out/$variant.log" >&2
     return 1

@@ -69,13 +69,7 @@ PY
 }
 
 wait_up() {
-    for _ in $(seq 300); do
-        in_ns python3 -c "import socket; socket.create_connection(('$TH_DP_IP', $PORT), timeout=1).close()" \
-            2>/dev/null && return 0
-        sleep 0.2
-    done
-    echo "the server did not come up" >&2
-    return 1
+    wait_tcp "$PORT" 60 || { echo "the server did not come up" >&2; return 1; }
 }
 
 # start VARIANT PRELOAD TOOL...: memcached on Linux or libix, under TOOL (valgrind or strace command line), with

@@ -54,6 +54,17 @@ testhost_peer_setup() {
 # in_ns CMD...: run a command on the Linux test host.
 in_ns() { ip netns exec "$TH_NS" "$@"; }
 
+# wait_tcp PORT SECONDS: wait until the test host connects to the dataplane address's PORT.
+wait_tcp() {
+    local port="$1" secs="$2" i
+    for ((i = 0; i < secs * 10; i++)); do
+        in_ns python3 -c "import socket; socket.create_connection(('$TH_DP_IP', $port), timeout=1).close()" \
+            2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 # wait_for_line FILE PATTERN SECONDS: wait until FILE has a line matching PATTERN.
 wait_for_line() {
     local f="$1" pat="$2" secs="$3" i
