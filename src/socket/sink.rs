@@ -41,7 +41,7 @@ pub struct ReadySink {
     data_watches: AtomicUsize,
 }
 
-/// Event loops polling the dataplane right now (within their spin period).
+/// Event loops that serve flows (see `data_watches`) polling the dataplane right now (within their spin period).
 static SPINNERS: AtomicUsize = AtomicUsize::new(0);
 /// Sinks watching at least one dataplane connection or UDP socket.
 static DATA_SINKS: AtomicUsize = AtomicUsize::new(0);
@@ -125,8 +125,11 @@ impl ReadySink {
     /// within the spin period); otherwise marks it asleep.
     pub fn prepare_sleep(&self) -> bool {
         let spin = super::now_us() < self.spin_until_us.load(Ordering::Relaxed);
-        if spin != self.spinning.swap(spin, Ordering::Relaxed) {
-            if spin {
+        // Only a loop that serves flows counts as polling the dataplane for the others: a loop that watches only
+        // listeners leaves the NIC to those (poller.rs), so its polling must not make them sleep unarmed.
+        let counted = spin && self.watches_data();
+        if counted != self.spinning.swap(counted, Ordering::Relaxed) {
+            if counted {
                 SPINNERS.fetch_add(1, Ordering::Relaxed);
             } else {
                 SPINNERS.fetch_sub(1, Ordering::Relaxed);
