@@ -1737,6 +1737,75 @@ static int case_epoll(void)
 	return 0;
 }
 
+struct plain_writer {
+	int fd;
+	int result;
+};
+
+/* A thread that runs no loop and never polls: it writes and is gone. */
+static void *plain_writer_main(void *arg)
+{
+	struct plain_writer *w = arg;
+	/* Let the main thread go to sleep in its epoll_wait first (ordering only: the case passes either way if
+	 * this is too short, and fails without the write going out if it is long enough). */
+	usleep(200 * 1000);
+	w->result = send_pattern(w->fd, 0, 1000, 0);
+	return NULL;
+}
+
+/* A write made by a thread that runs no event loop, while the only loop sleeps: it must go out by itself, at once
+ * (nothing else would cycle the dataplane for it). The main thread sleeps in epoll_wait on a set holding only the
+ * listener, so neither the write nor the answer ends its wait; when the wait times out, the peer's answer must
+ * already be there: had the write waited for the main thread's next cycle (at the end of its wait), the answer
+ * would still be a round trip away. */
+static int case_plain_thread_write(void)
+{
+	int port = base_port + 13;
+	int ls = listener_on(dp_ip, port, SOCK_NONBLOCK);
+	CHECK(ls >= 0, "listen");
+	pid_t peer = spawn_peer(NULL, "tcp-steps", dp_ip, num(port), "recv 1000;send 1000;eof", NULL, NULL, NULL);
+	CHECK(peer > 0, "spawn peer");
+	int ep = track(epoll_create1(EPOLL_CLOEXEC));
+	CHECK(ep >= 0, "epoll_create1");
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = ls}, out[4];
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev) == 0, "EPOLL_CTL_ADD the listener");
+	CHECK(epoll_wait(ep, out, 4, 10000) == 1, "the peer's connection");
+	int c = track(accept4(ls, NULL, NULL, SOCK_NONBLOCK));
+	CHECK(c >= 0, "accept4");
+	struct plain_writer w = {.fd = c, .result = -1};
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, plain_writer_main, &w) == 0, "pthread_create");
+	/* Sleep through the write and the answer: nothing in the set becomes ready. */
+	long end = now_ms() + 5000;
+	int n = 0;
+	while (n == 0 && now_ms() < end) {
+		n = epoll_wait(ep, out, 4, (int)(end - now_ms()));
+		if (n < 0 && errno == EINTR)
+			n = 0;
+	}
+	pthread_join(t, NULL);
+	CHECK(n == 0, "epoll_wait on the listener alone: %d", n);
+	CHECK(w.result == 0, "the plain thread's send");
+	unsigned char b[1000];
+	ssize_t r = recv(c, b, sizeof b, MSG_DONTWAIT);
+	CHECK(r > 0, "the answer to the plain thread's write was not there when the wait ended: %zd", r);
+	size_t got = (size_t)r;
+	end = now_ms() + 10000;
+	while (got < sizeof b && now_ms() < end) {
+		r = recv(c, b + got, sizeof b - got, MSG_DONTWAIT);
+		if (r > 0)
+			got += (size_t)r;
+		else
+			CHECK(r < 0 && errno == EAGAIN, "recv: %zd", r);
+		if (got < sizeof b)
+			idle_wait(10);
+	}
+	CHECK(got == sizeof b && pat_check(b, sizeof b, 0) < 0, "the answer, byte-exact (%zu)", got);
+	CHECK(xclose(c) == 0 && xclose(ls) == 0 && xclose(ep) == 0, "close");
+	CHECK(wait_child(peer, 10000) == 0, "peer");
+	return 0;
+}
+
 int main(void)
 {
 	static const struct {
@@ -1759,6 +1828,7 @@ int main(void)
 		{case_udp_client, "UDP client role: implicit bind, sendmsg/recvmsg, connected filter, AF_UNSPEC", 60},
 		{case_udp_any, "UDP on INADDR_ANY: dataplane and loopback on one socket", 60},
 		{case_epoll, "epoll_wait/epoll_pwait on dataplane sockets, blocking", 60},
+		{case_plain_thread_write, "a write from a thread that runs no loop while the loop sleeps", 60},
 	};
 	dp_ip = getenv("POSIX_DP_IP");
 	peer_ip = getenv("POSIX_PEER_IP");

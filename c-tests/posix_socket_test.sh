@@ -57,7 +57,7 @@ export POSIX_DP_IP="$TH_DP_IP" POSIX_PEER_IP="$TH_PEER_IP"
 export POSIX_PEER="ip netns exec $TH_NS python3 $here/peer.py"
 # Our listening ports (TCP base + 0..10, UDP base + 0..3); INADDR_ANY needs TCP base + 8 and UDP base + 3 free on
 # 127.0.0.1 too.
-export POSIX_PORT="$((21000 + ($$ % 900) * 10))"
+export POSIX_PORT="$((21000 + ($$ % 500) * 20))"
 rc=0
 
 echo "== control: the same program on the Linux kernel (198.18.0.1 on $TH_LOCAL)"

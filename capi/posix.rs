@@ -197,7 +197,7 @@ fn slice<'a>(buf: *const c_void, n: size_t) -> Option<&'a [u8]> {
 pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: bind's contract.
     if let Some(a) = unsafe { v4_of(addr, len) } {
-        if let Taken::Yes(r) = guard(Taken::No, || socket::bind(fd, a)) {
+        if let Taken::Yes(r) = settled(Taken::No, || socket::bind(fd, a)) {
             return match r {
                 Ok(()) => 0,
                 Err(e) => fail(e),
@@ -207,6 +207,14 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
     sys!(libc::SYS_bind, fd, addr, len) as c_int
 }
 
+/// Runs a socket call like [`guard`], then the dataplane cycle its work needs when no event loop of this thread
+/// will run one (`socket::settle`).
+fn settled<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
+    let r = guard(on_panic, f);
+    socket::settle();
+    r
+}
+
 /// `listen(2)`.
 ///
 /// # Safety
@@ -214,7 +222,7 @@ pub unsafe extern "C" fn bind(fd: c_int, addr: *const sockaddr, len: socklen_t) 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     if socket::owns(fd) {
-        return match guard(Err(libc::EIO), || socket::listen(fd, backlog)) {
+        return match settled(Err(libc::EIO), || socket::listen(fd, backlog)) {
             Ok(()) => 0,
             Err(e) => fail(e),
         };
@@ -229,7 +237,7 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
     if socket::owns(fd) {
-        match guard(Err(libc::EIO), || socket::accept(fd, flags)) {
+        match settled(Err(libc::EIO), || socket::accept(fd, flags)) {
             Ok(Accepted::Dataplane(newfd, peer)) => {
                 // SAFETY: accept's contract for addr/len.
                 unsafe { put_v4(peer, addr, len) };
@@ -260,7 +268,7 @@ pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut sockle
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     // SAFETY: connect's contract.
     if let Some(a) = unsafe { v4_of(addr, len) } {
-        if let Taken::Yes(r) = guard(Taken::No, || socket::connect(fd, a)) {
+        if let Taken::Yes(r) = settled(Taken::No, || socket::connect(fd, a)) {
             return match r {
                 Ok(()) => 0,
                 Err(e) => fail(e),
@@ -271,7 +279,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
         if !addr.is_null() && len as usize >= 2 && unsafe { (*addr).sa_family } == libc::AF_UNSPEC as libc::sa_family_t
         {
             // A UDP socket dissolves its association.
-            return match guard(Err(libc::EIO), || socket::disconnect(fd)) {
+            return match settled(Err(libc::EIO), || socket::disconnect(fd)) {
                 Ok(()) => 0,
                 Err(e) => fail(e),
             };
@@ -292,7 +300,7 @@ pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t
             move || sys!(libc::SYS_read, fd, buf, n) as ssize_t,
             move || {
                 let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-                recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut [b], 0)))
+                recv_result(settled(Err(libc::EIO), || socket::recv(fd, &mut [b], 0)))
             },
         );
     }
@@ -328,7 +336,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_
                     Ok(b) => b,
                     Err(e) => return fail_ssize(e),
                 };
-                recv_result(guard(Err(libc::EIO), || socket::recv(fd, &mut bufs, 0)))
+                recv_result(settled(Err(libc::EIO), || socket::recv(fd, &mut bufs, 0)))
             },
         );
     }
@@ -374,7 +382,7 @@ unsafe fn recvfrom_dataplane(
         move || sys!(libc::SYS_recvfrom, fd, buf, n, flags, addr, len) as ssize_t,
         move || {
             let Some(b) = slice_mut(buf, n) else { return fail_ssize(libc::EFAULT) };
-            let r = guard(Err(libc::EIO), || socket::recv_msg(fd, &mut [b], flags));
+            let r = settled(Err(libc::EIO), || socket::recv_msg(fd, &mut [b], flags));
             if let Ok((_, from, _)) = r {
                 if !addr.is_null() {
                     if let Some(peer) = from.or_else(|| socket::name(fd, false).ok()) {
@@ -418,7 +426,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> s
                     Ok(b) => b,
                     Err(e) => return fail_ssize(e),
                 };
-                let r = guard(Err(libc::EIO), || socket::recv_msg(fd, &mut bufs, flags));
+                let r = settled(Err(libc::EIO), || socket::recv_msg(fd, &mut bufs, flags));
                 if let Ok((_, from, truncated)) = r {
                     m.msg_controllen = 0;
                     m.msg_flags = if truncated { libc::MSG_TRUNC } else { 0 };
@@ -448,7 +456,7 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
             move || sys!(libc::SYS_write, fd, buf, n) as ssize_t,
             move || {
                 let Some(b) = slice(buf, n) else { return fail_ssize(libc::EFAULT) };
-                send_result(guard(Err(libc::EIO), || socket::send(fd, &[b], false)), 0)
+                send_result(settled(Err(libc::EIO), || socket::send(fd, &[b], false)), 0)
             },
         );
     }
@@ -470,7 +478,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize
                     Ok(b) => b,
                     Err(e) => return fail_ssize(e),
                 };
-                send_result(guard(Err(libc::EIO), || socket::send(fd, &bufs, false)), 0)
+                send_result(settled(Err(libc::EIO), || socket::send(fd, &bufs, false)), 0)
             },
         );
     }
@@ -540,7 +548,7 @@ unsafe fn sendto_dataplane(
             let dontwait = flags & libc::MSG_DONTWAIT != 0;
             // SAFETY: sendto's contract for addr/len.
             let dst = unsafe { v4_of(addr, len) };
-            send_result(guard(Err(libc::EIO), || socket::send_to(fd, &[b], dontwait, dst)), flags)
+            send_result(settled(Err(libc::EIO), || socket::send_to(fd, &[b], dontwait, dst)), flags)
         },
     )
 }
@@ -581,7 +589,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
                     Err(e) => return fail_ssize(e),
                 };
                 let dontwait = flags & libc::MSG_DONTWAIT != 0;
-                send_result(guard(Err(libc::EIO), || socket::send_to(fd, &bufs, dontwait, dst)), flags)
+                send_result(settled(Err(libc::EIO), || socket::send_to(fd, &bufs, dontwait, dst)), flags)
             },
         );
     }
@@ -610,7 +618,7 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     // An event loop may still hold a deleted event's epoll registration for `fd`: it goes before the fd does.
     crate::event::linger::before_close(fd);
     if socket::owns(fd) {
-        return match guard(Err(libc::EIO), || socket::close(fd)) {
+        return match settled(Err(libc::EIO), || socket::close(fd)) {
             Ok(()) => 0,
             Err(e) => fail(e),
         };
@@ -651,7 +659,7 @@ pub unsafe extern "C" fn dup3(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shutdown(fd: c_int, how: c_int) -> c_int {
     if socket::owns(fd) {
-        return match guard(Err(libc::EIO), || socket::shutdown(fd, how)) {
+        return match settled(Err(libc::EIO), || socket::shutdown(fd, how)) {
             Ok(()) => 0,
             Err(e) => fail(e),
         };
@@ -761,7 +769,7 @@ pub unsafe extern "C" fn setsockopt(
 ) -> c_int {
     if socket::owns(fd) {
         let Some(v) = slice(value, len as usize) else { return fail(libc::EFAULT) };
-        return match guard(Err(libc::EIO), || socket::setsockopt(fd, level, name, v)) {
+        return match settled(Err(libc::EIO), || socket::setsockopt(fd, level, name, v)) {
             Ok(()) => 0,
             Err(e) => fail(e),
         };
@@ -843,7 +851,7 @@ fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int) -> c_int {
     let spin = socket::spin();
     let spin_until = (slice_ms >= 0 && !spin.is_zero()).then(|| std::time::Instant::now() + spin);
     loop {
-        socket::drive();
+        // Cycles the dataplane (placeholders then show what it brought) and says when its timers are due.
         let mut wait = socket::before_wait(None).map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
         if spin_until.is_some_and(|t| std::time::Instant::now() < t) {
             wait = 0;
@@ -926,9 +934,12 @@ pub unsafe extern "C" fn epoll_pwait(
             .chain(socket::nic_fds().iter().copied())
             .map(|fd| pollfd { fd, events: libc::POLLIN, revents: 0 })
             .collect();
+        // The app comes back here after its callbacks: its writes meanwhile wait for this cycle (socket::settle).
+        socket::mark_loop_thread();
         loop {
-            socket::drive();
-            // The app's set first, without waiting: events (or an error such as EBADF) return at once.
+            // Cycle first (placeholders then show what it brought), then the app's set without waiting: events
+            // (or an error such as EBADF) return at once.
+            let mut ms = socket::before_wait(None).map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
             let r = wait(0);
             if r != 0 {
                 return r;
@@ -937,7 +948,6 @@ pub unsafe extern "C" fn epoll_pwait(
             if deadline.is_some_and(|d| now >= d) {
                 return 0;
             }
-            let mut ms = socket::before_wait(None).map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
             if now < spin_until {
                 // Spin before sleeping, as libix's event loops do (IX_SPIN_US).
                 ms = 0;

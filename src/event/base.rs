@@ -849,6 +849,8 @@ impl Base {
             return Err(Error::Reentrant);
         }
         g.running_loop = true;
+        // Dataplane writes made by this loop's callbacks go out in the cycle before its next wait.
+        let _looping = crate::socket::loop_scope();
         g.tv_cache = None;
         if !g.sigmap.is_empty() {
             g.signals.make_current();

@@ -97,6 +97,44 @@ thread_local! {
     /// The shard of the connection this thread last used (`usize::MAX`: none yet): its connects go there, its
     /// accepts look there first, and its drives start there.
     static HOME: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Event loops this thread is running (nested `event_base_loop`s count each), plus one for good once it has
+    /// waited in `epoll_wait` on a set holding dataplane sockets: such a thread cycles the dataplane before it
+    /// sleeps, so what it writes needs no cycle of its own (see [`settle`]).
+    static LOOPING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks the calling thread as running an event loop until the guard drops.
+pub struct LoopScope(());
+
+/// Enters an event loop on this thread (see [`settle`]).
+pub fn loop_scope() -> LoopScope {
+    LOOPING.with(|c| c.set(c.get() + 1));
+    LoopScope(())
+}
+
+impl Drop for LoopScope {
+    fn drop(&mut self) {
+        LOOPING.with(|c| c.set(c.get() - 1));
+    }
+}
+
+/// The calling thread waits in its own epoll loop on dataplane sockets (`epoll_wait`): it counts as an event loop
+/// from now on.
+pub fn mark_loop_thread() {
+    LOOPING.with(|c| {
+        if c.get() == 0 {
+            c.set(1);
+        }
+    });
+}
+
+/// After a socket call from a thread that runs no event loop: runs the cycle the call's work needs (a write, a
+/// window update, a close) now, since no loop of this thread will. An event loop's thread leaves it to the cycle
+/// before its next wait, which batches all its writes of the iteration in one cycle.
+pub fn settle() {
+    if active() && WORK_PENDING.load(Ordering::Acquire) != 0 && LOOPING.with(Cell::get) == 0 {
+        drive();
+    }
 }
 
 /// CLOCK_MONOTONIC in microseconds (the dataplane's clock).
@@ -601,8 +639,11 @@ impl Layer {
     }
 
     /// The earliest dataplane timer over all shards (monotonic microseconds), or `u64::MAX`.
-    fn next_timer_us(&self) -> u64 {
-        self.timers.iter().map(|t| t.load(Ordering::Relaxed)).min().unwrap_or(u64::MAX)
+    /// When the next dataplane timer is due (monotonic microseconds), over the shards not in `except` (a bit per
+    /// shard).
+    fn next_timer_us(&self, except: u64) -> u64 {
+        let shards = self.timers.iter().enumerate().filter(|&(q, _)| except & (1 << q) == 0);
+        shards.map(|(_, t)| t.load(Ordering::Relaxed)).min().unwrap_or(u64::MAX)
     }
 
     fn address(&self) -> Ipv4Addr {
@@ -1096,36 +1137,49 @@ pub fn nic_fds() -> &'static [RawFd] {
 /// Runs a cycle of every shard no other thread is running one of, starting with the calling thread's own.
 /// Returns whether the dataplane had work (a shard another thread holds counts as busy).
 pub fn drive() -> bool {
-    let Some(Some(l)) = LAYER.get() else { return false };
+    let (busy, skipped) = drive_shards();
+    busy || skipped != 0
+}
+
+/// [`drive`], returning whether the cycles run had work and which shards (one bit each) another thread held.
+fn drive_shards() -> (bool, u64) {
+    let Some(Some(l)) = LAYER.get() else { return (false, 0) };
     let _inside = InsideGuard::enter();
     let n = l.shards.len();
     let start = home().unwrap_or(0) % n;
     let mut busy = false;
+    let mut skipped = 0;
     for k in 0..n {
         let q = (start + k) % n;
         match l.shards[q].try_lock() {
             Ok(mut g) => busy |= g.cycle(l),
             Err(std::sync::TryLockError::Poisoned(p)) => busy |= p.into_inner().cycle(l),
-            Err(std::sync::TryLockError::WouldBlock) => busy = true,
+            Err(std::sync::TryLockError::WouldBlock) => skipped |= 1 << q,
         }
     }
-    busy
+    (busy, skipped)
 }
 
 /// Called by an event_base before it waits for readiness: runs a cycle (its events become readiness in the
 /// loops' sinks) and shortens `timeout` so that the loop wakes for the dataplane's timers. Whether the loop keeps
 /// polling instead of sleeping (the adaptive spin) is its sink's call: it spins while its own sockets are busy.
+///
+/// Work pending on a shard another thread holds is that thread's to do: it is cycling the shard, or writing to it
+/// from an event loop (which cycles before it waits) or from elsewhere (which settles, see [`settle`]). Polling
+/// for it here would only compete for the core with the holder: two threads on one core, the holder preempted
+/// in its cycle by a loop that woke, and the loop spins on a lock the holder cannot release until the scheduler
+/// gives it the core back (milliseconds: the waker's sleeper credit).
 pub fn before_wait(timeout: Option<Duration>) -> Option<Duration> {
     if !active() {
         return timeout;
     }
-    drive();
-    if WORK_PENDING.load(Ordering::Acquire) != 0 {
+    let (_, skipped) = drive_shards();
+    if WORK_PENDING.load(Ordering::Acquire) & !skipped != 0 {
         return Some(Duration::ZERO);
     }
     let Some(Some(l)) = LAYER.get() else { return timeout };
     let now = now_us();
-    let next = l.next_timer_us();
+    let next = l.next_timer_us(skipped);
     if next == u64::MAX {
         return timeout;
     }
@@ -1144,7 +1198,7 @@ fn wait_ready(l: &Layer, notify: RawFd, events: i16, deadline: Option<Instant>) 
         fds.extend(l.nic_fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }));
         let now = Instant::now();
         let mut wait = Duration::from_millis(100);
-        let next = l.next_timer_us();
+        let next = l.next_timer_us(0);
         if next != u64::MAX {
             wait = wait.min(Duration::from_micros(next.saturating_sub(now_us())));
         }
