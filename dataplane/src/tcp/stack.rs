@@ -764,15 +764,14 @@ impl TcpStack {
         if self.out.is_empty() {
             return;
         }
-        let out = std::mem::take(&mut self.out);
-        let conn = self.slots[slot as usize].conn.as_ref();
-        if let Some(c) = conn {
+        // Read in place: the queue is an inline array (64 `Emit`s, kilobytes), which moving out and back would
+        // copy twice per call.
+        if let Some(c) = self.slots[slot as usize].conn.as_ref() {
             let (local, remote) = (c.local_port, c.remote);
-            for e in &out {
+            for e in &self.out {
                 self.emit_segment(link, io, local, remote, e, Some(slot));
             }
         }
-        self.out = out;
         self.out.clear();
     }
 
