@@ -115,11 +115,15 @@ unsafe fn check_iovecs<'a>(iov: *const iovec, n: c_int) -> Result<&'a [iovec], i
     Ok(iov)
 }
 
+/// The byte slices of one call's iovecs: inline up to 8 (a server's reply or request takes a few), so that a
+/// `sendmsg`/`readv` allocates nothing.
+type IoSlices<T> = smallvec::SmallVec<[T; 8]>;
+
 /// The app's iovecs as byte slices (errno EINVAL or EFAULT as the kernel would say).
 ///
 /// # Safety
 /// `iov` points to `n` iovecs naming readable memory that stays valid for the call.
-unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Result<Vec<&'a [u8]>, i32> {
+unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Result<IoSlices<&'a [u8]>, i32> {
     // SAFETY: caller's contract.
     let iov = unsafe { check_iovecs(iov, n) }?;
     Ok(iov
@@ -134,7 +138,7 @@ unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> Result<Vec<&'a [u8]>, i32> 
 ///
 /// # Safety
 /// As [`iovecs`], writable.
-unsafe fn iovecs_mut<'a>(iov: *const iovec, n: c_int) -> Result<Vec<&'a mut [u8]>, i32> {
+unsafe fn iovecs_mut<'a>(iov: *const iovec, n: c_int) -> Result<IoSlices<&'a mut [u8]>, i32> {
     // SAFETY: caller's contract.
     let iov = unsafe { check_iovecs(iov, n) }?;
     Ok(iov

@@ -40,6 +40,7 @@
 pub(crate) mod kernel;
 mod lent;
 mod sendbuf;
+mod spare;
 mod udp;
 
 pub mod fdmap;
@@ -509,6 +510,9 @@ struct Shard {
     address: Ipv4Addr,
     /// The previous cycle's dirty list, emptied: swapped in so marking sockets dirty does not allocate.
     dirty_spare: Vec<SockId>,
+    /// The command list of the cycle, kept empty between cycles so that a warm cycle allocates nothing (its
+    /// entries name app memory only while the cycle runs).
+    cmds_spare: spare::Spare<Cmd>,
     /// Datagrams of this shard's UDP sockets waiting for `UdpSend`.
     udp_out: Vec<udp::Outgoing>,
     /// Payload bytes in `udp_out`: a sender waits (or gets EAGAIN) while its socket's SO_SNDBUF is taken.
@@ -592,6 +596,7 @@ impl Layer {
                     connects: Vec::new(),
                     address,
                     dirty_spare: Vec::new(),
+                    cmds_spare: spare::Spare::default(),
                     udp_out: Vec::new(),
                     udp_out_bytes: 0,
                 })
@@ -810,15 +815,16 @@ impl Shard {
     /// Runs one dataplane cycle of this shard's queue: pending commands and coalesced sends go in, events come
     /// out and are turned into socket state and readiness. Returns whether anything happened.
     fn cycle(&mut self, l: &Layer) -> bool {
-        // The dirty list swaps with a kept spare (no allocation once warm); the command list is allocated only
-        // by a cycle that has commands (it names app memory, so it is not kept between cycles).
+        // The dirty list swaps with a kept spare and the command list is a kept one, emptied at the end: no
+        // allocation once warm.
         let spare = std::mem::take(&mut self.dirty_spare);
         let mut dirty = std::mem::replace(&mut self.dirty, spare);
         // A socket is marked dirty by every write and every `TcpSent`: it must get one `sendv` per cycle, since
         // each names the unhanded bytes as they stood before the cycle (two would send the same bytes twice).
         dirty.sort_unstable_by_key(|id| id.0);
         dirty.dedup();
-        let mut cmds: Vec<Cmd> = self.pending.drain(..).map(Cmd::Plain).collect();
+        let mut cmds = self.cmds_spare.take();
+        cmds.extend(self.pending.drain(..).map(Cmd::Plain));
         cmds.extend(self.connects.drain(..).map(|(id, dst)| Cmd::Connect { id, dst }));
         let outgoing = std::mem::take(&mut self.udp_out);
         self.udp_out_bytes = 0;
@@ -895,6 +901,7 @@ impl Shard {
         busy |= self.queue.0.dataplane().has_pending_work();
         dirty.clear();
         self.dirty_spare = dirty;
+        self.cmds_spare.put(cmds);
         self.note_pending();
         let now = now_us();
         let next = self.queue.0.dataplane().poll_at();
