@@ -221,6 +221,9 @@ pub struct Emit {
     pub retransmit: bool,
 }
 
+/// `Conn::due` of a disarmed timer.
+const NOT_DUE: u64 = u64::MAX;
+
 /// A TCP connection.
 #[derive(Debug)]
 pub struct Conn {
@@ -315,8 +318,11 @@ pub struct Conn {
     retries: u8,
     /// The SYN being timed for an RTT sample (data is timed by the scoreboard).
     timed: Option<(u32, Instant)>,
-    /// Armed timers, by kind.
+    /// Timers by kind: the deadline the connection wants (`due`; `None`: disarmed) and the wheel entry standing
+    /// for it (`timers`), which may be earlier than `due` or outlive a disarm (see `TcpStack::rearm`).
     pub timers: [Option<TimerId>; 5],
+    /// See `timers`: monotonic microseconds, `NOT_DUE` when disarmed (a plain word keeps `Conn` small).
+    due: [u64; 5],
     /// Last time anything arrived (keepalive).
     last_rx: Instant,
 
@@ -326,7 +332,7 @@ pub struct Conn {
     /// Full-sized segments received since our last ACK.
     segs_unacked: u8,
     /// Bytes newly acknowledged, to report in one `Sent` event.
-    pub acked_to_report: u64,
+    pub acked_to_report: u32,
     /// The connection is on the stack's per-cycle work list.
     pub dirty: bool,
     /// Output stopped on a full TX batch with data still allowed by the window.
@@ -383,6 +389,16 @@ pub fn wscale_for(buf: u32) -> u8 {
 }
 
 impl Conn {
+    /// When timer `k` (a `TimerKind` index) is due, if armed.
+    pub fn due(&self, k: usize) -> Option<Instant> {
+        (self.due[k] != NOT_DUE).then(|| Instant::from_micros(self.due[k]))
+    }
+
+    /// Arms (`Some`) or disarms timer `k`'s deadline (the wheel entry is the stack's business).
+    pub fn set_due(&mut self, k: usize, at: Option<Instant>) {
+        self.due[k] = at.map_or(NOT_DUE, |t| t.total_micros().min(NOT_DUE - 1));
+    }
+
     fn new(local_port: u16, remote: Endpoint, iss: u32, mss: u16, cfg: &TcpConfig, now: Instant) -> Conn {
         Conn {
             state: State::Closed,
@@ -437,6 +453,7 @@ impl Conn {
             retries: 0,
             timed: None,
             timers: [None; 5],
+            due: [NOT_DUE; 5],
             last_rx: now,
             ack_now: false,
             segs_unacked: 0,
@@ -1028,7 +1045,7 @@ impl Conn {
             }
         };
         self.pop_acked(data_acked);
-        self.acked_to_report += data_acked as u64;
+        self.acked_to_report = self.acked_to_report.saturating_add(data_acked as u32);
         self.snd_una = ack;
         if seq_lt(self.snd_nxt, self.snd_una) {
             self.snd_nxt = self.snd_una;

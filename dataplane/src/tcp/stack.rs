@@ -866,20 +866,35 @@ impl TcpStack {
         self.rearm(slot, kind, at);
     }
 
+    /// Arms `kind` for `at`. Lazily: a wheel entry already due no later than `at` is kept (when it fires early,
+    /// `poll_timers` places it again at the connection's deadline), and only an earlier deadline moves it. A
+    /// request-response flow re-arms its retransmission, loss-probe and delayed-ACK timers at every exchange;
+    /// this keeps the wheel work to about one placement per timer period instead of a removal and an insertion
+    /// per segment.
     fn rearm(&mut self, slot: u32, kind: TimerKind, at: Instant) {
-        self.cancel(slot, kind);
-        let generation = self.slots[slot as usize].generation;
-        let id = self.timers.add(at, TimerTag { slot, generation, kind }).ok();
-        if let Some(c) = self.slots[slot as usize].conn.as_mut() {
-            c.timers[kind_index(kind)] = id;
+        let k = kind_index(kind);
+        let TcpStack { slots, timers, .. } = self;
+        let s = &mut slots[slot as usize];
+        let Some(c) = s.conn.as_mut() else { return };
+        c.set_due(k, Some(at));
+        if let Some(id) = c.timers[k] {
+            match timers.deadline(id) {
+                Some(d) if d <= at => return,
+                Some(_) if timers.reschedule(id, at) => return,
+                _ => c.timers[k] = None,
+            }
+        }
+        match timers.add(at, TimerTag { slot, generation: s.generation, kind }) {
+            Ok(id) => c.timers[k] = Some(id),
+            // The wheel is full: the timer counts as unarmed, so the next flush tries again.
+            Err(_) => c.set_due(k, None),
         }
     }
 
+    /// Disarms `kind`. Lazily: the wheel entry stays and fires into nothing (or is reused by the next arm).
     fn cancel(&mut self, slot: u32, kind: TimerKind) {
         if let Some(c) = self.slots[slot as usize].conn.as_mut() {
-            if let Some(id) = c.timers[kind_index(kind)].take() {
-                self.timers.cancel(id);
-            }
+            c.set_due(kind_index(kind), None);
         }
     }
 
@@ -894,11 +909,21 @@ impl TcpStack {
                 continue;
             }
             let Some(conn) = self.slots[tag.slot as usize].conn.as_mut() else { continue };
-            if conn.timers[kind_index(tag.kind)] != Some(id) {
+            let k = kind_index(tag.kind);
+            if conn.timers[k] != Some(id) {
                 continue;
             }
-            conn.timers[kind_index(tag.kind)] = None;
-            self.on_timer(tag.slot, tag.kind, link, io);
+            conn.timers[k] = None;
+            match conn.due(k) {
+                // Cancelled since it was placed.
+                None => {}
+                // Re-armed later since it was placed: placed again at the connection's deadline.
+                Some(at) if at > io.now => self.rearm(tag.slot, tag.kind, at),
+                Some(_) => {
+                    conn.set_due(k, None);
+                    self.on_timer(tag.slot, tag.kind, link, io);
+                }
+            }
         }
         self.fired = fired;
     }
@@ -1008,7 +1033,7 @@ impl TcpStack {
             let window = conn.send_room(&cfg) as u64;
             let unblocked = conn.app_blocked && window > 0;
             if conn.accepted && !conn.released && (conn.acked_to_report > 0 || unblocked) {
-                let acked = std::mem::take(&mut conn.acked_to_report);
+                let acked = u64::from(std::mem::take(&mut conn.acked_to_report));
                 // An app told "window 0" is still waiting: it must hear when the window opens, even though that
                 // news (a window update) acknowledges nothing new.
                 if window > 0 {
@@ -1020,11 +1045,11 @@ impl TcpStack {
             }
             let in_flight = conn.has_in_flight();
             let restart = std::mem::take(&mut conn.rto_restart);
-            let rto_armed = conn.timers[0].is_some();
+            let rto_armed = conn.due(0).is_some();
             let delayed = conn.ack_delayed();
-            let dack_armed = conn.timers[1].is_some();
+            let dack_armed = conn.due(1).is_some();
             let loss_timer = conn.loss_timer();
-            let loss_armed = conn.timers[4].and_then(|id| self.timers.deadline(id));
+            let loss_armed = conn.due(4);
             let state = conn.state;
             // Zero-window probing: TCP's own unsent data, or an app blocked on a shut window (persist timer).
             let probe = (conn.has_unsent() || conn.app_waits_for_window()) && !in_flight;
@@ -1056,7 +1081,7 @@ impl TcpStack {
             }
             if state == State::FinWait2 {
                 if let Some(c) = self.slots[slot as usize].conn.as_ref() {
-                    if c.released && c.timers[2].is_none() {
+                    if c.released && c.due(2).is_none() {
                         self.rearm(slot, TimerKind::Linger, io.now + cfg.fin_wait2);
                     }
                 }
