@@ -1806,6 +1806,70 @@ static int case_plain_thread_write(void)
 	return 0;
 }
 
+/* An app that waits in ppoll(2) with a signal mask: a blocking wait must see the connection and the data arrive
+ * (the wait keeps the dataplane running), and a signal the mask lets through ends it with EINTR. */
+static volatile sig_atomic_t ppoll_signals;
+static void on_usr1(int sig)
+{
+	(void)sig;
+	ppoll_signals++;
+}
+
+static int case_ppoll(void)
+{
+	int port = base_port + 14;
+	int ls = listener_on(dp_ip, port, SOCK_NONBLOCK);
+	CHECK(ls >= 0, "listen");
+	sigset_t none, usr1;
+	sigemptyset(&none);
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	struct sigaction sa, old_sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_usr1;
+	CHECK(sigaction(SIGUSR1, &sa, &old_sa) == 0, "sigaction");
+	sigset_t old_mask;
+	CHECK(pthread_sigmask(SIG_BLOCK, &usr1, &old_mask) == 0, "block SIGUSR1");
+	struct timespec ten = {10, 0}, zero = {0, 0};
+	struct pollfd p = {.fd = ls, .events = POLLIN};
+	CHECK(ppoll(&p, 1, &zero, &none) == 0, "ppoll on an idle listener");
+	/* A SIGUSR1 pending while blocked: the wait's mask lets it through, so the wait ends with EINTR at once. */
+	ppoll_signals = 0;
+	CHECK(kill(getpid(), SIGUSR1) == 0, "raise SIGUSR1");
+	errno = 0;
+	int r = ppoll(&p, 1, &ten, &none);
+	CHECK(r == -1 && errno == EINTR && ppoll_signals == 1, "ppoll: a signal the mask lets through (%d)", r);
+	pid_t peer = spawn_peer(NULL, "tcp-steps", dp_ip, num(port), "sleep 0.3;send 1000;recv 1000;eof", NULL, NULL,
+			       NULL);
+	CHECK(peer > 0, "spawn peer");
+	/* The mask keeps SIGUSR1 out this time (a blocking wait for the connection). */
+	r = ppoll(&p, 1, &ten, &usr1);
+	CHECK(r == 1 && (p.revents & POLLIN), "ppoll: the listener readable (%d)", r);
+	int c = track(accept4(ls, NULL, NULL, SOCK_NONBLOCK));
+	CHECK(c >= 0, "accept4");
+	unsigned char b[2048];
+	size_t got = 0;
+	long end = now_ms() + 10000;
+	while (got < 1000 && now_ms() < end) {
+		p = (struct pollfd){.fd = c, .events = POLLIN};
+		r = ppoll(&p, 1, &ten, &usr1);
+		CHECK(r >= 0, "ppoll on the connection");
+		if (r == 0)
+			continue;
+		ssize_t k = recv(c, b + got, sizeof b - got, 0);
+		CHECK(k > 0 || (k < 0 && errno == EAGAIN), "recv after ppoll: %zd", k);
+		if (k > 0)
+			got += (size_t)k;
+	}
+	CHECK(got == 1000 && pat_check(b, 1000, 0) < 0, "1000 bytes through ppoll (%zu)", got);
+	CHECK(send_pattern(c, 0, 1000, 0) == 0, "send 1000");
+	CHECK(xclose(c) == 0 && xclose(ls) == 0, "close");
+	CHECK(wait_child(peer, 10000) == 0, "peer");
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	sigaction(SIGUSR1, &old_sa, NULL);
+	return 0;
+}
+
 int main(void)
 {
 	static const struct {
@@ -1829,6 +1893,7 @@ int main(void)
 		{case_udp_any, "UDP on INADDR_ANY: dataplane and loopback on one socket", 60},
 		{case_epoll, "epoll_wait/epoll_pwait on dataplane sockets, blocking", 60},
 		{case_plain_thread_write, "a write from a thread that runs no loop while the loop sleeps", 60},
+		{case_ppoll, "ppoll on dataplane sockets, blocking, with a signal mask", 60},
 	};
 	dp_ip = getenv("POSIX_DP_IP");
 	peer_ip = getenv("POSIX_PEER_IP");

@@ -621,6 +621,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) ->
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     // An event loop may still hold a deleted event's epoll registration for `fd`: it goes before the fd does.
     crate::event::linger::before_close(fd);
+    socket::fdmap::forget_epoll_set(fd);
     if socket::owns(fd) {
         return match settled(Err(libc::EIO), || socket::close(fd)) {
             Ok(()) => 0,
@@ -641,6 +642,7 @@ pub unsafe extern "C" fn dup2(oldfd: c_int, newfd: c_int) -> c_int {
         return if sys!(libc::SYS_fcntl, oldfd, libc::F_GETFD) < 0 { -1 } else { newfd };
     }
     crate::event::linger::before_close(newfd);
+    socket::fdmap::forget_epoll_set(newfd);
     sys!(libc::SYS_dup3, oldfd, newfd, 0) as c_int
 }
 
@@ -652,6 +654,7 @@ pub unsafe extern "C" fn dup2(oldfd: c_int, newfd: c_int) -> c_int {
 pub unsafe extern "C" fn dup3(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int {
     if oldfd != newfd {
         crate::event::linger::before_close(newfd);
+        socket::fdmap::forget_epoll_set(newfd);
     }
     sys!(libc::SYS_dup3, oldfd, newfd, flags) as c_int
 }
@@ -836,10 +839,41 @@ pub unsafe extern "C" fn poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_
     }
     // SAFETY: poll's contract: `fds` names `n` pollfds.
     let user = unsafe { std::slice::from_raw_parts_mut(fds, n as usize) };
-    guard(fail(libc::EIO), || poll_with_dataplane(user, timeout))
+    guard(fail(libc::EIO), || poll_with_dataplane(user, timeout, std::ptr::null()))
 }
 
-fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int) -> c_int {
+/// `ppoll(2)`: as `poll`, with the signal mask in force while it waits; the timeout is rounded up to whole
+/// milliseconds when dataplane sockets take part.
+///
+/// # Safety
+/// As ppoll(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ppoll(
+    fds: *mut pollfd,
+    n: nfds_t,
+    timeout: *const libc::timespec,
+    sigmask: *const libc::sigset_t,
+) -> c_int {
+    if !socket::active() || socket::inside() || fds.is_null() || n == 0 {
+        return sys!(libc::SYS_ppoll, fds, n, timeout, sigmask, SIGSET_BYTES) as c_int;
+    }
+    // SAFETY: ppoll's contract: `timeout` is null or a valid timespec.
+    let ms = match unsafe { timeout.as_ref() } {
+        None => -1,
+        Some(t) if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) => return fail(libc::EINVAL),
+        Some(t) => (t.tv_sec as i64).saturating_mul(1000).saturating_add((t.tv_nsec as i64 + 999_999) / 1_000_000)
+            .min(i32::MAX as i64) as c_int,
+    };
+    // SAFETY: ppoll's contract: `fds` names `n` pollfds.
+    let user = unsafe { std::slice::from_raw_parts_mut(fds, n as usize) };
+    guard(fail(libc::EIO), || poll_with_dataplane(user, ms, sigmask))
+}
+
+/// The kernel's sigset size (_NSIG / 8), as glibc passes it to ppoll and epoll_pwait.
+const SIGSET_BYTES: usize = 8;
+
+/// `poll` over app fds some of which are dataplane sockets; `sigmask` (may be null) is in force while it sleeps.
+fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int, sigmask: *const libc::sigset_t) -> c_int {
     let deadline = (timeout >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
     let nic = socket::nic_fds();
     // A placeholder reads as writable whenever it is not readable-only, so the kernel is asked only about input
@@ -870,7 +904,12 @@ fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int) -> c_int {
         for p in all.iter_mut() {
             p.revents = 0;
         }
-        let r = sys!(libc::SYS_poll, all.as_mut_ptr(), all.len(), wait) as c_int;
+        let ts = (wait >= 0).then(|| libc::timespec {
+            tv_sec: (wait / 1000) as libc::time_t,
+            tv_nsec: (wait % 1000) as libc::c_long * 1_000_000,
+        });
+        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let r = sys!(libc::SYS_ppoll, all.as_mut_ptr(), all.len(), tsp, sigmask, SIGSET_BYTES) as c_int;
         if r < 0 {
             return r;
         }
@@ -924,8 +963,6 @@ pub unsafe extern "C" fn epoll_pwait(
     timeout: c_int,
     sigmask: *const libc::sigset_t,
 ) -> c_int {
-    // The kernel's sigset size (_NSIG / 8), as glibc passes it.
-    const SIGSET_BYTES: usize = 8;
     let wait = |t: c_int| sys!(libc::SYS_epoll_pwait, epfd, events, max, t, sigmask, SIGSET_BYTES) as c_int;
     if !socket::fdmap::epoll_set_has_dataplane(epfd) || !socket::active() || socket::inside() {
         return wait(timeout);
@@ -1026,7 +1063,7 @@ pub unsafe extern "C" fn select(
             }
         }
         let started = std::time::Instant::now();
-        let r = guard(-1, || poll_with_dataplane(&mut fds, wait_ms));
+        let r = guard(-1, || poll_with_dataplane(&mut fds, wait_ms, std::ptr::null()));
         if r < 0 {
             return r;
         }

@@ -37,8 +37,8 @@ impl FdBits {
 }
 
 static DATAPLANE: FdBits = FdBits::new();
-/// Epoll sets the app added a dataplane socket to. Never cleared: a closed set's number reused by another epoll
-/// instance only makes that one's waits drive the dataplane too (harmless).
+/// Epoll sets the app added a dataplane socket to, forgotten when their fd is closed or replaced (a set whose
+/// sockets were all removed stays marked: its waits keep driving the dataplane, which is harmless).
 static EPOLL_SETS: FdBits = FdBits::new();
 
 /// Whether `fd` is a dataplane socket.
@@ -62,7 +62,15 @@ pub fn mark_epoll_set(epfd: i32) {
     EPOLL_SETS.mark(epfd);
 }
 
-/// Whether the app's epoll set `epfd` was ever given a dataplane socket.
+/// `fd` is being closed or replaced: if it was a marked epoll set, the number is free for any other file.
+#[inline]
+pub fn forget_epoll_set(fd: i32) {
+    if EPOLL_SETS.contains(fd) {
+        EPOLL_SETS.unmark(fd);
+    }
+}
+
+/// Whether the app's epoll set `epfd` was given a dataplane socket.
 #[inline]
 pub fn epoll_set_has_dataplane(epfd: i32) -> bool {
     EPOLL_SETS.contains(epfd)
@@ -88,6 +96,8 @@ mod tests {
         assert!(!epoll_set_has_dataplane(900_003));
         mark_epoll_set(900_003);
         assert!(epoll_set_has_dataplane(900_003) && !is_dataplane(900_003));
+        forget_epoll_set(900_003);
+        assert!(!epoll_set_has_dataplane(900_003));
         mark_epoll_set(-1);
         assert!(!epoll_set_has_dataplane(-1));
     }
