@@ -5,7 +5,7 @@
 #   sudo scripts/bench-memcached.sh     (env: DURATION=3 WARMUP=0.5 KEYS=100000 THREADS=1 CONNS=32
 #                                              USR_RATES=... ETC_RATES=... CPU_RATE=40000 PORT=11211
 #                                              VARIANTS="linux libix libix-sleep" OUT=<dir> PLOT_MAX_US=<us>
-#                                              NICE=0 QUEUES=1)
+#                                              NICE=0 QUEUES=1 NO_SWEEP="<variants>")
 # About 6-8 minutes. Prints a table and writes JSON + PNG plots into the directory it names (OUT, default a new
 # /tmp/bench-memcached.XXXXXX); figures and their reading in BENCHMARKS.md (section memcached).
 #
@@ -40,7 +40,8 @@ VARIANTS="${VARIANTS:-linux libix libix-sleep}"
 PORT="${PORT:-11211}"
 PLOT_MAX_US="${PLOT_MAX_US:-}"
 NICE="${NICE:-0}"
-QUEUES="${QUEUES:-1}"   # nice level of client and server (e.g. -10 on a machine shared with other work)
+QUEUES="${QUEUES:-1}"
+NO_SWEEP="${NO_SWEEP:-}"   # variants measured for unloaded latency and CPU per request only (no sweeps)   # nice level of client and server (e.g. -10 on a machine shared with other work)
 if [ -n "${OUT:-}" ]; then
     out="$OUT"
     mkdir -p "$out"
@@ -156,7 +157,8 @@ for v in $VARIANTS; do
     ixb 1 --workload usr --conns 1 --depth 1 --duration "$DURATION" --warmup "$WARMUP" \
         --json "$out/$v-unloaded.json" >"$out/$v-unloaded.txt"
     tail -3 "$out/$v-unloaded.txt"
-    # (2) Sweeps (the prefill of the first run is reused: same keys, same values).
+    # (2) Sweeps (the prefill of the first run is reused: same keys, same values); NO_SWEEP variants skip them.
+    if [[ " $NO_SWEEP " != *" $v "* ]]; then
     ixb "$(npoints "$USR_RATES")" --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" \
         --warmup "$WARMUP" --sweep "$USR_RATES" --json "$out/$v-usr.json" --plot "$out/$v-usr.png" \
         "${plot_args[@]}" >"$out/$v-usr.txt"
@@ -165,6 +167,7 @@ for v in $VARIANTS; do
         --sweep "$ETC_RATES" --json "$out/$v-etc.json" --plot "$out/$v-etc.png" "${plot_args[@]}" \
         >"$out/$v-etc.txt"
     tail -$(($(npoints "$ETC_RATES") + 5)) "$out/$v-etc.txt"
+    fi
     # (3) Server CPU per request at an equal offered load.
     c0="$(cpu_ticks "$server_pid")"
     ixb 1 --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" --warmup 0 --rate "$CPU_RATE" \

@@ -4,7 +4,7 @@
 #
 #   sudo scripts/compare.sh
 #
-# About 4 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental; 234 s measured on 7 Dec).
+# About 5 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental).
 # It runs scripts/bench-tcp.sh and scripts/bench-memcached.sh with reduced parameters, each against one Linux
 # server and one libix server on the same veth (client in a namespace on CPU 0, server in another on CPU 1):
 #   memcached (Debian's binary; Linux: kernel TCP + real libevent; libix: the same binary under ixrun, AF_XDP)
@@ -12,6 +12,8 @@
 #     - max requests/s whose p99 < 500 us, open-loop sweeps of USR and of ETC (and, as a fallback on a noisy
 #       machine where no point meets the SLO, the highest rate the server kept up with)
 #     - server CPU seconds per million requests (its utime+stime from /proc) at the same offered USR load
+#     - the last two again for libix with IX_SPIN_US=0 (its loop sleeps as soon as it is idle, as Linux's does):
+#       what polling between requests buys in latency and costs in CPU
 #   TCP echo (Linux: c-tests/kernel_tcp_echo.c, epoll; libix: c-tests/ix_tcp_echo.c, native API)
 #     - echo messages/s, 64 B, n=1 and n=1024 round trips per connection (RST close), ECHO_CONNS connections
 #     - ping-pong one-way latency (RTT/2) at 64 B, p50
@@ -135,7 +137,8 @@ fi
 if [[ " $PARTS " == *" memcached "* ]]; then
     echo
     echo "################ memcached: unloaded latency, USR and ETC sweeps, CPU per request (linux vs libix)"
-    OUT="$out/memcached" VARIANTS="linux libix" DURATION="$MC_DURATION" WARMUP="$MC_WARMUP" KEYS="$MC_KEYS" \
+    OUT="$out/memcached" VARIANTS="linux libix libix-sleep" NO_SWEEP="libix-sleep" \
+        DURATION="$MC_DURATION" WARMUP="$MC_WARMUP" KEYS="$MC_KEYS" \
         THREADS=1 CONNS="$MC_CONNS" USR_RATES="$USR_RATES" ETC_RATES="$ETC_RATES" CPU_RATE="$CPU_RATE" \
         PLOT_MAX_US="$PLOT_MAX_US" NICE="$NICE" \
         run_half memcached bash scripts/bench-memcached.sh || failed+=("memcached (rc $?)")
@@ -195,6 +198,13 @@ rows = [
     ("memcached server CPU per 1M requests", "s", mcv("linux", "cpu_us_per_req"), mcv("libix", "cpu_us_per_req"),
      False, f"USR offered {cpu_rate}/s; achieved linux {mcv('linux', 'cpu_point_achieved_rps')}, "
             f"libix {mcv('libix', 'cpu_point_achieved_rps')}"),
+    # The same binary with IX_SPIN_US=0: its loop sleeps as soon as it is idle, as Linux's does (what polling
+    # between requests buys in latency and costs in CPU).
+    ("memcached USR unloaded p50, IX_SPIN_US=0", "us", mcv("linux", "unloaded_p50"), mcv("libix-sleep", "unloaded_p50"),
+     False, "libix loop sleeps at once when idle"),
+    ("memcached server CPU per 1M req, IX_SPIN_US=0", "s", mcv("linux", "cpu_us_per_req"),
+     mcv("libix-sleep", "cpu_us_per_req"), False,
+     f"USR offered {cpu_rate}/s; achieved libix-sleep {mcv('libix-sleep', 'cpu_point_achieved_rps')}"),
     (f"TCP echo msgs/s, n=1, c={conns}", "msg/s", echo(tcp_linux, 1), echo("libix", 1), True,
      "64 B, RST close, new connection per message"),
     (f"TCP echo msgs/s, n=1024, c={conns}", "msg/s", echo(tcp_linux, 1024), echo("libix", 1024), True,
