@@ -1694,6 +1694,40 @@ static void open_fds(unsigned char *set)
 			set[fd] = 1;
 }
 
+/* Reads `want` bytes from non-blocking `c` into `b` (room `cap`), calling `wait(ctx, got)` before each recv: it
+ * returns > 0 when `c` may be readable, 0 on a timeout, -1 on failure (EINTR tolerated). Gives up after 10 s.
+ * Returns the bytes read, -1 on failure. */
+static long read_after_waits(int c, unsigned char *b, size_t cap, size_t want, int (*wait)(void *ctx, size_t got),
+			     void *ctx, const char *what)
+{
+	size_t got = 0;
+	long end = now_ms() + 10000;
+	while (got < want && now_ms() < end) {
+		int n = wait(ctx, got);
+		CHECK(n >= 0 || errno == EINTR, "%s: %s", what, strerror(errno));
+		if (n <= 0)
+			continue;
+		ssize_t r = recv(c, b + got, cap - got, 0);
+		CHECK(r > 0 || (r < 0 && errno == EAGAIN), "recv after %s: %zd", what, r);
+		if (r > 0)
+			got += (size_t)r;
+	}
+	return (long)got;
+}
+
+struct epoll_waiter {
+	int ep;
+	struct epoll_event out[8];
+	sigset_t none;
+};
+
+/* epoll_wait and epoll_pwait in turn, blocking (bounded by the caller's deadline). */
+static int epoll_waits(void *ctx, size_t got)
+{
+	struct epoll_waiter *w = ctx;
+	return got % 2 ? epoll_pwait(w->ep, w->out, 8, 5000, &w->none) : epoll_wait(w->ep, w->out, 8, 5000);
+}
+
 /* An app that waits in epoll_wait itself (no libevent): a blocking wait must see connections and data arrive, so
  * the wait keeps the dataplane running. */
 static int case_epoll(void)
@@ -1714,22 +1748,10 @@ static int case_epoll(void)
 	ev = (struct epoll_event){.events = EPOLLIN, .data.fd = c};
 	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) == 0, "EPOLL_CTL_ADD the connection");
 	unsigned char b[2048];
-	size_t got = 0;
-	long end = now_ms() + 10000;
-	sigset_t none;
-	sigemptyset(&none);
-	while (got < 1000 && now_ms() < end) {
-		/* epoll_wait and epoll_pwait, blocking (bounded by the loop's deadline). */
-		n = got % 2 ? epoll_pwait(ep, out, 8, 5000, &none) : epoll_wait(ep, out, 8, 5000);
-		CHECK(n >= 0 || errno == EINTR, "epoll_wait: %s", strerror(errno));
-		if (n == 0)
-			continue;
-		ssize_t r = recv(c, b + got, sizeof b - got, 0);
-		CHECK(r > 0 || (r < 0 && errno == EAGAIN), "recv after epoll_wait: %zd", r);
-		if (r > 0)
-			got += (size_t)r;
-	}
-	CHECK(got == 1000 && pat_check(b, 1000, 0) < 0, "1000 bytes through epoll_wait (%zu)", got);
+	struct epoll_waiter w = {.ep = ep};
+	sigemptyset(&w.none);
+	long got = read_after_waits(c, b, sizeof b, 1000, epoll_waits, &w, "epoll_wait");
+	CHECK(got == 1000 && pat_check(b, 1000, 0) < 0, "1000 bytes through epoll_wait (%ld)", got);
 	CHECK(epoll_wait(ep, out, 8, 0) == 0, "epoll_wait once drained");
 	CHECK(send_pattern(c, 0, 1000, 0) == 0, "send 1000");
 	CHECK(xclose(c) == 0 && xclose(ls) == 0 && xclose(ep) == 0, "close");
@@ -1815,6 +1837,21 @@ static void on_usr1(int sig)
 	ppoll_signals++;
 }
 
+struct ppoll_waiter {
+	int fd;
+	sigset_t mask;
+};
+
+/* ppoll on one fd for input, 10 s, with the waiter's signal mask. */
+static int ppoll_waits(void *ctx, size_t got)
+{
+	(void)got;
+	struct ppoll_waiter *w = ctx;
+	struct pollfd p = {.fd = w->fd, .events = POLLIN};
+	struct timespec ten = {10, 0};
+	return ppoll(&p, 1, &ten, &w->mask);
+}
+
 static int case_ppoll(void)
 {
 	int port = base_port + 14;
@@ -1848,20 +1885,9 @@ static int case_ppoll(void)
 	int c = track(accept4(ls, NULL, NULL, SOCK_NONBLOCK));
 	CHECK(c >= 0, "accept4");
 	unsigned char b[2048];
-	size_t got = 0;
-	long end = now_ms() + 10000;
-	while (got < 1000 && now_ms() < end) {
-		p = (struct pollfd){.fd = c, .events = POLLIN};
-		r = ppoll(&p, 1, &ten, &usr1);
-		CHECK(r >= 0, "ppoll on the connection");
-		if (r == 0)
-			continue;
-		ssize_t k = recv(c, b + got, sizeof b - got, 0);
-		CHECK(k > 0 || (k < 0 && errno == EAGAIN), "recv after ppoll: %zd", k);
-		if (k > 0)
-			got += (size_t)k;
-	}
-	CHECK(got == 1000 && pat_check(b, 1000, 0) < 0, "1000 bytes through ppoll (%zu)", got);
+	struct ppoll_waiter w = {.fd = c, .mask = usr1};
+	long got = read_after_waits(c, b, sizeof b, 1000, ppoll_waits, &w, "ppoll");
+	CHECK(got == 1000 && pat_check(b, 1000, 0) < 0, "1000 bytes through ppoll (%ld)", got);
 	CHECK(send_pattern(c, 0, 1000, 0) == 0, "send 1000");
 	CHECK(xclose(c) == 0 && xclose(ls) == 0, "close");
 	CHECK(wait_child(peer, 10000) == 0, "peer");

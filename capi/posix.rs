@@ -861,8 +861,8 @@ pub unsafe extern "C" fn ppoll(
     let ms = match unsafe { timeout.as_ref() } {
         None => -1,
         Some(t) if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) => return fail(libc::EINVAL),
-        Some(t) => (t.tv_sec as i64).saturating_mul(1000).saturating_add((t.tv_nsec as i64 + 999_999) / 1_000_000)
-            .min(i32::MAX as i64) as c_int,
+        Some(t) => t.tv_sec.saturating_mul(1000).saturating_add((t.tv_nsec + 999_999) / 1_000_000).min(i32::MAX as i64)
+            as c_int,
     };
     // SAFETY: ppoll's contract: `fds` names `n` pollfds.
     let user = unsafe { std::slice::from_raw_parts_mut(fds, n as usize) };
@@ -878,7 +878,7 @@ fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int, sigmask: *const libc
     let nic = socket::nic_fds();
     // A placeholder reads as writable whenever it is not readable-only, so the kernel is asked only about input
     // on dataplane fds; their answer comes from the layer, re-checked after every cycle.
-    let mut all: Vec<pollfd> =
+    let mut all: smallvec::SmallVec<[pollfd; 8]> =
         user.iter().map(|u| if socket::owns(u.fd) { pollfd { events: libc::POLLIN, ..*u } } else { *u }).collect();
     all.extend(nic.iter().map(|&fd| pollfd { fd, events: libc::POLLIN, revents: 0 }));
     // Readiness another thread's cycle gives a dataplane fd wakes no kernel wait (an event loop's sink may own the
@@ -971,7 +971,7 @@ pub unsafe extern "C" fn epoll_pwait(
         let deadline =
             (timeout >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
         let spin_until = std::time::Instant::now() + socket::spin();
-        let mut fds: Vec<pollfd> = std::iter::once(epfd)
+        let mut fds: smallvec::SmallVec<[pollfd; 4]> = std::iter::once(epfd)
             .chain(socket::nic_fds().iter().copied())
             .map(|fd| pollfd { fd, events: libc::POLLIN, revents: 0 })
             .collect();

@@ -298,12 +298,16 @@ impl Poller for Epoll {
             // Awake: what is posted from now on is collected below or at the next wait, without a wake-up.
             s.awake();
         }
-        if buf[..n].iter().any(|e| e.u64 == DATAPLANE_TOKEN) {
+        let (mut by_frames, mut woken) = (false, false);
+        for e in &buf[..n] {
+            by_frames |= e.u64 == DATAPLANE_TOKEN;
+            woken |= e.u64 == SINK_TOKEN;
+        }
+        if by_frames {
             // Woken by frames: their cycle runs now, so the readiness it posts is collected by this same wait (not
             // by another epoll_wait at the next turn of the loop).
             crate::socket::drive();
         }
-        let woken = sink.is_some() && buf[..n].iter().any(|e| e.u64 == SINK_TOKEN);
         if let Some(s) = sink {
             s.collect(woken, &mut |fd, what| out.push(Ready { fd, what, disarmed: false }));
         }
