@@ -22,6 +22,7 @@
 //! clock steps back between calls. Inside one tick the wheel compares full microsecond deadlines, so ticks cost
 //! precision only in [`TimerWheel::next_deadline`], which may answer early. Skipping idle time costs nothing per
 //! empty tick: `advance` jumps from occupied slot to occupied slot.
+use core::cell::Cell;
 use core::fmt;
 use core::num::NonZeroU32;
 
@@ -140,6 +141,9 @@ pub struct TimerWheel<T> {
     overflow_min: u64,
     /// The latest `now` (µs) whose due timers went to the ready list since it was last empty.
     ready_upto: u64,
+    /// `next_expiration`'s answer while `current`, the occupied bitmaps and the overflow list stay as they were
+    /// (every cycle asks, twice; timers rarely move between cycles): `None` when it must be recomputed.
+    next_cache: Cell<Option<Option<(usize, u64)>>>,
 }
 
 impl<T> fmt::Debug for TimerWheel<T> {
@@ -175,6 +179,7 @@ impl<T> TimerWheel<T> {
             ready_min: u64::MAX,
             overflow_min: u64::MAX,
             ready_upto: 0,
+            next_cache: Cell::new(None),
         }
     }
 
@@ -375,6 +380,7 @@ impl<T> TimerWheel<T> {
             node.next = NIL;
         }
         if tail == NIL {
+            self.next_cache.set(None);
             self.lists[list].head = index;
             if list < OVERFLOW {
                 self.occupied[list / SLOTS][(list % SLOTS) / 64] |= 1 << (list % 64);
@@ -408,6 +414,7 @@ impl<T> TimerWheel<T> {
 
     /// Bookkeeping for a list that just became empty.
     fn emptied(&mut self, list: usize) {
+        self.next_cache.set(None);
         if list < OVERFLOW {
             self.occupied[list / SLOTS][(list % SLOTS) / 64] &= !(1 << (list % 64));
             if list < SLOTS {
@@ -447,6 +454,16 @@ impl<T> TimerWheel<T> {
     /// The earliest non-empty list of the wheel and the tick at which it is due: for a level-0 slot, its tick; for
     /// a higher slot, the first tick it spans; for the overflow list, the next 2^32-tick boundary.
     fn next_expiration(&self) -> Option<(usize, u64)> {
+        if let Some(known) = self.next_cache.get() {
+            return known;
+        }
+        let found = self.scan_next_expiration();
+        self.next_cache.set(Some(found));
+        found
+    }
+
+    /// [`next_expiration`](Self::next_expiration), computed from the bitmaps.
+    fn scan_next_expiration(&self) -> Option<(usize, u64)> {
         for level in 0..LEVELS {
             let shift = level as u32 * LEVEL_BITS;
             let digit = (self.current >> shift) as usize & (SLOTS - 1);
@@ -489,7 +506,7 @@ impl<T> TimerWheel<T> {
                 break;
             }
             if list < SLOTS {
-                self.current = tick;
+                self.set_current(tick);
                 if tick < target {
                     let mut index = self.detach(list);
                     while index != NIL {
@@ -503,7 +520,7 @@ impl<T> TimerWheel<T> {
                     break;
                 }
             } else {
-                self.current = if list == OVERFLOW {
+                let tick = if list == OVERFLOW {
                     // The wheel proper is empty: jump straight to the earliest overflow timer (or to `now`), rather
                     // than crossing every 2^32-tick boundary on the way. (The bound may be stale-early after a
                     // cancel; then the re-inserted timers refresh it and the next round jumps the rest of the way.)
@@ -511,6 +528,7 @@ impl<T> TimerWheel<T> {
                 } else {
                     tick
                 };
+                self.set_current(tick);
                 let mut index = self.detach(list);
                 while index != NIL {
                     let next = self.nodes[index as usize].next;
@@ -519,7 +537,15 @@ impl<T> TimerWheel<T> {
                 }
             }
         }
-        self.current = self.current.max(target);
+        self.set_current(self.current.max(target));
+    }
+
+    /// Moves the wheel's current tick (`next_expiration` depends on it).
+    fn set_current(&mut self, tick: u64) {
+        if tick != self.current {
+            self.current = tick;
+            self.next_cache.set(None);
+        }
     }
 
     /// Moves the due timers of the level-0 slot of the current tick to the ready list, and recomputes the slot's
