@@ -16,6 +16,9 @@ testhost_cleanup() {
     local p
     for p in "${TH_PIDS[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${TH_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    # Whatever still runs in the namespace (a peer started through a shell function: its recorded pid is the
+    # subshell's, not the peer's) would otherwise outlive the test and keep the namespace alive.
+    for p in $(ip netns pids "$TH_NS" 2>/dev/null); do kill "$p" 2>/dev/null; done
     ip netns del "$TH_NS" 2>/dev/null
     ip link del "$TH_LOCAL" 2>/dev/null
     true
