@@ -873,6 +873,41 @@ pub unsafe extern "C" fn ppoll(
 const SIGSET_BYTES: usize = 8;
 
 /// `poll` over app fds some of which are dataplane sockets; `sigmask` (may be null) is in force while it sleeps.
+/// For a poll-like call that drives the dataplane while it waits: runs a cycle, then says how long the kernel wait
+/// may last (ms, -1: no limit): until the dataplane's next timer, not at all while spinning (`spin_until`), at
+/// most `slice_ms` (-1: no slice) and no later than the caller's deadline.
+fn cycle_then_wait_ms(
+    deadline: Option<std::time::Instant>,
+    spin_until: Option<std::time::Instant>,
+    slice_ms: c_int,
+) -> c_int {
+    let mut wait = socket::before_wait(None).map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as c_int);
+    let now = std::time::Instant::now();
+    if spin_until.is_some_and(|t| now < t) {
+        wait = 0;
+    }
+    let bound = |wait: c_int, limit: c_int| if wait < 0 { limit } else { wait.min(limit) };
+    if slice_ms >= 0 {
+        wait = bound(wait, slice_ms);
+    }
+    if let Some(d) = deadline {
+        wait = bound(wait, d.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as c_int);
+    }
+    wait
+}
+
+/// ppoll(2) on `fds` (revents cleared first) for `ms` milliseconds (-1: no limit), `sigmask` (may be null) in
+/// force while it sleeps.
+fn ppoll_ms(fds: &mut [pollfd], ms: c_int, sigmask: *const libc::sigset_t) -> c_int {
+    fds.iter_mut().for_each(|p| p.revents = 0);
+    let ts = (ms >= 0).then(|| libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: (ms % 1000) as libc::c_long * 1_000_000,
+    });
+    let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    sys!(libc::SYS_ppoll, fds.as_mut_ptr(), fds.len(), tsp, sigmask, SIGSET_BYTES) as c_int
+}
+
 fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int, sigmask: *const libc::sigset_t) -> c_int {
     let deadline = (timeout >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
     let nic = socket::nic_fds();
@@ -889,27 +924,9 @@ fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int, sigmask: *const libc
     let spin = socket::spin();
     let spin_until = (slice_ms >= 0 && !spin.is_zero()).then(|| std::time::Instant::now() + spin);
     loop {
-        // Cycles the dataplane (placeholders then show what it brought) and says when its timers are due.
-        let mut wait = socket::before_wait(None).map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
-        if spin_until.is_some_and(|t| std::time::Instant::now() < t) {
-            wait = 0;
-        }
-        if slice_ms >= 0 {
-            wait = if wait < 0 { slice_ms } else { wait.min(slice_ms) };
-        }
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(std::time::Instant::now()).as_millis() as i32;
-            wait = if wait < 0 { left } else { wait.min(left) };
-        }
-        for p in all.iter_mut() {
-            p.revents = 0;
-        }
-        let ts = (wait >= 0).then(|| libc::timespec {
-            tv_sec: (wait / 1000) as libc::time_t,
-            tv_nsec: (wait % 1000) as libc::c_long * 1_000_000,
-        });
-        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        let r = sys!(libc::SYS_ppoll, all.as_mut_ptr(), all.len(), tsp, sigmask, SIGSET_BYTES) as c_int;
+        // Placeholders show what the cycle brought.
+        let wait = cycle_then_wait_ms(deadline, spin_until, slice_ms);
+        let r = ppoll_ms(&mut all, wait, sigmask);
         if r < 0 {
             return r;
         }
@@ -970,7 +987,7 @@ pub unsafe extern "C" fn epoll_pwait(
     guard(fail(libc::EIO), || {
         let deadline =
             (timeout >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
-        let spin_until = std::time::Instant::now() + socket::spin();
+        let spin_until = Some(std::time::Instant::now() + socket::spin());
         let mut fds: smallvec::SmallVec<[pollfd; 4]> = std::iter::once(epfd)
             .chain(socket::nic_fds().iter().copied())
             .map(|fd| pollfd { fd, events: libc::POLLIN, revents: 0 })
@@ -978,37 +995,22 @@ pub unsafe extern "C" fn epoll_pwait(
         // The app comes back here after its callbacks: its writes meanwhile wait for this cycle (socket::settle).
         socket::mark_loop_thread();
         loop {
-            // Cycle first (placeholders then show what it brought), then the app's set without waiting: events
-            // (or an error such as EBADF) return at once.
-            let mut ms = socket::before_wait(None).map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+            // Cycle first (placeholders then show what it brought; spinning as libix's event loops do), then the
+            // app's set without waiting: events (or an error such as EBADF) return at once.
+            let ms = cycle_then_wait_ms(deadline, spin_until, -1);
             let r = wait(0);
             if r != 0 {
                 return r;
             }
-            let now = std::time::Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return 0;
-            }
-            if now < spin_until {
-                // Spin before sleeping, as libix's event loops do (IX_SPIN_US).
-                ms = 0;
-            }
-            if let Some(d) = deadline {
-                let left = d.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32;
-                ms = if ms < 0 { left } else { ms.min(left) };
             }
             if ms == 0 {
                 continue;
             }
             // Sleep until the app's set has an event (an epoll fd polls readable then) or a frame arrives; a
             // signal the mask lets through ends the wait with EINTR, as epoll_pwait's would.
-            let ts = (ms >= 0).then(|| libc::timespec {
-                tv_sec: (ms / 1000) as libc::time_t,
-                tv_nsec: (ms % 1000) as libc::c_long * 1_000_000,
-            });
-            let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-            fds.iter_mut().for_each(|p| p.revents = 0);
-            let r = sys!(libc::SYS_ppoll, fds.as_mut_ptr(), fds.len(), tsp, sigmask, SIGSET_BYTES) as c_int;
+            let r = ppoll_ms(&mut fds, ms, sigmask);
             if r < 0 {
                 return r;
             }

@@ -142,7 +142,8 @@ pub struct TimerWheel<T> {
     /// The latest `now` (µs) whose due timers went to the ready list since it was last empty.
     ready_upto: u64,
     /// `next_expiration`'s answer while `current`, the occupied bitmaps and the overflow list stay as they were
-    /// (every cycle asks, twice; timers rarely move between cycles): `None` when it must be recomputed.
+    /// (`advance` and `next_deadline` both ask in a cycle; the answer holds until a slot fills or empties or the
+    /// clock crosses a tick): `None` when it must be recomputed.
     next_cache: Cell<Option<Option<(usize, u64)>>>,
 }
 

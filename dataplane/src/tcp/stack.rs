@@ -63,7 +63,7 @@ struct FlowKey {
 }
 
 /// One 8-byte write: the flow table keeps std's keyed SipHash (peers choose the addresses and ports, so the hash
-/// must resist collisions they could craft), but fed one word instead of three fields it costs a third.
+/// must resist collisions they could craft), fed one word instead of three field writes.
 impl std::hash::Hash for FlowKey {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
         h.write_u64(u64::from(self.remote) << 32 | u64::from(self.remote_port) << 16 | u64::from(self.local_port));
