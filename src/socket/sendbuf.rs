@@ -2,8 +2,9 @@
 //! handed to TCP zero-copy with `sendv` and kept until the peer acknowledges them. Memory is a queue of fixed
 //! chunks that never move, because TCP holds pointers into them until `TcpSent`. Freed chunks go to a small
 //! process-wide pool (the ACK that frees a chunk is often handled by another thread's cycle than the one that
-//! writes next): a request/response server frees its reply's chunk at every ACK and needs one at its next write (without the pool each reply paid a zeroed 16 KiB allocation: 16,000 instructions, 40% of libix's
-//! user-space work per memcached request, scripts/profile-memcached.sh).
+//! writes next): a request/response server frees its reply's chunk at every ACK and needs one at its next write
+//! (without the pool each reply paid a zeroed 16 KiB allocation: 16,000 instructions, 40% of libix's user-space
+//! work per memcached request, scripts/profile-memcached.sh).
 // The one unsafe call here names chunk memory to TCP under AppBuf's contract.
 #![allow(unsafe_code)]
 
@@ -43,14 +44,6 @@ impl ChunkPool {
 
 static POOL: ChunkPool = ChunkPool::new(POOL_CHUNKS);
 
-fn take_chunk() -> Box<[u8]> {
-    POOL.take()
-}
-
-fn give_chunk(chunk: Box<[u8]>) {
-    POOL.give(chunk);
-}
-
 /// Unacknowledged bytes: `[0, handed)` are with TCP, `[handed, len)` wait for window.
 #[derive(Debug, Default)]
 pub struct SendBuf {
@@ -88,7 +81,7 @@ impl SendBuf {
             let end = self.head + self.len;
             let tail_used = end - (self.chunks.len().saturating_sub(1)) * CHUNK;
             if self.chunks.is_empty() || tail_used == CHUNK {
-                self.chunks.push_back(take_chunk());
+                self.chunks.push_back(POOL.take());
             }
             let used = (self.head + self.len) - (self.chunks.len() - 1) * CHUNK;
             let tail = self.chunks.back_mut().expect("a chunk was just ensured");
@@ -130,7 +123,7 @@ impl SendBuf {
         self.handed -= n;
         while self.head >= CHUNK || (self.len == 0 && !self.chunks.is_empty()) {
             if let Some(chunk) = self.chunks.pop_front() {
-                give_chunk(chunk);
+                POOL.give(chunk);
             }
             if self.head >= CHUNK {
                 self.head -= CHUNK;
@@ -148,7 +141,7 @@ impl SendBuf {
 
 impl Drop for SendBuf {
     fn drop(&mut self) {
-        self.chunks.drain(..).for_each(give_chunk);
+        self.chunks.drain(..).for_each(|c| POOL.give(c));
     }
 }
 
