@@ -4,6 +4,7 @@
   peer.py udp-client HOST PORT [--sizes 1-1472] [--timeout S]   byte-exact UDP echo check, every size once
   peer.py udp-echo-server PORT --seconds S                       Linux UDP echo (for the dataplane's client)
   peer.py malformed IFACE DST_MAC                                 send malformed frames to the dataplane
+  peer.py syn-flood IFACE DST_MAC / syn-after-time-wait IFACE DST_MAC   raw SYNs (tcp_edge_test)
   peer.py tcp-pattern-client HOST PORT [--bytes N] [--conns K]    pattern echo check (posix_socket_test)
   peer.py tcp-steps HOST PORT STEPS / tcp-steps-server PORT STEPS scripted connection (posix_socket_test)
 Only addresses in 198.18.0.0/15 are accepted.
@@ -198,28 +199,62 @@ def tcp_connect_many(args):
         s.close()
 
 
+class RawSyn:
+    """Hand-made SYNs from SRC (random ports unless one is given) to DST:PORT, sent on IFACE to DST_MAC."""
+
+    def __init__(self, args):
+        if not (in_test_range(args.src) and in_test_range(args.dst)):
+            sys.exit("refusing addresses outside 198.18.0.0/15")
+        src_mac = bytes.fromhex(open(f"/sys/class/net/{args.iface}/address").read().strip().replace(":", ""))
+        dst_mac = bytes.fromhex(args.dst_mac.replace(":", ""))
+        self.eth = dst_mac + src_mac + struct.pack("!H", 0x0800)
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        self.sock.bind((args.iface, 0))
+        self.pseudo_base = socket.inet_aton(args.src) + socket.inet_aton(args.dst)
+        self.args = args
+
+    def send(self, sport, seq):
+        tcp = struct.pack("!HHIIBBHHH", sport, self.args.port, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
+        c = csum(self.pseudo_base + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)
+        tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
+        self.sock.send(self.eth + ip_header(self.args.src, self.args.dst, 6, len(tcp)) + tcp)
+
+
 def syn_flood(args):
     """Raw SYNs to DST:PORT from random source ports of our address, at most --count, for at most --seconds."""
     import random
-    src_mac = bytes.fromhex(open(f"/sys/class/net/{args.iface}/address").read().strip().replace(":", ""))
-    dst_mac = bytes.fromhex(args.dst_mac.replace(":", ""))
-    if not (in_test_range(args.src) and in_test_range(args.dst)):
-        sys.exit("refusing addresses outside 198.18.0.0/15")
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    s.bind((args.iface, 0))
-    eth = dst_mac + src_mac + struct.pack("!H", 0x0800)
+    raw = RawSyn(args)
     sent = 0
     end = time.time() + args.seconds
-    pseudo_base = socket.inet_aton(args.src) + socket.inet_aton(args.dst)
     while sent < args.count and time.time() < end:
-        sport = random.randint(20000, 60000)
-        seq = random.getrandbits(32)
-        tcp = struct.pack("!HHIIBBHHH", sport, args.port, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
-        c = csum(pseudo_base + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)
-        tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
-        s.send(eth + ip_header(args.src, args.dst, 6, len(tcp)) + tcp)
+        raw.send(random.randint(20000, 60000), random.getrandbits(32))
         sent += 1
     print(f"syn-flood sent={sent}")
+
+
+def syn_after_time_wait(args):
+    """A real connection to DST:PORT that we close first (so it lingers in TIME_WAIT here), then a stray SYN
+    from the same port (as a SYN flood's random port may be): the SYN-ACK it draws meets our TIME_WAIT socket,
+    which answers with an ACK, not a RST; the far end must still settle its half-open connection."""
+    import random
+    raw = RawSyn(args)
+    c = socket.create_connection((args.dst, args.port), timeout=5)
+    c.settimeout(5)
+    port = c.getsockname()[1]
+    c.sendall(b"x" * 100)
+    got = b""
+    while len(got) < 100:
+        d = c.recv(100 - len(got))
+        if not d:
+            sys.exit("echo ended early")
+        got += d
+    c.shutdown(socket.SHUT_WR)
+    while c.recv(4096):
+        pass
+    c.close()
+    # The echo server closed after us: this end is in TIME_WAIT now (ss shows it).
+    raw.send(port, random.getrandbits(32))
+    print(f"syn-after-time-wait port={port}")
 
 
 def tcp_echo_server(args):
@@ -507,6 +542,12 @@ def main():
     sf.add_argument("--port", type=int, default=7)
     sf.add_argument("--count", type=int, default=20000)
     sf.add_argument("--seconds", type=float, default=5)
+    tw = sub.add_parser("syn-after-time-wait")
+    tw.add_argument("iface")
+    tw.add_argument("dst_mac")
+    tw.add_argument("--src", default="198.18.0.2")
+    tw.add_argument("--dst", default="198.18.0.1")
+    tw.add_argument("--port", type=int, default=7)
     pc = sub.add_parser("tcp-pattern-client")
     pc.add_argument("host")
     pc.add_argument("port", type=int)
@@ -537,7 +578,7 @@ def main():
     m.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()
     {"tcp-rst-midway": tcp_rst_midway, "tcp-refused": tcp_refused, "tcp-connect-many": tcp_connect_many,
-     "syn-flood": syn_flood, "tcp-client": tcp_client,
+     "syn-flood": syn_flood, "syn-after-time-wait": syn_after_time_wait, "tcp-client": tcp_client,
      "tcp-pattern-client": tcp_pattern_client, "tcp-steps": tcp_steps, "tcp-steps-server": tcp_steps_server, "tcp-echo-server": tcp_echo_server, "udp-client": udp_client, "udp-send": udp_send, "udp-echo-server": udp_echo_server, "malformed": malformed}[a.cmd](a)
 
 

@@ -385,6 +385,13 @@ impl Drop for Queue {
             s.get(SteeredIn),
             s.get(DropSteerFull)
         );
+        // Connections the app left open: normal for a server being stopped, and what a test that finds one
+        // too many needs to see.
+        if log::log_enabled!(log::Level::Info) {
+            for line in self.dp.tcp_describe(Instant::now()) {
+                log::info!("queue {}: tcp open at close: {line}", self.dp.queue_id());
+            }
+        }
     }
 }
 

@@ -301,9 +301,9 @@ impl Dataplane {
         self.iface.tcp_keepalive_timing(idle, interval, count);
     }
 
-    /// One line per live TCP connection, for diagnostics and tests.
-    pub fn tcp_describe(&self) -> Vec<String> {
-        self.iface.tcp_describe()
+    /// One line per live TCP connection, for diagnostics and tests (timers shown relative to `now`).
+    pub fn tcp_describe(&self, now: Instant) -> Vec<String> {
+        self.iface.tcp_describe(now)
     }
 
     /// The queue's index in its port.

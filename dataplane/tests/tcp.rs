@@ -38,6 +38,8 @@ struct Outcome {
     client_dead: Option<DeadReason>,
     server_dead: Option<DeadReason>,
     steps: u32,
+    /// The simulated clock when the transfer ended.
+    end: Instant,
 }
 
 /// The client sends `payload` to an echo server and reads it back; returns what it received.
@@ -57,13 +59,14 @@ fn echo_transfer(
     let dst = Endpoint { addr: SERVER_IP, port: PORT };
     let h = run(&mut client, now, &[Command::TcpConnect { dst, cookie: 42 }], &mut cev)[0].expect("connect");
     let mut conn: Option<EchoConn> = None;
-    let mut out = Outcome { received: Vec::new(), client_dead: None, server_dead: None, steps: 0 };
+    let mut out = Outcome { received: Vec::new(), client_dead: None, server_dead: None, steps: 0, end: now };
     let (mut c_sent, mut c_up, mut c_closed) = (0usize, false, false);
     let mut c_next: Vec<Command<'static>> = Vec::new();
     let mut s_cmds_owned: Vec<(u64, usize, usize)> = Vec::new();
     for step in 0..max_steps {
         out.steps = step;
         now = now + Duration::from_micros(100);
+        out.end = now;
         probe.advance(now);
         // ---- client: one cycle per step; what it gives back goes with the next step's commands.
         let mut c_cmds: Vec<Command<'_>> = std::mem::take(&mut c_next);
@@ -182,7 +185,11 @@ fn assert_clean(seed: u64, payload: &[u8], out: &Outcome, mut server: Dataplane,
             }
         }
         eprintln!("client dead {:?} server dead {:?}", out.client_dead, out.server_dead);
-        eprintln!("server conns: {:#?}\nclient conns: {:#?}", server.tcp_describe(), client.tcp_describe());
+        eprintln!(
+            "server conns: {:#?}\nclient conns: {:#?}",
+            server.tcp_describe(out.end),
+            client.tcp_describe(out.end)
+        );
     }
     assert_eq!(out.received.len(), payload.len(), "seed {seed}: bytes echoed (after {} steps)", out.steps);
     assert!(out.received == payload, "seed {seed}: echoed bytes differ");

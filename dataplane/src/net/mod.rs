@@ -556,8 +556,8 @@ impl Interface {
     }
 
     /// One line per live TCP connection, for diagnostics.
-    pub fn tcp_describe(&self) -> Vec<String> {
-        self.tcp.describe()
+    pub fn tcp_describe(&self, now: crate::time::Instant) -> Vec<String> {
+        self.tcp.describe(now)
     }
 
     /// Bytes of state per TCP connection.

@@ -825,6 +825,19 @@ impl Conn {
         let syn = seg.flags.contains(TcpFlags::SYN);
         let fin = seg.flags.contains(TcpFlags::FIN);
 
+        // 0. SYN-RECEIVED, before the sequence check: an ACK of anything but our SYN gets a RST <SEQ=SEG.ACK> and
+        // is dropped (RFC 9293 §3.5.2 rule 2; Linux's `tcp_check_req` checks in this order too). The usual sender
+        // is the peer's TIME_WAIT socket of an old connection on the same 4-tuple (a stray or flood SYN reused
+        // its port): our SYN-ACK draws its ACK, not a RST, and re-ACKing that as the sequence check would (it
+        // is out of window) made the two trade ACKs until our SYN retries ran out, ~2 minutes. The RST ends the
+        // TIME_WAIT, so our next SYN-ACK meets no socket and draws the RST that frees this connection.
+        if self.state == State::SynReceived && !rst {
+            if let Some(ack) = seg.ack.filter(|&a| a != self.iss.wrapping_add(1)) {
+                res.rst = Some(ack);
+                return payload;
+            }
+        }
+
         // 1. Sequence acceptability.
         let wnd = self.advertised().max(self.rcv_window());
         let seg_len = seg.seq_len();
@@ -1618,12 +1631,20 @@ impl Conn {
         self.unread
     }
 
-    /// A one-line summary for diagnostics.
-    pub fn describe(&self) -> String {
-        format!(
-            "{:?} una={} nxt={} max={} base={} sendq={} wnd={} cwnd={} rcv_nxt={} adv={} unread={} lent={} ooo={} \
-             fin_q={} timers={:?} dupacks={} retries={}",
+    /// A one-line summary for diagnostics (e.g. a connection found open at shutdown): state, peer, sequence
+    /// space, and each armed timer's due time relative to `now`, marked when no wheel entry stands for it (a
+    /// timer that can never fire).
+    pub fn describe(&self, now: Instant) -> String {
+        use std::fmt::Write;
+        let mut s = format!(
+            "{:?} {}:{} <- :{} accepted={} released={} una={} nxt={} max={} base={} sendq={} wnd={} cwnd={} \
+             rcv_nxt={} adv={} unread={} lent={} ooo={} fin_q={} fin_rcvd={} dupacks={} retries={}",
             self.state,
+            self.remote.addr,
+            self.remote.port,
+            self.local_port,
+            self.accepted,
+            self.released,
             self.snd_una.wrapping_sub(self.iss),
             self.snd_nxt.wrapping_sub(self.iss),
             self.snd_max.wrapping_sub(self.iss),
@@ -1637,10 +1658,25 @@ impl Conn {
             self.lent.len(),
             self.ooo.len(),
             self.fin_queued,
-            self.timers.iter().map(|t| t.is_some()).collect::<Vec<_>>(),
+            self.fin_received,
             self.dupacks,
             self.retries,
-        )
+        );
+        for (k, name) in ["rto", "dack", "linger", "keepalive", "loss"].iter().enumerate() {
+            match (self.due(k), self.timers[k].is_some()) {
+                (Some(at), entry) => {
+                    let _ = write!(s, " {name}=+{}us", at.total_micros() as i64 - now.total_micros() as i64);
+                    if !entry {
+                        s.push_str("(no wheel entry)");
+                    }
+                }
+                (None, true) => {
+                    let _ = write!(s, " {name}=off(stale entry)");
+                }
+                (None, false) => {}
+            }
+        }
+        s
     }
 
     /// Sequence numbers for tests and diagnostics: (snd_una, snd_nxt, rcv_nxt).

@@ -179,8 +179,8 @@ impl TcpStack {
     }
 
     /// One line per live connection, for diagnostics.
-    pub fn describe(&self) -> Vec<String> {
-        self.slots.iter().filter_map(|s| s.conn.as_ref()).map(|c| c.describe()).collect()
+    pub fn describe(&self, now: Instant) -> Vec<String> {
+        self.slots.iter().filter_map(|s| s.conn.as_ref()).map(|c| c.describe(now)).collect()
     }
 
     /// Bytes of connection state per connection (the struct, not the lent mbufs).
@@ -223,13 +223,14 @@ impl TcpStack {
         for id in conn.timers.iter().flatten() {
             self.timers.cancel(*id);
         }
-        if let Some(port) = conn.listener {
-            if let Some(l) = self.listeners.get_mut(&port) {
-                match conn.state {
-                    State::SynReceived => l.half_open = l.half_open.saturating_sub(1),
-                    _ if !conn.accepted => l.waiting = l.waiting.saturating_sub(1),
-                    _ => {}
-                }
+        // Still the listener's (not accepted): half-open until it came up, then waiting for accept. Not by
+        // `state`: a reset in SYN_RECEIVED leaves it CLOSED, and counting that as "waiting" kept the backlog full
+        // of dead half-open connections after a SYN flood (every later client got a cookie).
+        if let Some(l) = conn.listener.and_then(|port| self.listeners.get_mut(&port)) {
+            if conn.up {
+                l.waiting = l.waiting.saturating_sub(1);
+            } else {
+                l.half_open = l.half_open.saturating_sub(1);
             }
         }
         self.flows.remove(&FlowKey {
