@@ -96,6 +96,9 @@ const UNARMED_SLEEP: Usec = Usec(20_000);
 
 /// The epoll token of the dataplane readiness sink's wake-up eventfd.
 const SINK_TOKEN: u64 = u64::MAX - 1;
+/// While a loop spins, how long it polls the dataplane in user space between checks of its kernel fds (so a
+/// kernel fd's event waits at most this long behind the spin).
+const SPIN_SLICE_US: i64 = 20;
 /// Marks the token of a oneshot registration (an fd's token is its number in the low 32 bits).
 const ONESHOT_TAG: u64 = 1 << 32;
 
@@ -273,7 +276,11 @@ impl Poller for Epoll {
         let mut buf = self.buf.lock();
         let sink = self.sink.get();
         let mut timeout = timeout;
-        if sink.is_some_and(|s| s.prepare_sleep()) {
+        if let Some(s) = sink.filter(|s| s.prepare_sleep()) {
+            // Polling: the dataplane in user space for a slice (no longer than the loop's own next timer), then
+            // the kernel fds once, below.
+            let slice = timeout.map_or(SPIN_SLICE_US, |t| t.0.clamp(0, SPIN_SLICE_US));
+            s.poll_dataplane(slice as u64);
             timeout = Some(Usec::ZERO);
         }
         if timeout != Some(Usec::ZERO) && self.watching_dataplane.load(std::sync::atomic::Ordering::Relaxed) {
