@@ -134,7 +134,8 @@ start_server() {
     return 1
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# User and system clock ticks of a process (all its threads).
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 # ixb POINTS ARGS...: ixbench memcached in the client namespace on CPU 0, bounded by a timeout for POINTS rates.
 # Exit status 2 (errors found in the replies, reported in its JSON and table) does not stop the run.
 ixb() {
@@ -169,11 +170,11 @@ for v in $VARIANTS; do
     tail -$(($(npoints "$ETC_RATES") + 5)) "$out/$v-etc.txt"
     fi
     # (3) Server CPU per request at an equal offered load.
-    c0="$(cpu_ticks "$server_pid")"
+    read -r u0 s0 <<<"$(cpu_ticks "$server_pid")"
     ixb 1 --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" --warmup 0 --rate "$CPU_RATE" \
         --measure-conn false --json "$out/$v-cpu.json" >/dev/null
-    c1="$(cpu_ticks "$server_pid")"
-    echo "$((c1 - c0))" >"$out/$v-cpu.ticks"
+    read -r u1 s1 <<<"$(cpu_ticks "$server_pid")"
+    echo "$((u1 - u0 + s1 - s0)) $((s1 - s0))" >"$out/$v-cpu.ticks"   # total, of which system
     kill -0 "$server_pid" 2>/dev/null || { echo "the $v server died:" >&2; cat "$out/$v.log" >&2; exit 1; }
     stop_server
 done
@@ -196,7 +197,8 @@ res = {}
 for v in variants:
     un = load(f"{v}-unloaded.json") or [{}]
     usr, etc, cpu = load(f"{v}-usr.json") or [], load(f"{v}-etc.json") or [], load(f"{v}-cpu.json") or [{}]
-    ticks = int(open(os.path.join(out, f"{v}-cpu.ticks")).read()) if os.path.exists(os.path.join(out, f"{v}-cpu.ticks")) else 0
+    tick_file = os.path.join(out, f"{v}-cpu.ticks")
+    ticks, sys_ticks = (list(map(int, open(tick_file).read().split())) + [0])[:2] if os.path.exists(tick_file) else (0, 0)
     reqs = cpu[0].get("requests", 0)
     res[v] = {
         "unloaded_avg": un[0].get("avg"), "unloaded_p50": un[0].get("p50"), "unloaded_p99": un[0].get("p99"),
@@ -208,13 +210,15 @@ for v in variants:
         # us of server CPU per request = s of server CPU per million requests
         "cpu_us_per_req": (ticks / hz * 1e6 / reqs) if reqs else None,
         "cpu_point_achieved_rps": cpu[0].get("achieved"),
+        # the paper's kernel-time figure (Linux ~75%, IX < 10%): the server's system time over its CPU time
+        "cpu_system_share_pct": (100.0 * sys_ticks / ticks) if ticks else None,
     }
 json.dump(res, open(os.path.join(out, "summary.json"), "w"), indent=2)
 print(f"\n{'':28}" + "".join(f"{v:>14}" for v in variants) + ("   libix/linux" if "linux" in res and "libix" in res else ""))
 rows = [("unloaded avg (us)", "unloaded_avg"), ("unloaded p99 (us)", "unloaded_p99"),
         ("USR max RPS, p99<500us", "usr_max_rps_p99_500us"), ("ETC max RPS, p99<500us", "etc_max_rps_p99_500us"),
         ("USR max RPS kept up", "usr_max_sustained_rps"), ("ETC max RPS kept up", "etc_max_sustained_rps"),
-        ("server CPU us / request", "cpu_us_per_req")]
+        ("server CPU us / request", "cpu_us_per_req"), ("server system time %", "cpu_system_share_pct")]
 for label, key in rows:
     vals = [res[v][key] for v in variants]
     line = f"{label:28}" + "".join(f"{(x if x is not None else float('nan')):>14.1f}" for x in vals)

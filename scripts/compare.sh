@@ -198,6 +198,9 @@ rows = [
     ("memcached server CPU per 1M requests", "s", mcv("linux", "cpu_us_per_req"), mcv("libix", "cpu_us_per_req"),
      False, f"USR offered {cpu_rate}/s; achieved linux {mcv('linux', 'cpu_point_achieved_rps')}, "
             f"libix {mcv('libix', 'cpu_point_achieved_rps')}"),
+    ("memcached server system-time share", "%", mcv("linux", "cpu_system_share_pct"),
+     mcv("libix", "cpu_system_share_pct"), False,
+     f"of the server's CPU at USR {cpu_rate}/s (IX paper: Linux ~75%, IX < 10%)"),
     # The same binary with IX_SPIN_US=0: its loop sleeps as soon as it is idle, as Linux's does (what polling
     # between requests buys in latency and costs in CPU).
     ("memcached USR unloaded p50, IX_SPIN_US=0", "us", mcv("linux", "unloaded_p50"), mcv("libix-sleep", "unloaded_p50"),
