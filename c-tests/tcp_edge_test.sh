@@ -85,6 +85,7 @@ in_ns python3 "$here/peer.py" tcp-connect-many "$TH_DP_IP" 7 --count 40 --timeou
 # the dataplane keeps exactly the backlog waiting for accept and drops the rest, counted.
 sleep 0.5
 [ "$(counter tcp_connections)" -eq 16 ] || fail "expected the backlog (16) waiting, got $(counter tcp_connections)"
+[ "$(counter tcp_accept_queue)" -eq 16 ] || fail "tcp_accept_queue is $(counter tcp_accept_queue), expected 16"
 [ "$(counter tcp_backlog_drops)" -ge 1 ] || fail "tcp_backlog_drops"
 kill -TERM "$server"; wait "$server" || true; TH_PIDS=()
 
@@ -100,6 +101,7 @@ cookies="$(counter tcp_syn_cookies_sent)" opens="$(counter tcp_passive_opens)"
 echo "syn cookies sent: $cookies, passive opens: $opens"
 [ "$cookies" -ge 1 ] || fail "no SYN cookies under flood"
 settle tcp_connections 0 10
+settle tcp_half_open 0 1
 in_ns python3 "$here/peer.py" tcp-client "$TH_DP_IP" 7 --bytes 1000 --conns 1 >/dev/null || fail "client after the flood"
 [ "$(counter tcp_syn_cookies_sent)" = "$cookies" ] || fail "the backlog stayed full after the flood (a cookie again)"
 [ "$(counter tcp_passive_opens)" = $((opens + 1)) ] || fail "passive opens after the flood"

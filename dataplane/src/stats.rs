@@ -134,6 +134,10 @@ counters! {
     TcpConnections = "tcp_connections",
     /// Connections in TIME_WAIT (gauge).
     TcpTimeWait = "tcp_time_wait",
+    /// Listeners' half-open connections (SYN_RECEIVED, within the SYN backlog; gauge).
+    TcpHalfOpen = "tcp_half_open",
+    /// Listeners' established connections the app has not accepted yet (gauge).
+    TcpAcceptQueue = "tcp_accept_queue",
     /// Malformed TCP segments.
     DropTcpMalformed = "drop_tcp_malformed",
     /// TCP checksum failures.

@@ -555,6 +555,11 @@ impl Interface {
         self.tcp.abort(&mut self.link, io, Handle(handle))
     }
 
+    /// Over all TCP listeners: half-open connections and connections waiting for accept.
+    pub fn tcp_listener_queues(&self) -> (u32, u32) {
+        self.tcp.listener_queues()
+    }
+
     /// One line per live TCP connection, for diagnostics.
     pub fn tcp_describe(&self, now: crate::time::Instant) -> Vec<String> {
         self.tcp.describe(now)

@@ -173,6 +173,11 @@ impl TcpStack {
         self.live - self.time_wait
     }
 
+    /// Over all listeners: connections half-open (SYN_RECEIVED) and established but not accepted yet.
+    pub fn listener_queues(&self) -> (u32, u32) {
+        self.listeners.values().fold((0, 0), |(h, w), l| (h + l.half_open, w + l.waiting))
+    }
+
     /// Connections lingering in TIME_WAIT (the app is done with them; they hold no mbufs).
     pub fn time_wait(&self) -> u32 {
         self.time_wait
