@@ -206,8 +206,8 @@ impl Dataplane {
         s.set(Counter::NicTxErrors, n.tx_errors);
         s.set(Counter::NicFillStarved, n.fill_starved);
         let (half_open, accept_queue) = self.iface.tcp_listener_queues();
-        s.set(Counter::TcpHalfOpen, u64::from(half_open));
-        s.set(Counter::TcpAcceptQueue, u64::from(accept_queue));
+        s.set(Counter::TcpHalfOpen, half_open);
+        s.set(Counter::TcpAcceptQueue, accept_queue);
     }
 
     /// The counters as of now (gauges as of the last publish).

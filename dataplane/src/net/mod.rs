@@ -556,7 +556,7 @@ impl Interface {
     }
 
     /// Over all TCP listeners: half-open connections and connections waiting for accept.
-    pub fn tcp_listener_queues(&self) -> (u32, u32) {
+    pub fn tcp_listener_queues(&self) -> (u64, u64) {
         self.tcp.listener_queues()
     }
 

@@ -174,8 +174,9 @@ impl TcpStack {
     }
 
     /// Over all listeners: connections half-open (SYN_RECEIVED) and established but not accepted yet.
-    pub fn listener_queues(&self) -> (u32, u32) {
-        self.listeners.values().fold((0, 0), |(h, w), l| (h + l.half_open, w + l.waiting))
+    pub fn listener_queues(&self) -> (u64, u64) {
+        let sum = |(h, w): (u64, u64), l: &Listener| (h + u64::from(l.half_open), w + u64::from(l.waiting));
+        self.listeners.values().fold((0, 0), sum)
     }
 
     /// Connections lingering in TIME_WAIT (the app is done with them; they hold no mbufs).
