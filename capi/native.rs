@@ -285,14 +285,28 @@ pub unsafe extern "C" fn ix_queue_close(q: *mut ix_queue) {
     }
 }
 
-/// The fd that polls readable when the queue has frames (for an app's own event loop), or -1.
+/// The fd that polls readable when the queue has frames (for an app's own event loop), or -1 (EINVAL for a NULL
+/// queue; the errno of the failure when the fd cannot be made). With several AF_XDP queues on veth, frames
+/// another queue received for this one's connections make it readable too. Sleep on it between `ix_run_io`
+/// calls, with a timeout: the dataplane's timers run only inside `ix_run_io`.
 ///
 /// # Safety
 /// `q` is NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn ix_queue_fd(q: *const ix_queue) -> c_int {
     // SAFETY: the caller guarantees `q` is NULL or live.
-    unsafe { q.as_ref() }.and_then(|q| q.0.poll_fd()).unwrap_or(-1)
+    let Some(q) = (unsafe { q.as_ref() }) else {
+        crate::runtime::set_errno(libc::EINVAL);
+        return -1;
+    };
+    match q.0.app_poll_fd() {
+        Ok(fd) => fd.unwrap_or(-1),
+        Err(e) => {
+            set_error(format!("ix_queue_fd: {e}"));
+            crate::runtime::set_errno(e.raw_os_error().unwrap_or(libc::EIO));
+            -1
+        }
+    }
 }
 
 /// One run-to-completion cycle: executes `cmds[0..ncmds]` in order (each gets `ret`), then receives at most B

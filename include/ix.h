@@ -258,7 +258,10 @@ struct ix_queue *ix_queue_open(struct ix_port *port, uint32_t queue_id);
 // `q` is NULL or a live pointer from `ix_queue_open`, not used afterwards.
 void ix_queue_close(struct ix_queue *q);
 
-// The fd that polls readable when the queue has frames (for an app's own event loop), or -1.
+// The fd that polls readable when the queue has frames (for an app's own event loop), or -1 (EINVAL for a NULL
+// queue; the errno of the failure when the fd cannot be made). With several AF_XDP queues on veth, frames
+// another queue received for this one's connections make it readable too. Sleep on it between `ix_run_io`
+// calls, with a timeout: the dataplane's timers run only inside `ix_run_io`.
 //
 // # Safety
 // `q` is NULL or live.

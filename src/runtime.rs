@@ -297,6 +297,12 @@ impl Queue {
         self.dp.poll_fd()
     }
 
+    /// The fd an app polls in its own event loop between `run_io`s (the NIC fd, or with software steering one
+    /// fd that also wakes for frames other queues hand to this one).
+    pub fn app_poll_fd(&self) -> io::Result<Option<i32>> {
+        self.dp.app_poll_fd()
+    }
+
     /// The events of the last `run_io`.
     pub fn events(&self) -> &[Event] {
         self.events.as_slice()
@@ -317,6 +323,7 @@ impl Queue {
         max_events: usize,
         timeout_us: i64,
     ) -> usize {
+        self.dp.app_awake();
         self.dp.begin_run_io();
         self.events.reset(max_events);
         self.rets.clear();
@@ -364,6 +371,7 @@ impl Queue {
             }
             now = Instant::now();
         }
+        self.dp.app_may_sleep();
         self.events.len()
     }
 }

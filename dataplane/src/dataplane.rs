@@ -59,6 +59,9 @@ pub struct Dataplane {
     last_publish: Instant,
     /// Software steering between the port's queues (AF_XDP on veth), when on.
     steering: Option<QueueSteering>,
+    /// The fd handed to an app that sleeps in its own event loop (`app_poll_fd`), with steering: NIC fd and
+    /// inbox eventfd in one. Once it exists, the inbox is armed whenever the app holds control.
+    app_poll: std::sync::OnceLock<crate::sys::PollSet>,
 }
 
 impl Dataplane {
@@ -85,6 +88,7 @@ impl Dataplane {
             page: None,
             last_publish: Instant::default(),
             steering: None,
+            app_poll: std::sync::OnceLock::new(),
         }
     }
 
@@ -248,6 +252,37 @@ impl Dataplane {
     /// The fd to sleep on when idle (readable when frames wait).
     pub fn poll_fd(&self) -> Option<std::os::fd::RawFd> {
         self.nic.poll_fd()
+    }
+
+    /// The fd an app polls to sleep in its own event loop between `run_io`s: readable when the NIC has frames
+    /// or, with software steering, when another queue handed frames to this one (then it is one fd watching
+    /// both, and from the first call on, [`app_may_sleep`](Self::app_may_sleep) arms the inbox). `None` when
+    /// the queue has nothing to poll.
+    pub fn app_poll_fd(&self) -> io::Result<Option<std::os::fd::RawFd>> {
+        let Some(s) = &self.steering else { return Ok(self.nic.poll_fd()) };
+        if let Some(set) = self.app_poll.get() {
+            return Ok(Some(set.raw_fd()));
+        }
+        let fds: Vec<_> = self.nic.poll_fd().into_iter().chain(s.steering().wake_fd(s.queue())).collect();
+        let set = crate::sys::PollSet::new(&fds)?;
+        Ok(Some(self.app_poll.get_or_init(|| set).raw_fd()))
+    }
+
+    /// Control goes back to an app that may sleep on [`app_poll_fd`](Self::app_poll_fd): from now on frames
+    /// steered here make that fd readable (at once if some already wait). Nothing unless the app asked for it.
+    pub fn app_may_sleep(&self) {
+        if let (Some(s), Some(_)) = (&self.steering, self.app_poll.get()) {
+            if !s.steering().sleep_begin(s.queue()) {
+                s.steering().signal_self(s.queue());
+            }
+        }
+    }
+
+    /// The app called back in (`run_io`): steered frames no longer signal the fd.
+    pub fn app_awake(&self) {
+        if let (Some(s), Some(_)) = (&self.steering, self.app_poll.get()) {
+            s.steering().sleep_end(s.queue());
+        }
     }
 
     /// Sleeps until the NIC has frames or `timeout` passes (bounded by the next timer). Returns whether frames

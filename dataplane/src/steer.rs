@@ -62,8 +62,11 @@ pub struct Steering {
 struct Inbox {
     ring: FrameRing,
     wake: EventFd,
-    /// Set by the owner just before it sleeps on its fds, cleared when it wakes.
+    /// Set by the owner just before it sleeps on its fds, cleared when it wakes or by the sender that signals it
+    /// (one signal per sleep).
     sleeping: AtomicBool,
+    /// `wake` was signalled since the owner last cleared it (so waking needs no read when it was not).
+    signaled: AtomicBool,
 }
 
 impl Steering {
@@ -76,7 +79,12 @@ impl Steering {
     pub fn with_inbox_frames(queues: u32, frames: usize) -> io::Result<Arc<Steering>> {
         let inboxes = (0..queues.max(1))
             .map(|_| {
-                Ok(Inbox { ring: FrameRing::new(frames), wake: EventFd::new()?, sleeping: AtomicBool::new(false) })
+                Ok(Inbox {
+                    ring: FrameRing::new(frames),
+                    wake: EventFd::new()?,
+                    sleeping: AtomicBool::new(false),
+                    signaled: AtomicBool::new(false),
+                })
             })
             .collect::<io::Result<Vec<_>>>()?;
         let udp_binders = (0..=u16::MAX).map(|_| AtomicU8::new(0)).collect();
@@ -130,7 +138,8 @@ impl Steering {
         // Pairs with the fence in `sleep_begin`: either the owner sees the frame before it sleeps, or we see it
         // asleep and signal.
         fence(Ordering::SeqCst);
-        if inbox.sleeping.load(Ordering::Relaxed) {
+        if inbox.sleeping.swap(false, Ordering::Relaxed) {
+            inbox.signaled.store(true, Ordering::Relaxed);
             inbox.wake.signal();
         }
         Ok(())
@@ -164,11 +173,22 @@ impl Steering {
         true
     }
 
-    /// Queue `me` woke up: senders stop signalling and the eventfd is reset.
+    /// Queue `me` woke up: senders stop signalling and the eventfd is reset (if it was signalled).
     pub fn sleep_end(&self, me: u32) {
         if let Some(inbox) = self.inboxes.get(me as usize) {
             inbox.sleeping.store(false, Ordering::Relaxed);
-            inbox.wake.clear();
+            if inbox.signaled.swap(false, Ordering::Relaxed) {
+                inbox.wake.clear();
+            }
+        }
+    }
+
+    /// Makes queue `me`'s eventfd readable now (its owner found frames waiting as it was about to let its app
+    /// sleep on the fd).
+    pub fn signal_self(&self, me: u32) {
+        if let Some(inbox) = self.inboxes.get(me as usize) {
+            inbox.signaled.store(true, Ordering::Relaxed);
+            inbox.wake.signal();
         }
     }
 }

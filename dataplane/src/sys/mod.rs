@@ -163,6 +163,32 @@ impl EventFd {
     }
 }
 
+/// An epoll instance watching a few fds for input: one fd that polls readable when any of them does (what an
+/// app's own event loop sleeps on for a queue that has a NIC fd and a steering inbox).
+#[derive(Debug)]
+pub struct PollSet(std::os::fd::OwnedFd);
+
+impl PollSet {
+    /// Watches `fds` (level-triggered `EPOLLIN`); close-on-exec.
+    pub fn new(fds: &[std::os::fd::RawFd]) -> io::Result<PollSet> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let ep = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
+        // SAFETY: `epoll_create1` just returned this fd and nothing else owns it.
+        let set = PollSet(unsafe { std::os::fd::OwnedFd::from_raw_fd(ep) });
+        for &fd in fds {
+            let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: fd as u64 };
+            syscall!(epoll_ctl(set.0.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev))?;
+        }
+        Ok(set)
+    }
+
+    /// The fd, for `poll`/`epoll`.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+}
+
 /// An OS error with a sentence of context that keeps its errno (C callers still see the real `errno`).
 #[derive(Debug)]
 pub struct ErrnoContext {
