@@ -79,6 +79,9 @@ int main(void) {
     CHECK(ix_queue_open(port, 0) == NULL && errno == EBUSY, "queue opened twice");
     CHECK(ix_queue_fd(q) >= 0, "queue fd");
     errno = 0;
+    CHECK(ix_queue_timeout_us(NULL) == 0 && errno == EINVAL, "timeout_us(NULL) must be 0 with EINVAL");
+    CHECK(ix_queue_timeout_us(q) >= -1, "timeout_us of an idle queue: %lld", (long long)ix_queue_timeout_us(q));
+    errno = 0;
     CHECK(ix_run_io(q, NULL, 3, NULL, 0, 0) == -1 && errno == EINVAL, "NULL cmds with count");
 
     struct ix_cmd c[8];
@@ -153,6 +156,10 @@ int main(void) {
     CHECK(t[3].ret > 0, "connect returns a handle: %lld", (long long)t[3].ret);
     CHECK(t[4].ret == IX_RET_UNREACH, "connect off-link: %lld", (long long)t[4].ret);
     CHECK(t[5].ret == IX_RET_INVAL, "connect to port 0: %lld", (long long)t[5].ret);
+    /* The connection waits for ARP and its SYN timer: an app sleeping on ix_queue_fd must come back within the
+     * first retransmission timeout (1 s, RFC 6298), never later. */
+    int64_t wait_us = ix_queue_timeout_us(q);
+    CHECK(wait_us >= 0 && wait_us <= 1000000, "timeout_us with a connect pending: %lld", (long long)wait_us);
     uint64_t h = (uint64_t)t[3].ret;
     uint64_t forged = h ^ (1ull << 40); /* same slot, another generation */
     ix_cmd_tcp_sendv(&t[0], h, &iov, 1);          /* not connected yet */

@@ -288,7 +288,7 @@ pub unsafe extern "C" fn ix_queue_close(q: *mut ix_queue) {
 /// The fd that polls readable when the queue has frames (for an app's own event loop), or -1 (EINVAL for a NULL
 /// queue; the errno of the failure when the fd cannot be made). With several AF_XDP queues on veth, frames
 /// another queue received for this one's connections make it readable too. Sleep on it between `ix_run_io`
-/// calls, with a timeout: the dataplane's timers run only inside `ix_run_io`.
+/// calls for at most `ix_queue_timeout_us`: the dataplane's timers run only inside `ix_run_io`.
 ///
 /// # Safety
 /// `q` is NULL or live.
@@ -307,6 +307,22 @@ pub unsafe extern "C" fn ix_queue_fd(q: *const ix_queue) -> c_int {
             -1
         }
     }
+}
+
+/// How long the app may sleep on `ix_queue_fd` before it must call `ix_run_io` again for the dataplane's timers
+/// (retransmissions, delayed ACKs, ARP): microseconds, 0 when it should call at once, -1 when no timer is pending.
+/// A NULL queue gives 0 and errno EINVAL (the following `ix_run_io` reports it too).
+///
+/// # Safety
+/// `q` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn ix_queue_timeout_us(q: *const ix_queue) -> i64 {
+    // SAFETY: the caller guarantees `q` is NULL or live.
+    let Some(q) = (unsafe { q.as_ref() }) else {
+        crate::runtime::set_errno(libc::EINVAL);
+        return 0;
+    };
+    q.0.timeout().map_or(-1, |d| d.total_micros().min(i64::MAX as u64) as i64)
 }
 
 /// One run-to-completion cycle: executes `cmds[0..ncmds]` in order (each gets `ret`), then receives at most B

@@ -261,11 +261,19 @@ void ix_queue_close(struct ix_queue *q);
 // The fd that polls readable when the queue has frames (for an app's own event loop), or -1 (EINVAL for a NULL
 // queue; the errno of the failure when the fd cannot be made). With several AF_XDP queues on veth, frames
 // another queue received for this one's connections make it readable too. Sleep on it between `ix_run_io`
-// calls, with a timeout: the dataplane's timers run only inside `ix_run_io`.
+// calls for at most `ix_queue_timeout_us`: the dataplane's timers run only inside `ix_run_io`.
 //
 // # Safety
 // `q` is NULL or live.
 int ix_queue_fd(const struct ix_queue *q);
+
+// How long the app may sleep on `ix_queue_fd` before it must call `ix_run_io` again for the dataplane's timers
+// (retransmissions, delayed ACKs, ARP): microseconds, 0 when it should call at once, -1 when no timer is pending.
+// A NULL queue gives 0 and errno EINVAL (the following `ix_run_io` reports it too).
+//
+// # Safety
+// `q` is NULL or live.
+int64_t ix_queue_timeout_us(const struct ix_queue *q);
 
 // One run-to-completion cycle: executes `cmds[0..ncmds]` in order (each gets `ret`), then receives at most B
 // frames and writes up to `max_events` events. When no event is ready it waits up to `timeout_us`

@@ -297,6 +297,17 @@ impl Queue {
         self.dp.poll_fd()
     }
 
+    /// How long an app may sleep on its fd before it must call `run_io` for the dataplane's timers: `None` for no
+    /// limit, zero when work is pending (frames to send, frames steered here).
+    pub fn timeout(&self) -> Option<Duration> {
+        if self.dp.has_pending_work() {
+            return Some(Duration::ZERO);
+        }
+        let at = self.dp.poll_at()?;
+        let now = Instant::now();
+        Some(if at > now { at - now } else { Duration::ZERO })
+    }
+
     /// The fd an app polls in its own event loop between `run_io`s (the NIC fd, or with software steering one
     /// fd that also wakes for frames other queues hand to this one).
     pub fn app_poll_fd(&self) -> io::Result<Option<i32>> {
