@@ -86,6 +86,9 @@ fn echo_transfer(
         for e in cev.as_slice() {
             match *e {
                 Event::TcpConnected { ret, .. } => {
+                    if ret != Ret::Ok {
+                        dump(&mut server, &mut client, now);
+                    }
                     assert_eq!(ret, Ret::Ok, "seed {seed}: connect failed");
                     c_up = true;
                 }
@@ -176,20 +179,21 @@ fn echo_transfer(
     (out, server, client, probe)
 }
 
+/// Prints both sides' non-zero counters and live connections (for a failed run).
+fn dump(server: &mut Dataplane, client: &mut Dataplane, now: Instant) {
+    for c in Counter::ALL {
+        let (a, b) = (server.stats().get(c), client.stats().get(c));
+        if a + b > 0 && !c.name().starts_with("batch") {
+            eprintln!("{:<26} server {a:>10} client {b:>10}", c.name());
+        }
+    }
+    eprintln!("server conns: {:#?}\nclient conns: {:#?}", server.tcp_describe(now), client.tcp_describe(now));
+}
+
 fn assert_clean(seed: u64, payload: &[u8], out: &Outcome, mut server: Dataplane, mut client: Dataplane) {
     if out.received.len() != payload.len() || out.client_dead.is_none() || out.server_dead.is_none() {
-        for c in Counter::ALL {
-            let (a, b) = (server.stats().get(c), client.stats().get(c));
-            if a + b > 0 && !c.name().starts_with("batch") {
-                eprintln!("{:<26} server {a:>10} client {b:>10}", c.name());
-            }
-        }
+        dump(&mut server, &mut client, out.end);
         eprintln!("client dead {:?} server dead {:?}", out.client_dead, out.server_dead);
-        eprintln!(
-            "server conns: {:#?}\nclient conns: {:#?}",
-            server.tcp_describe(out.end),
-            client.tcp_describe(out.end)
-        );
     }
     assert_eq!(out.received.len(), payload.len(), "seed {seed}: bytes echoed (after {} steps)", out.steps);
     assert!(out.received == payload, "seed {seed}: echoed bytes differ");
@@ -459,4 +463,22 @@ fn loss_is_recovered_without_timeouts() {
         assert!(rtos <= 3, "seed {seed}: {rtos} retransmission timeouts");
         assert!(simulated_ms < 1000, "seed {seed}: {simulated_ms} simulated ms");
     }
+}
+
+/// A schedule a CI run drew: a corrupted ARP reply taught the client a wrong address for the server, every SYN
+/// went to it, and the entry would have been refreshed only after 60 s (its reachable time), too late for the
+/// SYN retries. A retransmission timeout now makes the next frame refresh the neighbour (`doubt_neighbor`).
+#[test]
+fn a_corrupted_arp_reply_costs_one_retransmission_not_the_connection() {
+    let seed = 4_824_873_607_310_476_996;
+    let cfg = FaultConfig {
+        loss: 0.025161198546520797,
+        reorder: 0.21389468337278755,
+        duplicate: 0.009864054319457792,
+        corrupt: 0.0029917419654134064,
+        ..FaultConfig::default()
+    };
+    let payload = leak(pattern(178_053, seed));
+    let (out, server, client, _) = echo_transfer(cfg, seed, payload, 2_000_000);
+    assert_clean(seed, payload, &out, server, client);
 }

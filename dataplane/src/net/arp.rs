@@ -117,6 +117,16 @@ impl ArpCache {
         }
     }
 
+    /// Doubts `ip`'s entry (a transport layer saw no answer through it): the next lookup refreshes it, as if it
+    /// had expired. A resolved entry only; one that is being refreshed or resolved is left alone.
+    pub fn doubt(&mut self, ip: Ipv4Address, now: Instant) {
+        if let Some(s) = self.find(ip) {
+            if let State::Resolved { mac, expires_at, refreshing: false } = self.entries[s].state {
+                self.entries[s].state = State::Resolved { mac, expires_at: expires_at.min(now), refreshing: false };
+            }
+        }
+    }
+
     /// Records `ip` at `mac`. Creates an entry only when `create` (the packet was addressed to us, RFC 826's
     /// merge rule); otherwise only updates an existing one. Returns whether an entry now holds it.
     pub fn learn(&mut self, ip: Ipv4Address, mac: EthernetAddress, now: Instant, create: bool) -> bool {
@@ -288,6 +298,23 @@ mod tests {
         assert_eq!(c.lookup(ip, later), Lookup::Refresh(MAC));
         assert_eq!(c.lookup(ip, later), Lookup::Hit(MAC), "one refresh request at a time");
         assert!(!c.learn(ip, EthernetAddress::BROADCAST, t0, true));
+    }
+
+    #[test]
+    fn a_doubted_entry_is_refreshed_at_its_next_use() {
+        let mut c = ArpCache::new();
+        let ip = Ipv4Address([198, 18, 0, 2]);
+        let t0 = Instant::from_millis(1);
+        c.doubt(ip, t0); // no entry: nothing to doubt
+        assert_eq!(c.lookup(ip, t0), Lookup::Miss);
+        assert!(c.learn(ip, MAC, t0, true));
+        c.doubt(ip, t0);
+        assert_eq!(c.lookup(ip, t0), Lookup::Refresh(MAC), "refreshed long before it expires");
+        c.doubt(ip, t0);
+        assert_eq!(c.lookup(ip, t0), Lookup::Hit(MAC), "one refresh request at a time");
+        let right = EthernetAddress([2, 0, 0, 0, 0, 10]);
+        assert!(c.learn(ip, right, t0, false), "the reply updates the entry");
+        assert_eq!(c.lookup(ip, t0), Lookup::Hit(right));
     }
 
     #[test]

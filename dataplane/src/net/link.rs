@@ -112,6 +112,15 @@ impl Link {
         io.push_tx(m);
     }
 
+    /// A transport timed out waiting for `dst` (negative advice, as Linux's TCP gives its route): the next frame
+    /// to it refreshes the neighbour's address, so a wrong one (a corrupted or stale ARP reply) is replaced
+    /// after one retransmission instead of when the entry expires.
+    pub fn doubt_neighbor(&mut self, dst: Ipv4Address, now: Instant) {
+        if let Some(hop) = self.next_hop(dst) {
+            self.arp.doubt(hop, now);
+        }
+    }
+
     /// Fills in the Ethernet header of an IPv4 frame and sends it, or parks it until `next_hop` resolves.
     pub fn send_frame(
         &mut self,

@@ -939,6 +939,7 @@ impl TcpStack {
         match kind {
             TimerKind::Retransmit => {
                 let Some(conn) = self.slots[slot as usize].conn.as_mut() else { return };
+                link.doubt_neighbor(conn.remote.addr, io.now);
                 let mut cx = cx!(self, io);
                 io.stats.inc(Counter::TcpRetransmitTimeouts);
                 match conn.on_retransmit_timeout(&mut cx) {
