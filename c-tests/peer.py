@@ -199,17 +199,24 @@ def tcp_connect_many(args):
         s.close()
 
 
+def raw_link(args):
+    """For the raw-frame modes (raw_frames_parser's arguments): a packet socket on IFACE, our MAC and DST_MAC.
+    Refuses --src/--dst outside 198.18.0.0/15."""
+    if not (in_test_range(args.src) and in_test_range(args.dst)):
+        sys.exit("refusing addresses outside 198.18.0.0/15")
+    src_mac = bytes.fromhex(open(f"/sys/class/net/{args.iface}/address").read().strip().replace(":", ""))
+    dst_mac = bytes.fromhex(args.dst_mac.replace(":", ""))
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((args.iface, 0))
+    return s, src_mac, dst_mac
+
+
 class RawSyn:
     """Hand-made SYNs from SRC (random ports unless one is given) to DST:PORT, sent on IFACE to DST_MAC."""
 
     def __init__(self, args):
-        if not (in_test_range(args.src) and in_test_range(args.dst)):
-            sys.exit("refusing addresses outside 198.18.0.0/15")
-        src_mac = bytes.fromhex(open(f"/sys/class/net/{args.iface}/address").read().strip().replace(":", ""))
-        dst_mac = bytes.fromhex(args.dst_mac.replace(":", ""))
+        self.sock, src_mac, dst_mac = raw_link(args)
         self.eth = dst_mac + src_mac + struct.pack("!H", 0x0800)
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-        self.sock.bind((args.iface, 0))
         self.pseudo_base = socket.inet_aton(args.src) + socket.inet_aton(args.dst)
         self.args = args
 
@@ -462,11 +469,8 @@ def ip_header(src, dst, proto, payload_len, flags_frag=0x4000, ihl=5, total=None
 
 def malformed(args):
     """Each frame targets one drop counter of the dataplane; the test then checks the counters."""
-    src_mac = bytes.fromhex(open(f"/sys/class/net/{args.iface}/address").read().strip().replace(":", ""))
-    dst_mac = bytes.fromhex(args.dst_mac.replace(":", ""))
+    s, src_mac, dst_mac = raw_link(args)
     src, dst = args.src, args.dst
-    if not (in_test_range(src) and in_test_range(dst)):
-        sys.exit("refusing addresses outside 198.18.0.0/15")
     eth = lambda t: dst_mac + src_mac + struct.pack("!H", t)
     udp_ok = struct.pack("!HHHH", 5555, 7, 8 + 4, 0) + b"abcd"
     frames = {
@@ -491,8 +495,6 @@ def malformed(args):
         "other_mac": b"\x02\x99\x99\x99\x99\x99" + src_mac + struct.pack("!H", 0x0800) + ip_header(src, dst, 17, 12)
         + udp_ok,
     }
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    s.bind((args.iface, 0))
     sent = 0
     for _ in range(args.repeat):
         for name, f in frames.items():

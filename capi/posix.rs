@@ -872,7 +872,6 @@ pub unsafe extern "C" fn ppoll(
 /// The kernel's sigset size (_NSIG / 8), as glibc passes it to ppoll and epoll_pwait.
 const SIGSET_BYTES: usize = 8;
 
-/// `poll` over app fds some of which are dataplane sockets; `sigmask` (may be null) is in force while it sleeps.
 /// For a poll-like call that drives the dataplane while it waits: runs a cycle, then says how long the kernel wait
 /// may last (ms, -1: no limit): until the dataplane's next timer, not at all while spinning (`spin_until`), at
 /// most `slice_ms` (-1: no slice) and no later than the caller's deadline.
@@ -908,6 +907,7 @@ fn ppoll_ms(fds: &mut [pollfd], ms: c_int, sigmask: *const libc::sigset_t) -> c_
     sys!(libc::SYS_ppoll, fds.as_mut_ptr(), fds.len(), tsp, sigmask, SIGSET_BYTES) as c_int
 }
 
+/// `poll` over app fds some of which are dataplane sockets; `sigmask` (may be null) is in force while it sleeps.
 fn poll_with_dataplane(user: &mut [pollfd], timeout: c_int, sigmask: *const libc::sigset_t) -> c_int {
     let deadline = (timeout >= 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
     let nic = socket::nic_fds();

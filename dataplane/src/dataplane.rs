@@ -271,7 +271,7 @@ impl Dataplane {
     /// Control goes back to an app that may sleep on [`app_poll_fd`](Self::app_poll_fd): from now on frames
     /// steered here make that fd readable (at once if some already wait). Nothing unless the app asked for it.
     pub fn app_may_sleep(&self) {
-        if let (Some(s), Some(_)) = (&self.steering, self.app_poll.get()) {
+        if let Some(s) = self.app_polled_inbox() {
             if !s.steering().sleep_begin(s.queue()) {
                 s.steering().signal_self(s.queue());
             }
@@ -280,9 +280,14 @@ impl Dataplane {
 
     /// The app called back in (`run_io`): steered frames no longer signal the fd.
     pub fn app_awake(&self) {
-        if let (Some(s), Some(_)) = (&self.steering, self.app_poll.get()) {
+        if let Some(s) = self.app_polled_inbox() {
             s.steering().sleep_end(s.queue());
         }
+    }
+
+    /// This queue's steering, once the app polls [`app_poll_fd`](Self::app_poll_fd) (which then watches its inbox).
+    fn app_polled_inbox(&self) -> Option<&QueueSteering> {
+        self.app_poll.get().and(self.steering.as_ref())
     }
 
     /// Sleeps until the NIC has frames or `timeout` passes (bounded by the next timer). Returns whether frames
