@@ -124,23 +124,28 @@ static void *serve(void *arg) {
         w->errors++;
         return NULL;
     }
-    static __thread struct batch b, prev;
+    /* Two command buffers, swapped per call: the commands passed to ix_run_io come back in `prev` with their
+     * results while the next call's are built in `b` (swapping pointers: a buffer is 2048 commands, 144 KiB). */
+    static __thread struct batch bufs[2];
+    struct batch *b = &bufs[0], *prev = &bufs[1];
     struct ix_event ev[MAX_EVENTS];
     struct echo_conn *dirty[MAX_EVENTS];
     unsigned ndirty = 0;
-    b.n = 0;
-    ix_cmd_tcp_listen(next_cmd(&b), w->tcp_port, w->backlog);
+    b->n = 0;
+    ix_cmd_tcp_listen(next_cmd(b), w->tcp_port, w->backlog);
     while (!stop_flag) {
-        prev = b; /* the commands of this call: their results come back in `prev` */
-        b.n = 0;
-        int n = ix_run_io(q, prev.cmds, prev.n, ev, MAX_EVENTS, 100000);
+        struct batch *built = b; /* the commands of this call: their results come back in `prev` */
+        b = prev;
+        prev = built;
+        b->n = 0;
+        int n = ix_run_io(q, prev->cmds, prev->n, ev, MAX_EVENTS, 100000);
         if (n < 0) {
             fprintf(stderr, "ix_tcp_echo: ix_run_io: %s\n", strerror(errno));
             w->errors++;
             break;
         }
-        for (uint32_t i = 0; i < prev.n; i++) {
-            struct ix_cmd *c = &prev.cmds[i];
+        for (uint32_t i = 0; i < prev->n; i++) {
+            struct ix_cmd *c = &prev->cmds[i];
             if (c->op == IX_CMD_TCP_LISTEN) {
                 if (c->ret < 0) {
                     fprintf(stderr, "ix_tcp_echo: listen %u failed: %lld\n", w->tcp_port, (long long)c->ret);
@@ -175,7 +180,7 @@ static void *serve(void *arg) {
                 }
                 struct echo_conn *nc = calloc(1, sizeof *nc);
                 nc->handle = e->handle;
-                ix_cmd_tcp_accept(next_cmd(&b), e->handle, (uint64_t)(uintptr_t)nc);
+                ix_cmd_tcp_accept(next_cmd(b), e->handle, (uint64_t)(uintptr_t)nc);
                 w->conns++;
                 break;
             }
@@ -189,7 +194,7 @@ static void *serve(void *arg) {
                 w->bytes += e->len;
                 if (w->mode == MODE_SINK) { /* close while holding unread (lent) data: freed at DEAD */
                     if (!c->closed) {
-                        ix_cmd_tcp_close(next_cmd(&b), c->handle);
+                        ix_cmd_tcp_close(next_cmd(b), c->handle);
                         c->closed = 1;
                     }
                     continue;
@@ -199,7 +204,7 @@ static void *serve(void *arg) {
                 break;
             case IX_EV_TCP_SENT:
                 /* Acknowledged bytes were echoed from lent buffers: now they may be given back. */
-                if (e->acked) ix_cmd_tcp_recv_done(next_cmd(&b), e->handle, e->acked);
+                if (e->acked) ix_cmd_tcp_recv_done(next_cmd(b), e->handle, e->acked);
                 break;
             case IX_EV_TCP_EOF:
                 c->eof = 1;
@@ -224,9 +229,9 @@ static void *serve(void *arg) {
                 free(c);
                 continue;
             }
-            if (c->count > 0) echo_push(&b, c);
+            if (c->count > 0) echo_push(b, c);
             else if (c->eof && !c->closed) {
-                ix_cmd_tcp_close(next_cmd(&b), c->handle);
+                ix_cmd_tcp_close(next_cmd(b), c->handle);
                 c->closed = 1;
             }
         }
@@ -348,19 +353,22 @@ static int run_client(const char *dst_s, uint16_t dst_port, uint64_t bytes, unsi
         nanosleep(&ts, NULL);
     }
     struct client_conn *cc = calloc(nconn, sizeof *cc);
-    static struct batch b, prev;
+    static struct batch bufs[2]; /* swapped per call, as in serve() */
+    struct batch *b = &bufs[0], *prev = &bufs[1];
     struct ix_event ev[MAX_EVENTS];
     struct ix_endpoint dst = {ntohl(a.s_addr), dst_port, 0};
-    b.n = 0;
-    for (unsigned i = 0; i < nconn; i++) ix_cmd_tcp_connect(next_cmd(&b), dst, i);
+    b->n = 0;
+    for (unsigned i = 0; i < nconn; i++) ix_cmd_tcp_connect(next_cmd(b), dst, i);
     unsigned finished = 0;
     time_t deadline = time(NULL) + 600;
     while (finished < nconn && !stop_flag && time(NULL) < deadline) {
-        prev = b;
-        b.n = 0;
-        int n = ix_run_io(q, prev.cmds, prev.n, ev, MAX_EVENTS, 200000);
-        for (uint32_t i = 0; i < prev.n; i++) {
-            struct ix_cmd *c = &prev.cmds[i];
+        struct batch *built = b;
+        b = prev;
+        prev = built;
+        b->n = 0;
+        int n = ix_run_io(q, prev->cmds, prev->n, ev, MAX_EVENTS, 200000);
+        for (uint32_t i = 0; i < prev->n; i++) {
+            struct ix_cmd *c = &prev->cmds[i];
             if (c->op == IX_CMD_TCP_CONNECT) {
                 if (c->ret < 0) { fprintf(stderr, "connect: %lld\n", (long long)c->ret); cc[c->cookie].dead = 1; finished++; }
                 else cc[c->cookie].handle = (uint64_t)c->ret;
@@ -381,10 +389,10 @@ static int run_client(const char *dst_s, uint16_t dst_port, uint64_t bytes, unsi
                 for (uint32_t k = 0; k < e->len; k++)
                     if (d[k] != pattern[(c->received + k) % PATTERN]) c->mismatches++;
                 c->received += e->len;
-                ix_cmd_tcp_recv_done(next_cmd(&b), e->handle, e->len);
+                ix_cmd_tcp_recv_done(next_cmd(b), e->handle, e->len);
                 if (c->received >= bytes && !c->done) {
                     c->done = 1;
-                    ix_cmd_tcp_close(next_cmd(&b), c->handle);
+                    ix_cmd_tcp_close(next_cmd(b), c->handle);
                 }
                 break;
             }
@@ -407,7 +415,7 @@ static int run_client(const char *dst_s, uint16_t dst_port, uint64_t bytes, unsi
             if (len > PATTERN - off) len = PATTERN - off; /* the stream repeats the pattern exactly */
             c->iov.base = pattern + off; /* the pattern is static: stays valid until acknowledged */
             c->iov.len = len;
-            struct ix_cmd *cmd = next_cmd(&b);
+            struct ix_cmd *cmd = next_cmd(b);
             if (!cmd) break;
             ix_cmd_tcp_sendv(cmd, c->handle, &c->iov, 1);
             cmd->cookie = i;
