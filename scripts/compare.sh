@@ -4,9 +4,12 @@
 #
 #   sudo scripts/compare.sh
 #
-# About 5 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental).
+# About 8 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental).
 # It runs scripts/bench-tcp.sh and scripts/bench-memcached.sh with reduced parameters, each against one Linux
-# server and one libix server on the same veth (client in a namespace on CPU 0, server in another on CPU 1):
+# server and one libix server on the same veth (client in a namespace on CPU 0, server in another on CPU 1).
+# A shared machine is noisy in bursts of seconds to minutes, and one burst over one side's turn flips a line: so
+# every line but the sweeps' is measured REPEAT times, Linux and libix in turn each time, and the table shows the
+# medians, their ratio, and the range of the per-repeat ratios (how far one run could have misled):
 #   memcached (Debian's binary; Linux: kernel TCP + real libevent; libix: the same binary under ixrun, AF_XDP)
 #     - unloaded latency, USR, one connection, one request at a time: p50 and p99
 #     - max requests/s whose p99 < 500 us, open-loop sweeps of USR and of ETC (and, as a fallback on a noisy
@@ -32,6 +35,7 @@
 #   USR_RATES [10000,20000,40000,60000,80000,100000,125000,150000,175000,200000]
 #   ETC_RATES [10000,20000,40000,60000,80000,100000,125000,150000]
 #   PARTS ["tcp memcached"]      which halves to run
+#   REPEAT [3]                   repeats of the lines that are not sweeps (the sweeps run in the first only)
 #   HALT_POLL_NS [unset]         guest halt polling for the run (cpuidle-haltpoll's guest_halt_poll_ns, restored
 #                                at the end): an idle vCPU polls that long before it halts, so waking it costs
 #                                ~1 us instead of a VM exit and re-entry (~25-30 us here, and ~10 us for the IPI
@@ -62,9 +66,11 @@ PLOT_MAX_US="${PLOT_MAX_US:-}"
 USR_RATES="${USR_RATES:-10000,20000,40000,60000,80000,100000,125000,150000,175000,200000}"
 ETC_RATES="${ETC_RATES:-10000,20000,40000,60000,80000,100000,125000,150000}"
 PARTS="${PARTS:-tcp memcached}"
+REPEAT="${REPEAT:-3}"
 HALT_POLL_NS="${HALT_POLL_NS:-}"
 halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 case "$TCP_LINUX" in linux | linux-busy) ;; *) echo "TCP_LINUX must be linux or linux-busy" >&2; exit 2 ;; esac
+[[ "$REPEAT" =~ ^[1-9][0-9]?$ ]] || { echo "REPEAT must be a number from 1 to 99" >&2; exit 2; }
 if [ -n "${OUT:-}" ]; then
     out="$OUT"
     mkdir -p "$out"
@@ -145,29 +151,37 @@ bash scripts/setup.sh >/dev/null
 cargo build --release -q -p ix-tools -p libix
 
 failed=()
-if [[ " $PARTS " == *" tcp "* ]]; then
-    echo
-    echo "################ TCP: ping-pong and echo ($TCP_LINUX vs libix)"
-    OUT="$out/tcp" VARIANTS="$TCP_LINUX libix" PP_SIZES=64 PP_SECS="$PP_SECS" CONNS="$ECHO_CONNS" ROUNDS="1 1024" \
-        SIZE=64 DURATION="$ECHO_DURATION" WARMUP="$ECHO_WARMUP" NPTCP=0 NICE="$NICE" \
-        run_half tcp bash scripts/bench-tcp.sh || failed+=("tcp (rc $?)")
-fi
-if [[ " $PARTS " == *" memcached "* ]]; then
-    echo
-    echo "################ memcached: unloaded latency, USR and ETC sweeps, CPU per request (linux vs libix)"
-    OUT="$out/memcached" VARIANTS="linux libix libix-sleep" NO_SWEEP="libix-sleep" \
-        DURATION="$MC_DURATION" WARMUP="$MC_WARMUP" KEYS="$MC_KEYS" \
-        THREADS=1 CONNS="$MC_CONNS" USR_RATES="$USR_RATES" ETC_RATES="$ETC_RATES" CPU_RATE="$CPU_RATE" \
-        PLOT_MAX_US="$PLOT_MAX_US" NICE="$NICE" \
-        run_half memcached bash scripts/bench-memcached.sh || failed+=("memcached (rc $?)")
-fi
+for r in $(seq 1 "$REPEAT"); do
+    if [[ " $PARTS " == *" tcp "* ]]; then
+        echo
+        echo "################ TCP, repeat $r of $REPEAT: ping-pong and echo ($TCP_LINUX vs libix)"
+        OUT="$out/tcp/r$r" VARIANTS="$TCP_LINUX libix" PP_SIZES=64 PP_SECS="$PP_SECS" CONNS="$ECHO_CONNS" \
+            ROUNDS="1 1024" SIZE=64 DURATION="$ECHO_DURATION" WARMUP="$ECHO_WARMUP" NPTCP=0 NICE="$NICE" \
+            run_half "tcp-r$r" bash scripts/bench-tcp.sh || failed+=("tcp repeat $r (rc $?)")
+    fi
+    if [[ " $PARTS " == *" memcached "* ]]; then
+        echo
+        if [ "$r" = 1 ]; then
+            echo "################ memcached, repeat 1 of $REPEAT: unloaded latency, USR and ETC sweeps, CPU per request"
+            no_sweep="libix-sleep"
+        else
+            echo "################ memcached, repeat $r of $REPEAT: unloaded latency, CPU per request (no sweeps)"
+            no_sweep="linux libix libix-sleep"
+        fi
+        OUT="$out/memcached/r$r" VARIANTS="linux libix libix-sleep" NO_SWEEP="$no_sweep" \
+            DURATION="$MC_DURATION" WARMUP="$MC_WARMUP" KEYS="$MC_KEYS" \
+            THREADS=1 CONNS="$MC_CONNS" USR_RATES="$USR_RATES" ETC_RATES="$ETC_RATES" CPU_RATE="$CPU_RATE" \
+            PLOT_MAX_US="$PLOT_MAX_US" NICE="$NICE" \
+            run_half "memcached-r$r" bash scripts/bench-memcached.sh || failed+=("memcached repeat $r (rc $?)")
+    fi
+done
 trap - INT TERM
 set +m
 
 left="$(leftovers)"
 [ -z "$left" ] || { echo "compare: left behind: $left" >&2; failed+=("cleanup"); }
 # The plots next to summary.json.
-for f in "$out"/memcached/*.png; do
+for f in "$out"/memcached/r1/*.png; do
     [ -e "$f" ] && cp "$f" "$out/memcached-$(basename "$f")"
 done
 secs=$(($(date +%s) - start))
@@ -175,66 +189,79 @@ echo
 echo "################ summary (one run; ${secs} s; loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg))"
 rc=0
 failed_list="$(IFS=';'; echo "${failed[*]:-}")"
-python3 - "$out" "$TCP_LINUX" "$ECHO_CONNS" "$CPU_RATE" "$secs" "$NICE" "$failed_list" "$PARTS" <<'PY' || rc=$?
-import json, os, sys
-out, tcp_linux, conns, cpu_rate, secs, nice, failed, parts = sys.argv[1:9]
-parts = parts.split()
+python3 - "$out" "$TCP_LINUX" "$ECHO_CONNS" "$CPU_RATE" "$secs" "$NICE" "$failed_list" "$PARTS" "$REPEAT" <<'PY' || rc=$?
+import json, os, statistics, sys
+out, tcp_linux, conns, cpu_rate, secs, nice, failed, parts, repeat = sys.argv[1:10]
+parts, repeats = parts.split(), [f"r{r}" for r in range(1, int(repeat) + 1)]
 def load(*parts):
     p = os.path.join(out, *parts)
     try:
         return json.load(open(p))
     except (OSError, ValueError):
         return None
-mc = load("memcached", "summary.json") or {}
-def mcv(v, key):
-    return (mc.get(v) or {}).get(key)
-def pp(v):
-    d = load("tcp", f"{v}.pp.json")
+mcs = {r: load("memcached", r, "summary.json") or {} for r in repeats}
+def mcv(v, key, r="r1"):
+    return (mcs[r].get(v) or {}).get(key)
+def pp(v, r):
+    d = load("tcp", r, f"{v}.pp.json")
     s = d and next((s for s in d.get("sizes", []) if s["size"] == 64), None)
     return s and s["one_way_us"]["p50"]
-def echo(v, n):
-    d = load("tcp", f"{v}.e{n}c{conns}.json")
+def echo(v, n, r):
+    d = load("tcp", r, f"{v}.e{n}c{conns}.json")
     return d and d.get("msgs_per_s")
+def mc_line(v, key):
+    return lambda r: mcv(v, key, r)
 def slo_note(key):
     top = [v for v in ("linux", "libix") if mcv(v, key)]
     return "0: no sweep point met the SLO" + (f"; {'+'.join(top)} met it at the sweep's top rate (a lower bound)"
                                               if top else "")
-# (name, unit, linux, libix, higher is better, note)
+def achieved(v):
+    return "/".join(f"{mcv(v, 'cpu_point_achieved_rps', r) or 0:.0f}" for r in repeats)
+once = ["r1"]  # the sweeps run in the first repeat only
+# (name, unit, linux per repeat, libix per repeat, higher is better, note, repeats measured)
 rows = [
-    ("memcached USR unloaded p50", "us", mcv("linux", "unloaded_p50"), mcv("libix", "unloaded_p50"), False,
-     "1 conn, 1 request at a time"),
-    ("memcached USR unloaded p99", "us", mcv("linux", "unloaded_p99"), mcv("libix", "unloaded_p99"), False,
-     "1 conn, 1 request at a time"),
-    ("memcached USR max RPS, p99 < 500 us", "req/s", mcv("linux", "usr_max_rps_p99_500us"),
-     mcv("libix", "usr_max_rps_p99_500us"), True, slo_note("usr_max_at_sweep_top")),
-    ("memcached ETC max RPS, p99 < 500 us", "req/s", mcv("linux", "etc_max_rps_p99_500us"),
-     mcv("libix", "etc_max_rps_p99_500us"), True, slo_note("etc_max_at_sweep_top")),
-    ("memcached USR max RPS kept up (no SLO)", "req/s", mcv("linux", "usr_max_sustained_rps"),
-     mcv("libix", "usr_max_sustained_rps"), True, ">= 95% of offered, <= 0.1% unsent, no errors"),
-    ("memcached ETC max RPS kept up (no SLO)", "req/s", mcv("linux", "etc_max_sustained_rps"),
-     mcv("libix", "etc_max_sustained_rps"), True, ">= 95% of offered, <= 0.1% unsent, no errors"),
-    ("memcached server CPU per 1M requests", "s", mcv("linux", "cpu_us_per_req"), mcv("libix", "cpu_us_per_req"),
-     False, f"USR offered {cpu_rate}/s; achieved linux {mcv('linux', 'cpu_point_achieved_rps')}, "
-            f"libix {mcv('libix', 'cpu_point_achieved_rps')}"),
-    ("memcached server system-time share", "%", mcv("linux", "cpu_system_share_pct"),
-     mcv("libix", "cpu_system_share_pct"), False,
-     f"of the server's CPU at USR {cpu_rate}/s (IX paper: Linux ~75%, IX < 10%)"),
+    ("memcached USR unloaded p50", "us", mc_line("linux", "unloaded_p50"), mc_line("libix", "unloaded_p50"), False,
+     "1 conn, 1 request at a time", repeats),
+    ("memcached USR unloaded p99", "us", mc_line("linux", "unloaded_p99"), mc_line("libix", "unloaded_p99"), False,
+     "1 conn, 1 request at a time", repeats),
+    ("memcached USR max RPS, p99 < 500 us", "req/s", mc_line("linux", "usr_max_rps_p99_500us"),
+     mc_line("libix", "usr_max_rps_p99_500us"), True, slo_note("usr_max_at_sweep_top"), once),
+    ("memcached ETC max RPS, p99 < 500 us", "req/s", mc_line("linux", "etc_max_rps_p99_500us"),
+     mc_line("libix", "etc_max_rps_p99_500us"), True, slo_note("etc_max_at_sweep_top"), once),
+    ("memcached USR max RPS kept up (no SLO)", "req/s", mc_line("linux", "usr_max_sustained_rps"),
+     mc_line("libix", "usr_max_sustained_rps"), True, ">= 95% of offered, <= 0.1% unsent, no errors", once),
+    ("memcached ETC max RPS kept up (no SLO)", "req/s", mc_line("linux", "etc_max_sustained_rps"),
+     mc_line("libix", "etc_max_sustained_rps"), True, ">= 95% of offered, <= 0.1% unsent, no errors", once),
+    ("memcached server CPU per 1M requests", "s", mc_line("linux", "cpu_us_per_req"),
+     mc_line("libix", "cpu_us_per_req"), False,
+     f"USR offered {cpu_rate}/s; achieved linux {achieved('linux')}, libix {achieved('libix')}", repeats),
+    ("memcached server system-time share", "%", mc_line("linux", "cpu_system_share_pct"),
+     mc_line("libix", "cpu_system_share_pct"), False,
+     f"of the server's CPU at USR {cpu_rate}/s (IX paper: Linux ~75%, IX < 10%)", repeats),
     # The same binary with IX_SPIN_US=0: its loop sleeps as soon as it is idle, as Linux's does (what polling
     # between requests buys in latency and costs in CPU).
-    ("memcached USR unloaded p50, IX_SPIN_US=0", "us", mcv("linux", "unloaded_p50"), mcv("libix-sleep", "unloaded_p50"),
-     False, "libix loop sleeps at once when idle"),
-    ("memcached server CPU per 1M req, IX_SPIN_US=0", "s", mcv("linux", "cpu_us_per_req"),
-     mcv("libix-sleep", "cpu_us_per_req"), False,
-     f"USR offered {cpu_rate}/s; achieved libix-sleep {mcv('libix-sleep', 'cpu_point_achieved_rps')}"),
-    (f"TCP echo msgs/s, n=1, c={conns}", "msg/s", echo(tcp_linux, 1), echo("libix", 1), True,
-     "64 B, RST close, new connection per message"),
-    (f"TCP echo msgs/s, n=1024, c={conns}", "msg/s", echo(tcp_linux, 1024), echo("libix", 1024), True,
-     "64 B, 1024 round trips per connection"),
-    ("TCP ping-pong one-way latency 64 B, p50", "us", pp(tcp_linux), pp("libix"), False, "RTT/2, 1 connection"),
+    ("memcached USR unloaded p50, IX_SPIN_US=0", "us", mc_line("linux", "unloaded_p50"),
+     mc_line("libix-sleep", "unloaded_p50"), False, "libix loop sleeps at once when idle", repeats),
+    ("memcached server CPU per 1M req, IX_SPIN_US=0", "s", mc_line("linux", "cpu_us_per_req"),
+     mc_line("libix-sleep", "cpu_us_per_req"), False,
+     f"USR offered {cpu_rate}/s; achieved libix-sleep {achieved('libix-sleep')}", repeats),
+    (f"TCP echo msgs/s, n=1, c={conns}", "msg/s", lambda r: echo(tcp_linux, 1, r), lambda r: echo("libix", 1, r),
+     True, "64 B, RST close, new connection per message", repeats),
+    (f"TCP echo msgs/s, n=1024, c={conns}", "msg/s", lambda r: echo(tcp_linux, 1024, r),
+     lambda r: echo("libix", 1024, r), True, "64 B, 1024 round trips per connection", repeats),
+    ("TCP ping-pong one-way latency 64 B, p50", "us", lambda r: pp(tcp_linux, r), lambda r: pp("libix", r), False,
+     "RTT/2, 1 connection", repeats),
 ]
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
 metrics, complete = [], True
-for name, unit, lx, ix, higher, note in rows:
+for name, unit, linux_at, libix_at, higher, note, measured in rows:
+    lxs, ixs = [linux_at(r) for r in measured], [libix_at(r) for r in measured]
+    lx, ix = median(lxs), median(ixs)
     ratio = ix / lx if (lx and ix is not None) else None
+    # the ratio within each repeat (Linux and libix measured minutes apart, not the whole run apart)
+    ratios = [b / a for a, b in zip(lxs, ixs) if a and b is not None]
     if lx is None or ix is None:
         better = "-"
         # a figure missing from a half that ran makes the run incomplete
@@ -244,31 +271,38 @@ for name, unit, lx, ix, higher, note in rows:
     else:
         better = "libix" if (ix > lx) == higher else "linux"
     metrics.append({"metric": name, "unit": unit, "linux": lx, "libix": ix, "ratio_libix_over_linux": ratio,
-                    "higher_is_better": higher, "better": better, "note": note})
+                    "higher_is_better": higher, "better": better, "note": note,
+                    "per_repeat": {"linux": lxs, "libix": ixs, "ratio": ratios}})
 def fmt(x):
     if x is None:
         return "-"
     if x == 0:
         return "0"
     return f"{x:,.0f}" if abs(x) >= 1000 else (f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}")
+def spread(m):
+    r = m["per_repeat"]["ratio"]
+    return "-" if len(r) < 2 else f"{min(r):.2f}-{max(r):.2f}"
 w = max(len(m["metric"]) + len(m["unit"]) + 3 for m in metrics)
-print(f"{'metric':<{w}} | {'linux':>10} | {'libix':>10} | {'ratio':>6} | better?")
-print(f"{'-' * w}-+-{'-' * 10}-+-{'-' * 10}-+-{'-' * 6}-+--------")
+print(f"{'metric':<{w}} | {'linux':>10} | {'libix':>10} | {'ratio':>6} | {'repeats':>9} | better?")
+print(f"{'-' * w}-+-{'-' * 10}-+-{'-' * 10}-+-{'-' * 6}-+-{'-' * 9}-+--------")
 for m in metrics:
     label = f"{m['metric']} ({m['unit']})"
     r = "-" if m["ratio_libix_over_linux"] is None else f"{m['ratio_libix_over_linux']:.2f}"
-    print(f"{label:<{w}} | {fmt(m['linux']):>10} | {fmt(m['libix']):>10} | {r:>6} | {m['better']}")
-print(f"(ratio = libix / linux; linux TCP baseline: {tcp_linux}; one run on a shared machine: noisy)")
+    print(f"{label:<{w}} | {fmt(m['linux']):>10} | {fmt(m['libix']):>10} | {r:>6} | {spread(m):>9} | {m['better']}")
+print(f"(linux, libix: medians of {repeat} repeats, the sweeps' lines from the first; ratio = libix / linux of the "
+      "medians;\n repeats: the range of the ratio within each repeat; "
+      f"linux TCP baseline: {tcp_linux}; a shared machine: noisy)")
 machine = open(os.path.join(out, "machine.txt")).read().splitlines()
 print(next((f"({line})" for line in machine if line.startswith("guest halt polling")), ""))
 summary = {
     "run": {"seconds": int(secs), "nice": int(nice), "tcp_linux_baseline": tcp_linux, "machine": machine,
+            "repeats": int(repeat),
             "loadavg_end": open("/proc/loadavg").read().split()[:3],
             "failed_parts": failed.split(";") if failed else []},
     "metrics": metrics,
     "plots": sorted(f for f in os.listdir(out) if f.endswith(".png")),
-    "details": {"memcached": "memcached/ (summary.json, per-variant JSON, logs)",
-                "tcp": "tcp/ (per-point JSON and text)"},
+    "details": {"memcached": "memcached/rN/ (summary.json, per-variant JSON, logs; sweeps in r1)",
+                "tcp": "tcp/rN/ (per-point JSON and text)"},
 }
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
 sys.exit(0 if complete and not failed else 1)
