@@ -41,7 +41,7 @@ PORT="${PORT:-11211}"
 PLOT_MAX_US="${PLOT_MAX_US:-}"
 NICE="${NICE:-0}"
 QUEUES="${QUEUES:-1}"
-NO_SWEEP="${NO_SWEEP:-}"   # variants measured for unloaded latency and CPU per request only (no sweeps)   # nice level of client and server (e.g. -10 on a machine shared with other work)
+NO_SWEEP="${NO_SWEEP:-}"   # variants measured for unloaded latency and CPU per request only (no sweeps)
 if [ -n "${OUT:-}" ]; then
     out="$OUT"
     mkdir -p "$out"
@@ -179,20 +179,14 @@ for v in $VARIANTS; do
     stop_server
 done
 
-python3 - "$out" "$VARIANTS" "$(getconf CLK_TCK)" <<'PY'
+python3 - "$out" "$VARIANTS" "$(getconf CLK_TCK)" "$PWD/scripts" <<'PY'
 import json, os, sys
 out, variants, hz = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
+sys.path.insert(0, sys.argv[4])
+from sweeplines import max_under, max_sustained
 def load(name):
     p = os.path.join(out, name)
     return json.load(open(p)) if os.path.exists(p) else None
-def max_under(rows, slo=500.0):
-    ok = [r for r in rows if r.get("errors", 0) == 0 and r["p99"] <= slo and r.get("unsent", 0) == 0]
-    return max((r["achieved"] for r in ok), default=0.0)
-def max_sustained(rows):
-    # No latency bound: the server kept up (as the plot's "kept up": >= 95% of the offered rate, <= 0.1% unsent).
-    ok = [r for r in rows if r.get("errors", 0) == 0 and r["achieved"] >= 0.95 * r["offered"]
-          and r.get("unsent", 0) * 1000 <= r.get("requests", 0)]
-    return max((r["achieved"] for r in ok), default=0.0)
 res = {}
 for v in variants:
     un = load(f"{v}-unloaded.json") or [{}]

@@ -4,12 +4,13 @@
 #
 #   sudo scripts/compare.sh
 #
-# About 8 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental).
+# About 12 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental).
 # It runs scripts/bench-tcp.sh and scripts/bench-memcached.sh with reduced parameters, each against one Linux
 # server and one libix server on the same veth (client in a namespace on CPU 0, server in another on CPU 1).
 # A shared machine is noisy in bursts of seconds to minutes, and one burst over one side's turn flips a line: so
-# every line but the sweeps' is measured REPEAT times, Linux and libix in turn each time, and the table shows the
-# medians, their ratio, and the range of the per-repeat ratios (how far one run could have misled):
+# everything is measured REPEAT times, Linux and libix in turn each time, and the table shows the medians (for the
+# sweeps: the per-rate medians of p99 and throughput, from which the lines are read), their ratio, and the range
+# of the per-repeat ratios (how far one run could have misled):
 #   memcached (Debian's binary; Linux: kernel TCP + real libevent; libix: the same binary under ixrun, AF_XDP)
 #     - unloaded latency, USR, one connection, one request at a time: p50 and p99
 #     - max requests/s whose p99 < 500 us, open-loop sweeps of USR and of ETC (and, as a fallback on a noisy
@@ -29,13 +30,13 @@
 #   TCP_LINUX [linux]            the Linux TCP echo baseline: linux (sleeps in epoll_wait, as memcached does) or
 #                                linux-busy (spins on epoll_wait(0))
 #   ECHO_CONNS [64] ECHO_DURATION [5] ECHO_WARMUP [1] PP_SECS [3]
-#   MC_DURATION [4] MC_WARMUP [0.5] MC_CONNS [32] MC_KEYS [100000] CPU_RATE [40000]
+#   MC_DURATION [3] MC_WARMUP [0.5] MC_CONNS [32] MC_KEYS [100000] CPU_RATE [40000]
 #   PLOT_MAX_US [auto]           latency axis of the plots (auto: 1.5x the largest latency of the points that kept
 #                                up, per plot; set it to compare the linux and libix plots by eye)
 #   USR_RATES [10000,20000,40000,60000,80000,100000,125000,150000,175000,200000]
 #   ETC_RATES [10000,20000,40000,60000,80000,100000,125000,150000]
 #   PARTS ["tcp memcached"]      which halves to run
-#   REPEAT [3]                   repeats of the lines that are not sweeps (the sweeps run in the first only)
+#   REPEAT [3]                   repeats of every measurement (REPEAT=1: one run, about 4 minutes)
 #   HALT_POLL_NS [unset]         guest halt polling for the run (cpuidle-haltpoll's guest_halt_poll_ns, restored
 #                                at the end): an idle vCPU polls that long before it halts, so waking it costs
 #                                ~1 us instead of a VM exit and re-entry (~25-30 us here, and ~10 us for the IPI
@@ -57,7 +58,7 @@ ECHO_CONNS="${ECHO_CONNS:-64}"
 ECHO_DURATION="${ECHO_DURATION:-5}"
 ECHO_WARMUP="${ECHO_WARMUP:-1}"
 PP_SECS="${PP_SECS:-3}"
-MC_DURATION="${MC_DURATION:-4}"
+MC_DURATION="${MC_DURATION:-3}"
 MC_WARMUP="${MC_WARMUP:-0.5}"
 MC_CONNS="${MC_CONNS:-32}"
 MC_KEYS="${MC_KEYS:-100000}"
@@ -161,14 +162,8 @@ for r in $(seq 1 "$REPEAT"); do
     fi
     if [[ " $PARTS " == *" memcached "* ]]; then
         echo
-        if [ "$r" = 1 ]; then
-            echo "################ memcached, repeat 1 of $REPEAT: unloaded latency, USR and ETC sweeps, CPU per request"
-            no_sweep="libix-sleep"
-        else
-            echo "################ memcached, repeat $r of $REPEAT: unloaded latency, CPU per request (no sweeps)"
-            no_sweep="linux libix libix-sleep"
-        fi
-        OUT="$out/memcached/r$r" VARIANTS="linux libix libix-sleep" NO_SWEEP="$no_sweep" \
+        echo "################ memcached, repeat $r of $REPEAT: unloaded latency, USR and ETC sweeps, CPU per request"
+        OUT="$out/memcached/r$r" VARIANTS="linux libix libix-sleep" NO_SWEEP="libix-sleep" \
             DURATION="$MC_DURATION" WARMUP="$MC_WARMUP" KEYS="$MC_KEYS" \
             THREADS=1 CONNS="$MC_CONNS" USR_RATES="$USR_RATES" ETC_RATES="$ETC_RATES" CPU_RATE="$CPU_RATE" \
             PLOT_MAX_US="$PLOT_MAX_US" NICE="$NICE" \
@@ -189,9 +184,11 @@ echo
 echo "################ summary (one run; ${secs} s; loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg))"
 rc=0
 failed_list="$(IFS=';'; echo "${failed[*]:-}")"
-python3 - "$out" "$TCP_LINUX" "$ECHO_CONNS" "$CPU_RATE" "$secs" "$NICE" "$failed_list" "$PARTS" "$REPEAT" <<'PY' || rc=$?
+python3 - "$out" "$TCP_LINUX" "$ECHO_CONNS" "$CPU_RATE" "$secs" "$NICE" "$failed_list" "$PARTS" "$REPEAT" "$root/scripts" <<'PY' || rc=$?
 import json, os, statistics, sys
 out, tcp_linux, conns, cpu_rate, secs, nice, failed, parts, repeat = sys.argv[1:10]
+sys.path.insert(0, sys.argv[10])
+from sweeplines import max_sustained, max_under, median_rows
 parts, repeats = parts.split(), [f"r{r}" for r in range(1, int(repeat) + 1)]
 def load(*parts):
     p = os.path.join(out, *parts)
@@ -211,54 +208,64 @@ def echo(v, n, r):
     return d and d.get("msgs_per_s")
 def mc_line(v, key):
     return lambda r: mcv(v, key, r)
-def slo_note(key):
-    top = [v for v in ("linux", "libix") if mcv(v, key)]
-    return "0: no sweep point met the SLO" + (f"; {'+'.join(top)} met it at the sweep's top rate (a lower bound)"
-                                              if top else "")
+def sweep(v, workload):
+    """The per-rate medians of the repeats' sweeps (None if no repeat swept)."""
+    rows = median_rows([load("memcached", r, f"{v}-{workload}.json") for r in repeats])
+    return rows or None
+def sweep_line(fn, workload):
+    """A sweep line from the per-rate medians: linux's and libix's figures."""
+    return tuple(None if sweep(v, workload) is None else fn(sweep(v, workload)) for v in ("linux", "libix"))
+def slo_note(workload):
+    top = [v for v in ("linux", "libix") if sweep(v, workload) and max_under(sweep(v, workload))
+           and max_under(sweep(v, workload)) == max_under(sweep(v, workload)[-1:])]
+    return (f"per-rate medians of {repeat} sweeps" + (f"; {'+'.join(top)} met it at the sweep's top rate "
+                                                         "(a lower bound)" if top else ""))
 def achieved(v):
     return "/".join(f"{mcv(v, 'cpu_point_achieved_rps', r) or 0:.0f}" for r in repeats)
-once = ["r1"]  # the sweeps run in the first repeat only
-# (name, unit, linux per repeat, libix per repeat, higher is better, note, repeats measured)
+# (name, unit, linux per repeat, libix per repeat, higher is better, note, overall figures: None for the medians
+# of the repeats)
 rows = [
     ("memcached USR unloaded p50", "us", mc_line("linux", "unloaded_p50"), mc_line("libix", "unloaded_p50"), False,
-     "1 conn, 1 request at a time", repeats),
+     "1 conn, 1 request at a time", None),
     ("memcached USR unloaded p99", "us", mc_line("linux", "unloaded_p99"), mc_line("libix", "unloaded_p99"), False,
-     "1 conn, 1 request at a time", repeats),
+     "1 conn, 1 request at a time", None),
     ("memcached USR max RPS, p99 < 500 us", "req/s", mc_line("linux", "usr_max_rps_p99_500us"),
-     mc_line("libix", "usr_max_rps_p99_500us"), True, slo_note("usr_max_at_sweep_top"), once),
+     mc_line("libix", "usr_max_rps_p99_500us"), True, slo_note("usr"), sweep_line(max_under, "usr")),
     ("memcached ETC max RPS, p99 < 500 us", "req/s", mc_line("linux", "etc_max_rps_p99_500us"),
-     mc_line("libix", "etc_max_rps_p99_500us"), True, slo_note("etc_max_at_sweep_top"), once),
+     mc_line("libix", "etc_max_rps_p99_500us"), True, slo_note("etc"), sweep_line(max_under, "etc")),
     ("memcached USR max RPS kept up (no SLO)", "req/s", mc_line("linux", "usr_max_sustained_rps"),
-     mc_line("libix", "usr_max_sustained_rps"), True, ">= 95% of offered, <= 0.1% unsent, no errors", once),
+     mc_line("libix", "usr_max_sustained_rps"), True, ">= 95% of offered, <= 0.1% unsent, no errors",
+     sweep_line(max_sustained, "usr")),
     ("memcached ETC max RPS kept up (no SLO)", "req/s", mc_line("linux", "etc_max_sustained_rps"),
-     mc_line("libix", "etc_max_sustained_rps"), True, ">= 95% of offered, <= 0.1% unsent, no errors", once),
+     mc_line("libix", "etc_max_sustained_rps"), True, ">= 95% of offered, <= 0.1% unsent, no errors",
+     sweep_line(max_sustained, "etc")),
     ("memcached server CPU per 1M requests", "s", mc_line("linux", "cpu_us_per_req"),
      mc_line("libix", "cpu_us_per_req"), False,
-     f"USR offered {cpu_rate}/s; achieved linux {achieved('linux')}, libix {achieved('libix')}", repeats),
+     f"USR offered {cpu_rate}/s; achieved linux {achieved('linux')}, libix {achieved('libix')}", None),
     ("memcached server system-time share", "%", mc_line("linux", "cpu_system_share_pct"),
      mc_line("libix", "cpu_system_share_pct"), False,
-     f"of the server's CPU at USR {cpu_rate}/s (IX paper: Linux ~75%, IX < 10%)", repeats),
+     f"of the server's CPU at USR {cpu_rate}/s (IX paper: Linux ~75%, IX < 10%)", None),
     # The same binary with IX_SPIN_US=0: its loop sleeps as soon as it is idle, as Linux's does (what polling
     # between requests buys in latency and costs in CPU).
     ("memcached USR unloaded p50, IX_SPIN_US=0", "us", mc_line("linux", "unloaded_p50"),
-     mc_line("libix-sleep", "unloaded_p50"), False, "libix loop sleeps at once when idle", repeats),
+     mc_line("libix-sleep", "unloaded_p50"), False, "libix loop sleeps at once when idle", None),
     ("memcached server CPU per 1M req, IX_SPIN_US=0", "s", mc_line("linux", "cpu_us_per_req"),
      mc_line("libix-sleep", "cpu_us_per_req"), False,
-     f"USR offered {cpu_rate}/s; achieved libix-sleep {achieved('libix-sleep')}", repeats),
+     f"USR offered {cpu_rate}/s; achieved libix-sleep {achieved('libix-sleep')}", None),
     (f"TCP echo msgs/s, n=1, c={conns}", "msg/s", lambda r: echo(tcp_linux, 1, r), lambda r: echo("libix", 1, r),
-     True, "64 B, RST close, new connection per message", repeats),
+     True, "64 B, RST close, new connection per message", None),
     (f"TCP echo msgs/s, n=1024, c={conns}", "msg/s", lambda r: echo(tcp_linux, 1024, r),
-     lambda r: echo("libix", 1024, r), True, "64 B, 1024 round trips per connection", repeats),
+     lambda r: echo("libix", 1024, r), True, "64 B, 1024 round trips per connection", None),
     ("TCP ping-pong one-way latency 64 B, p50", "us", lambda r: pp(tcp_linux, r), lambda r: pp("libix", r), False,
-     "RTT/2, 1 connection", repeats),
+     "RTT/2, 1 connection", None),
 ]
 def median(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 metrics, complete = [], True
-for name, unit, linux_at, libix_at, higher, note, measured in rows:
-    lxs, ixs = [linux_at(r) for r in measured], [libix_at(r) for r in measured]
-    lx, ix = median(lxs), median(ixs)
+for name, unit, linux_at, libix_at, higher, note, overall in rows:
+    lxs, ixs = [linux_at(r) for r in repeats], [libix_at(r) for r in repeats]
+    lx, ix = overall or (median(lxs), median(ixs))
     ratio = ix / lx if (lx and ix is not None) else None
     # the ratio within each repeat (Linux and libix measured minutes apart, not the whole run apart)
     ratios = [b / a for a, b in zip(lxs, ixs) if a and b is not None]
@@ -289,8 +296,8 @@ for m in metrics:
     label = f"{m['metric']} ({m['unit']})"
     r = "-" if m["ratio_libix_over_linux"] is None else f"{m['ratio_libix_over_linux']:.2f}"
     print(f"{label:<{w}} | {fmt(m['linux']):>10} | {fmt(m['libix']):>10} | {r:>6} | {spread(m):>9} | {m['better']}")
-print(f"(linux, libix: medians of {repeat} repeats, the sweeps' lines from the first; ratio = libix / linux of the "
-      "medians;\n repeats: the range of the ratio within each repeat; "
+print(f"(linux, libix: medians of {repeat} repeats, the sweeps' lines read from the per-rate medians; ratio = "
+      "libix / linux;\n repeats: the range of the ratio within each repeat; "
       f"linux TCP baseline: {tcp_linux}; a shared machine: noisy)")
 machine = open(os.path.join(out, "machine.txt")).read().splitlines()
 print(next((f"({line})" for line in machine if line.startswith("guest halt polling")), ""))
