@@ -51,9 +51,14 @@ source "$here/../scripts/testhost.sh"
 work="$(mktemp -d)"
 queues="${POSIX_QUEUES:-1}"   # NIC queues of the veth pair and the dataplane
 testhost_create "$queues"
-trap 'testhost_cleanup; rm -rf "$work"' EXIT
+# Case 18's destination with no route: in 198.19.0.0/16 (ours, outside the /24), unique per run. The dataplane
+# has no gateway, so nothing routes it; for the control run the kernel is told so by a policy rule (its main
+# table would send it to the default route): an `unreachable` rule answers ENETUNREACH and sends nothing.
+unroutable="198.19.$(($$ / 254 % 256)).$(($$ % 254 + 1))"
+ip rule add to "$unroutable/32" unreachable
+trap 'ip rule del to "$unroutable/32" unreachable 2>/dev/null; testhost_cleanup; rm -rf "$work"' EXIT
 
-export POSIX_DP_IP="$TH_DP_IP" POSIX_PEER_IP="$TH_PEER_IP"
+export POSIX_DP_IP="$TH_DP_IP" POSIX_PEER_IP="$TH_PEER_IP" POSIX_UNROUTABLE="$unroutable"
 export POSIX_PEER="ip netns exec $TH_NS python3 $here/peer.py"
 # Our listening ports (TCP base + 0..10, UDP base + 0..3); INADDR_ANY needs TCP base + 8 and UDP base + 3 free on
 # 127.0.0.1 too.

@@ -56,7 +56,8 @@ use std::time::{Duration, Instant};
 
 use dataplane::api::{AppBuf, Command, DeadReason, Endpoint, Event, Ret};
 use dataplane::config::Config;
-use dataplane::wire::ipv4::{Ipv4Address, Ipv4Cidr};
+use dataplane::net::link::Route;
+use dataplane::wire::ipv4::Ipv4Address;
 
 use crate::runtime::Port;
 use kernel::Errno;
@@ -520,7 +521,8 @@ struct Shard {
 }
 
 struct Layer {
-    cidr: Ipv4Cidr,
+    /// Our address, subnet and gateway: the dataplane's routing rule, checked before a datagram is queued.
+    route: Route,
     nic_fds: Vec<RawFd>,
     spin: Duration,
     shards: Vec<Mutex<Shard>>,
@@ -545,7 +547,7 @@ struct Layer {
 impl std::fmt::Debug for Layer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Layer")
-            .field("cidr", &self.cidr)
+            .field("route", &self.route)
             .field("nic_fds", &self.nic_fds)
             .field("shards", &self.shards.len())
             .finish()
@@ -603,7 +605,7 @@ impl Layer {
             })
             .collect();
         Ok(Layer {
-            cidr: cfg.ip,
+            route: Route { cidr: cfg.ip, gateway: cfg.gateway },
             nic_fds,
             spin,
             timers: shards.iter().map(|_| AtomicU64::new(u64::MAX)).collect(),
@@ -652,11 +654,16 @@ impl Layer {
     }
 
     fn address(&self) -> Ipv4Addr {
-        to_ipv4(self.cidr.addr)
+        to_ipv4(self.route.cidr.addr)
+    }
+
+    /// Whether the dataplane has a next hop for `ip` (its subnet, or anywhere through a gateway).
+    fn routable(&self, ip: Ipv4Addr) -> bool {
+        self.route.next_hop(Ipv4Address(ip.octets())).is_some()
     }
 
     fn in_subnet(&self, ip: Ipv4Addr) -> bool {
-        let bits = self.cidr.prefix_len.min(32) as u32;
+        let bits = self.route.cidr.prefix_len.min(32) as u32;
         let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
         (u32::from(ip) & mask) == (u32::from(self.address()) & mask) && !ip.is_loopback()
     }

@@ -251,6 +251,9 @@ pub(super) fn connect(l: &Layer, u: &UdpSock, peer: Option<SocketAddrV4>) -> Res
                 let _ = kernel::connect_v4(k, None);
             }
         }
+    } else if peer.is_some_and(|p| !l.routable(*p.ip())) {
+        // As Linux's connect finding no route (the dataplane would drop every datagram to it).
+        return Err(libc::ENETUNREACH);
     }
     let mut st = u.lock();
     // As Linux: what was queued before stays readable; only later arrivals are filtered.
@@ -360,6 +363,10 @@ pub(super) fn send(
     }
     if dst.port() == 0 || dst.ip().is_unspecified() {
         return Err(libc::EINVAL);
+    }
+    if !l.routable(*dst.ip()) {
+        // Fail here, as Linux's sendto does with no route, not in the cycle where nobody hears of it.
+        return Err(libc::ENETUNREACH);
     }
     let len: usize = bufs.iter().map(|b| b.len()).sum();
     if len > l.max_udp {

@@ -13,49 +13,18 @@ use crate::wire::{
 use arrayvec::ArrayVec;
 use std::sync::Arc;
 
-/// Our identity on the link, the neighbour cache and the route to anything off-link.
-#[derive(Debug)]
-pub struct Link {
-    mac: EthernetAddress,
-    cidr: Ipv4Cidr,
-    gateway: Option<Ipv4Address>,
-    mtu: u16,
-    arp: ArpCache,
-    shared: Option<Arc<NeighborTable>>,
-    shared_seen: u64,
+/// Where IPv4 traffic goes from our address: on the link within our subnet (and to its broadcast addresses),
+/// through the gateway otherwise, nowhere without one. A plain value, so that the socket layer can refuse an
+/// unroutable destination at `sendto`/`connect` by the same rule the dataplane sends by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Our address and subnet.
+    pub cidr: Ipv4Cidr,
+    /// The next hop for anything off the subnet.
+    pub gateway: Option<Ipv4Address>,
 }
 
-impl Link {
-    /// A link with our `mac`, address `cidr`, optional `gateway` and L3 `mtu`.
-    pub fn new(mac: EthernetAddress, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>, mtu: u16) -> Link {
-        Link { mac, cidr, gateway, mtu, arp: ArpCache::new(), shared: None, shared_seen: 0 }
-    }
-
-    /// Shares learned neighbours with the other queues of the port through `table`.
-    pub fn set_neighbor_table(&mut self, table: Arc<NeighborTable>) {
-        self.shared = Some(table);
-    }
-
-    /// Our MAC address.
-    pub fn mac(&self) -> EthernetAddress {
-        self.mac
-    }
-
-    /// Our address and prefix.
-    pub fn cidr(&self) -> Ipv4Cidr {
-        self.cidr
-    }
-
-    /// Our address.
-    pub fn addr(&self) -> Ipv4Address {
-        self.cidr.addr
-    }
-
-    /// The L3 MTU, bounded by what one mbuf holds.
-    pub fn mtu(&self) -> usize {
-        (self.mtu as usize).min(crate::mbuf::MAX_DATA - ETH_LEN)
-    }
-
+impl Route {
     /// Whether `ip` is a broadcast address on our link.
     pub fn is_our_broadcast(&self, ip: Ipv4Address) -> bool {
         // A /31 or /32 has no directed broadcast (RFC 3021): its top address is a host.
@@ -70,6 +39,59 @@ impl Link {
             self.gateway
         }
     }
+}
+
+/// Our identity on the link, the neighbour cache and the route to anything off-link.
+#[derive(Debug)]
+pub struct Link {
+    mac: EthernetAddress,
+    route: Route,
+    mtu: u16,
+    arp: ArpCache,
+    shared: Option<Arc<NeighborTable>>,
+    shared_seen: u64,
+}
+
+impl Link {
+    /// A link with our `mac`, address `cidr`, optional `gateway` and L3 `mtu`.
+    pub fn new(mac: EthernetAddress, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>, mtu: u16) -> Link {
+        Link { mac, route: Route { cidr, gateway }, mtu, arp: ArpCache::new(), shared: None, shared_seen: 0 }
+    }
+
+    /// Shares learned neighbours with the other queues of the port through `table`.
+    pub fn set_neighbor_table(&mut self, table: Arc<NeighborTable>) {
+        self.shared = Some(table);
+    }
+
+    /// Our MAC address.
+    pub fn mac(&self) -> EthernetAddress {
+        self.mac
+    }
+
+    /// Our address and prefix.
+    pub fn cidr(&self) -> Ipv4Cidr {
+        self.route.cidr
+    }
+
+    /// Our address.
+    pub fn addr(&self) -> Ipv4Address {
+        self.route.cidr.addr
+    }
+
+    /// The L3 MTU, bounded by what one mbuf holds.
+    pub fn mtu(&self) -> usize {
+        (self.mtu as usize).min(crate::mbuf::MAX_DATA - ETH_LEN)
+    }
+
+    /// Whether `ip` is a broadcast address on our link.
+    pub fn is_our_broadcast(&self, ip: Ipv4Address) -> bool {
+        self.route.is_our_broadcast(ip)
+    }
+
+    /// The neighbour to send to for `dst`: itself when on-link, else the gateway; `None` when unreachable.
+    pub fn next_hop(&self, dst: Ipv4Address) -> Option<Ipv4Address> {
+        self.route.next_hop(dst)
+    }
 
     /// Consumes an ARP frame: learns the sender, answers requests for our address in place.
     pub fn arp_input(&mut self, io: &mut Io<'_>, mut m: Mbuf) {
@@ -80,8 +102,8 @@ impl Link {
                 Err(_) => return io.drop_frame(m, Counter::DropArpMalformed),
             }
         };
-        let for_us = repr.target_protocol_addr == self.cidr.addr;
-        let from_our_subnet = self.cidr.contains(repr.source_protocol_addr);
+        let for_us = repr.target_protocol_addr == self.route.cidr.addr;
+        let from_our_subnet = self.route.cidr.contains(repr.source_protocol_addr);
         if from_our_subnet && self.arp.learn(repr.source_protocol_addr, repr.source_hardware_addr, io.now, for_us) {
             if let Some(shared) = &self.shared {
                 shared.publish(repr.source_protocol_addr, repr.source_hardware_addr);
@@ -96,7 +118,7 @@ impl Link {
         let reply = ArpRepr {
             operation: ArpOperation::Reply,
             source_hardware_addr: self.mac,
-            source_protocol_addr: self.cidr.addr,
+            source_protocol_addr: self.route.cidr.addr,
             target_hardware_addr: repr.source_hardware_addr,
             target_protocol_addr: repr.source_protocol_addr,
         };
@@ -184,7 +206,7 @@ impl Link {
         let arp = ArpRepr {
             operation: ArpOperation::Request,
             source_hardware_addr: self.mac,
-            source_protocol_addr: self.cidr.addr,
+            source_protocol_addr: self.route.cidr.addr,
             target_hardware_addr: EthernetAddress([0; 6]),
             target_protocol_addr: target,
         };
@@ -235,5 +257,35 @@ impl Link {
         for m in self.arp.drain_parked() {
             pool.free(m);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+    use crate::wire::{Ipv4Address, Ipv4Cidr};
+
+    fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Address {
+        Ipv4Address::new(a, b, c, d)
+    }
+
+    fn cidr(addr: Ipv4Address, prefix_len: u8) -> Ipv4Cidr {
+        Ipv4Cidr::new(addr, prefix_len).expect("a valid prefix")
+    }
+
+    #[test]
+    fn on_link_and_broadcast_go_direct_the_rest_through_the_gateway_or_nowhere() {
+        let lone = Route { cidr: cidr(ip(198, 18, 0, 1), 24), gateway: None };
+        assert_eq!(lone.next_hop(ip(198, 18, 0, 2)), Some(ip(198, 18, 0, 2)));
+        assert_eq!(lone.next_hop(ip(198, 18, 0, 255)), Some(ip(198, 18, 0, 255)));
+        assert_eq!(lone.next_hop(ip(255, 255, 255, 255)), Some(ip(255, 255, 255, 255)));
+        assert_eq!(lone.next_hop(ip(198, 19, 0, 1)), None);
+        let routed = Route { gateway: Some(ip(198, 18, 0, 254)), ..lone };
+        assert_eq!(routed.next_hop(ip(198, 19, 0, 1)), Some(ip(198, 18, 0, 254)));
+        assert_eq!(routed.next_hop(ip(198, 18, 0, 7)), Some(ip(198, 18, 0, 7)));
+        // A /31 has no directed broadcast: its top address is the other host (RFC 3021).
+        let p2p = Route { cidr: cidr(ip(198, 18, 0, 0), 31), gateway: None };
+        assert!(!p2p.is_our_broadcast(ip(198, 18, 0, 1)));
+        assert_eq!(p2p.next_hop(ip(198, 18, 0, 1)), Some(ip(198, 18, 0, 1)));
     }
 }
