@@ -4,7 +4,7 @@
 #
 #   sudo scripts/compare.sh
 #
-# About 12 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental).
+# About 10 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental).
 # It runs scripts/bench-tcp.sh and scripts/bench-memcached.sh with reduced parameters, each against one Linux
 # server and one libix server on the same veth (client in a namespace on CPU 0, server in another on CPU 1).
 # A shared machine is noisy in bursts of seconds to minutes, and one burst over one side's turn flips a line: so
