@@ -21,8 +21,9 @@
 #   TCP echo (Linux: c-tests/kernel_tcp_echo.c, epoll; libix: c-tests/ix_tcp_echo.c, native API)
 #     - echo messages/s, 64 B, n=1 and n=1024 round trips per connection (RST close), ECHO_CONNS connections
 #     - ping-pong one-way latency (RTT/2) at 64 B, p50
-# Prints "metric | linux | libix | ratio | better?" and writes summary.json (the same table, plus the run's
-# details), the sub-runs' JSON and logs, and the memcached latency-vs-throughput plots (PNG), all in OUT.
+# Prints "metric | linux | libix | ratio | repeats | better?" and writes summary.json (the same table with every
+# repeat's figures, plus the run's details), the sub-runs' JSON and logs (tcp/rN, memcached/rN), and the first
+# repeat's memcached latency-vs-throughput plots (PNG), all in OUT.
 #
 # env knobs (defaults in brackets):
 #   OUT [/tmp/ixcompare.XXXXXX]  results directory
@@ -36,7 +37,7 @@
 #   USR_RATES [10000,20000,40000,60000,80000,100000,125000,150000,175000,200000]
 #   ETC_RATES [10000,20000,40000,60000,80000,100000,125000,150000]
 #   PARTS ["tcp memcached"]      which halves to run
-#   REPEAT [3]                   repeats of every measurement (REPEAT=1: one run, about 4 minutes)
+#   REPEAT [3]                   repeats of every measurement (REPEAT=1: a third of the time, one draw)
 #   HALT_POLL_NS [unset]         guest halt polling for the run (cpuidle-haltpoll's guest_halt_poll_ns, restored
 #                                at the end): an idle vCPU polls that long before it halts, so waking it costs
 #                                ~1 us instead of a VM exit and re-entry (~25-30 us here, and ~10 us for the IPI
