@@ -209,16 +209,15 @@ def echo(v, n, r):
     return d and d.get("msgs_per_s")
 def mc_line(v, key):
     return lambda r: mcv(v, key, r)
-def sweep(v, workload):
-    """The per-rate medians of the repeats' sweeps (None if no repeat swept)."""
-    rows = median_rows([load("memcached", r, f"{v}-{workload}.json") for r in repeats])
-    return rows or None
+# The per-rate medians of the repeats' sweeps, per server and workload (None where no repeat swept).
+sweeps = {(v, wl): median_rows([load("memcached", r, f"{v}-{wl}.json") for r in repeats]) or None
+          for v in ("linux", "libix") for wl in ("usr", "etc")}
 def sweep_line(fn, workload):
-    """A sweep line from the per-rate medians: linux's and libix's figures."""
-    return tuple(None if sweep(v, workload) is None else fn(sweep(v, workload)) for v in ("linux", "libix"))
+    """A sweep line read from the per-rate medians: linux's and libix's figures."""
+    return tuple(None if sweeps[v, workload] is None else fn(sweeps[v, workload]) for v in ("linux", "libix"))
 def slo_note(workload):
-    top = [v for v in ("linux", "libix") if sweep(v, workload) and max_under(sweep(v, workload))
-           and max_under(sweep(v, workload)) == max_under(sweep(v, workload)[-1:])]
+    top = [v for v in ("linux", "libix")
+           if sweeps[v, workload] and 0 < max_under(sweeps[v, workload]) == max_under(sweeps[v, workload][-1:])]
     return (f"per-rate medians of {repeat} sweeps" + (f"; {'+'.join(top)} met it at the sweep's top rate "
                                                          "(a lower bound)" if top else ""))
 def achieved(v):

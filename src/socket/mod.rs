@@ -663,9 +663,7 @@ impl Layer {
     }
 
     fn in_subnet(&self, ip: Ipv4Addr) -> bool {
-        let bits = self.route.cidr.prefix_len.min(32) as u32;
-        let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
-        (u32::from(ip) & mask) == (u32::from(self.address()) & mask) && !ip.is_loopback()
+        self.route.cidr.contains(Ipv4Address(ip.octets())) && !ip.is_loopback()
     }
 }
 
