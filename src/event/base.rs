@@ -1650,7 +1650,7 @@ impl Inner {
 
 /// The dataplane's share of a loop iteration (DESIGN.md §5): when dataplane sockets exist, run a cycle (its
 /// events become readiness on the sockets' placeholder fds), make the wait also wake for NIC frames, and shorten
-/// the wait while the dataplane is busy (adaptive spin) or has a timer due.
+/// the wait while the loop polls (its idle policy, socket/idle.rs) or the dataplane has a timer due.
 fn dataplane_turn(poller: &dyn Poller, timeout: Option<Usec>) -> Option<Usec> {
     if !crate::socket::active() {
         return timeout;

@@ -44,6 +44,7 @@ mod spare;
 mod udp;
 
 pub mod fdmap;
+mod idle;
 pub mod sink;
 
 use std::cell::Cell;
@@ -258,6 +259,8 @@ struct Conn {
     shut_wr: bool,
     fin_sent: bool,
     shut_rd: bool,
+    /// How soon the peer speaks again after an answer (the idle policy's conversation rule).
+    turnaround: idle::Turnaround,
 }
 
 /// An event loop watching a socket: readiness goes to its sink instead of the placeholder eventfd.
@@ -1043,6 +1046,9 @@ impl Shard {
                 // SAFETY: the dataplane lends `data..data+len` until our TcpRecvDone for it, which `read`
                 // submits only after the segment is fully read and dropped from `rx`.
                 let lent = unsafe { Lent::new(data, len as usize) };
+                if c.turnaround.awaiting() {
+                    c.turnaround.arrived(now_us(), l.spin.as_micros() as u64);
+                }
                 c.rx.push_back(lent);
                 c.rx_bytes += len as usize;
                 self.post(id);
@@ -1174,7 +1180,7 @@ fn drive_shards() -> (bool, u64) {
 
 /// Called by an event_base before it waits for readiness: runs a cycle (its events become readiness in the
 /// loops' sinks) and shortens `timeout` so that the loop wakes for the dataplane's timers. Whether the loop keeps
-/// polling instead of sleeping (the adaptive spin) is its sink's call: it spins while its own sockets are busy.
+/// polling instead of sleeping is its sink's call (the idle policy, `idle.rs`).
 ///
 /// Work pending on a shard another thread holds is that thread's to do: it is cycling the shard, or writing to it
 /// from an event loop (which cycles before it waits) or from elsewhere (which settles, see [`settle`]). Polling
@@ -1753,6 +1759,14 @@ pub fn send(fd: RawFd, bufs: &[&[u8]], dontwait: bool) -> Result<usize, Errno> {
                 let room = sndbuf.saturating_sub(c.tx.len());
                 if room > 0 {
                     sent += push_from(&mut c.tx, bufs, sent, room);
+                    if c.rx_bytes == 0 {
+                        // An answer (everything read): the loops that watch it poll for the peer's next request if
+                        // it usually comes back soon.
+                        let now = now_us();
+                        if c.turnaround.answered(now, l.spin.as_micros() as u64) {
+                            s.n.watches.iter().for_each(|w| w.sink.expect_reply(now));
+                        }
+                    }
                     g.dirty.push(id);
                     g.mark_work();
                     g.post(id);

@@ -7,13 +7,14 @@
 //! is asleep in epoll_wait, so a busy loop pays no system call per readiness change (DESIGN.md §5: readiness posted
 //! to the user's base with a wake-up).
 //!
-//! The sink also keeps its loop's idle policy ([`IdleBudget`]): how long the loop polls after its sockets had work
+//! The sink also keeps its loop's idle policy (`idle.rs`): how long the loop polls after its sockets had work
 //! before it sleeps.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::idle::LoadRule;
 use super::{kernel, HashMap};
 
 #[derive(Debug, Clone, Copy)]
@@ -29,11 +30,14 @@ pub struct ReadySink {
     /// The loop is in (or about to enter) a blocking wait: posters must wake it.
     sleeping: AtomicBool,
     wake_fd: RawFd,
-    /// Monotonic microseconds until which the loop keeps polling: its sockets had work recently (per loop, so a
-    /// thread whose sockets are quiet sleeps while another one is busy).
+    /// Monotonic microseconds until which the loop keeps polling (per loop, so a thread whose sockets are quiet
+    /// sleeps while another one is busy): set by the load rule when its sockets have work, extended when the app
+    /// answers a peer expected back soon (`idle.rs`).
     spin_until_us: AtomicU64,
-    /// How long to poll after work, learned (only the loop's own thread uses it; a lock nobody contends).
-    budget: Mutex<IdleBudget>,
+    /// The longest spin (`IX_SPIN_US`).
+    max_spin_us: u64,
+    /// The load rule (only the loop's own thread uses it; a lock nobody contends).
+    load: Mutex<LoadRule>,
     /// Counted in [`SPINNERS`] now.
     spinning: AtomicBool,
     /// Dataplane connections and UDP sockets this loop watches (listeners do not count): the NIC wakes the loops
@@ -67,7 +71,8 @@ impl ReadySink {
             sleeping: AtomicBool::new(true),
             wake_fd,
             spin_until_us: AtomicU64::new(0),
-            budget: Mutex::new(IdleBudget::new(super::spin().as_micros() as u64)),
+            max_spin_us: super::spin().as_micros() as u64,
+            load: Mutex::new(LoadRule::new(super::spin().as_micros() as u64)),
             spinning: AtomicBool::new(false),
             data_watches: AtomicUsize::new(0),
         })
@@ -143,7 +148,6 @@ impl ReadySink {
             }
             return true;
         }
-        self.budget.lock().unwrap_or_else(|p| p.into_inner()).idle(super::now_us());
         self.sleeping.store(true, Ordering::SeqCst);
         !self.lock().is_empty()
     }
@@ -165,6 +169,12 @@ impl ReadySink {
         }
     }
 
+    /// The app answered, at `now_us`, a peer expected back within the longest spin: the loop polls for it until
+    /// then (the conversation rule, `idle.rs`).
+    pub fn expect_reply(&self, now_us: u64) {
+        self.spin_until_us.fetch_max(now_us.saturating_add(self.max_spin_us), Ordering::Relaxed);
+    }
+
     /// The loop's wait returned: posters need not wake it.
     pub fn awake(&self) {
         self.sleeping.store(false, Ordering::SeqCst);
@@ -180,54 +190,13 @@ impl ReadySink {
         let mut ready = self.lock();
         if !ready.is_empty() {
             let now = super::now_us();
-            let spin = self.budget.lock().unwrap_or_else(|p| p.into_inner()).work(now);
-            self.spin_until_us.store(now + spin, Ordering::Relaxed);
+            let spin = self.load.lock().unwrap_or_else(|p| p.into_inner()).work(now, ready.len());
+            self.spin_until_us.fetch_max(now + spin, Ordering::Relaxed);
         }
         ready.retain(|&fd, e| {
             out(fd, e.what);
             !e.edge
         });
-    }
-}
-
-/// The adaptive idle policy of one event loop: after its sockets had work, the loop keeps polling for up to
-/// `budget` microseconds before it sleeps. The budget learns from how soon work comes back once the loop has gone
-/// idle: within the longest spin (`IX_SPIN_US`), polling that long would have caught it without a sleep and a
-/// wake-up, so the budget doubles; later, the spin before the sleep was CPU spent for nothing, so it halves. A
-/// server under load keeps polling (IX's run-to-completion loop); one that gets a request now and then sleeps as
-/// soon as it has answered, instead of burning the longest spin after every request.
-#[derive(Debug)]
-pub struct IdleBudget {
-    max_us: u64,
-    budget_us: u64,
-    /// When the loop went idle (its spin ran out) since its last work; `None` while it has work or spins.
-    idle_since_us: Option<u64>,
-}
-
-impl IdleBudget {
-    /// A policy whose longest spin is `max_us` (0: never spin); it starts at the longest.
-    pub fn new(max_us: u64) -> IdleBudget {
-        IdleBudget { max_us, budget_us: max_us, idle_since_us: None }
-    }
-
-    /// The loop's spin ran out at `now_us` and it goes to sleep (called at every wait that may block; only the
-    /// first since the last work counts).
-    pub fn idle(&mut self, now_us: u64) {
-        self.idle_since_us.get_or_insert(now_us);
-    }
-
-    /// The loop's sockets had work at `now_us`: returns how long to keep polling now.
-    pub fn work(&mut self, now_us: u64) -> u64 {
-        if let Some(since) = self.idle_since_us.take() {
-            let gap = now_us.saturating_sub(since);
-            self.budget_us = if gap <= self.max_us {
-                // Back within the longest spin: a floor of an eighth of it, so a budget at 0 can grow again.
-                (self.budget_us * 2).max(self.max_us / 8).min(self.max_us)
-            } else {
-                self.budget_us / 2
-            };
-        }
-        self.budget_us
     }
 }
 
@@ -240,56 +209,5 @@ impl Drop for ReadySink {
             DATA_SINKS.fetch_sub(1, Ordering::Relaxed);
         }
         kernel::close(self.wake_fd);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::IdleBudget;
-
-    #[test]
-    fn a_busy_loop_keeps_the_longest_spin() {
-        let mut b = IdleBudget::new(100);
-        // Work every 30 us, never idle long: the budget stays at the longest spin.
-        for k in 0..100 {
-            assert_eq!(b.work(k * 30), 100);
-        }
-        // Idle, and work back 40 us after the spin ran out: still the longest.
-        b.idle(10_000);
-        assert_eq!(b.work(10_040), 100);
-    }
-
-    #[test]
-    fn rare_work_stops_the_spin_and_steady_work_brings_it_back() {
-        let mut b = IdleBudget::new(100);
-        let mut now = 0;
-        let mut budgets = Vec::new();
-        // A request every 5 ms: each spin is wasted, the budget halves down to 0.
-        for _ in 0..10 {
-            now += 5_000;
-            let spin = b.work(now);
-            budgets.push(spin);
-            b.idle(now + spin);
-        }
-        assert_eq!(&budgets[..5], &[100, 50, 25, 12, 6]);
-        assert_eq!(*budgets.last().unwrap(), 0);
-        // Then a request 20 us after each sleep: back to the longest spin within a few requests.
-        let mut spin = 0;
-        for _ in 0..5 {
-            b.idle(now);
-            now += 20;
-            spin = b.work(now);
-        }
-        assert_eq!(spin, 100);
-    }
-
-    #[test]
-    fn no_spin_configured_means_never() {
-        let mut b = IdleBudget::new(0);
-        assert_eq!(b.work(0), 0);
-        b.idle(0);
-        assert_eq!(b.work(1), 0);
-        b.idle(5);
-        assert_eq!(b.work(1_000_000), 0);
     }
 }

@@ -1,0 +1,241 @@
+//! The idle policy of an event loop that serves dataplane sockets: whether it keeps polling the NIC in user space
+//! once it has nothing to do, or sleeps until the NIC or another thread wakes it.
+//!
+//! Polling through a gap costs the gap in CPU; sleeping through it costs a sleep and a wake-up: a few microseconds
+//! of CPU and, on these VMs, 25-30 us of latency to wake the idle vCPU (BENCHMARKS.md, "Why the CPU line is a
+//! choice of idle policy"). Two rules keep a loop polling, for at most the longest spin (`IX_SPIN_US`):
+//!
+//! - **Load** ([`LoadRule`]): requests come closer together than [`BREAK_EVEN_US`] on average. Then polling
+//!   through the gaps costs less CPU than a sleep and a wake-up per gap, and the loop is IX's run-to-completion
+//!   loop that never sleeps under load. Below that rate it sleeps as soon as it is idle: with arrivals from many
+//!   independent clients (memoryless), a spin of any length shorter than "forever" costs more CPU than sleeping at
+//!   once whenever the mean gap exceeds the cost of a sleep, so there is no middle ground to learn.
+//! - **Conversation** ([`Turnaround`]): the app just answered a connection whose peer usually sends its next
+//!   request within the longest spin (a synchronous client: one request at a time, the next right after the
+//!   reply). Polling until it comes saves that request a wake-up, the latency a synchronous client waits for,
+//!   at the price of the peer's turnaround in CPU. A peer that mostly takes longer (a client among many, a slow
+//!   one) is not polled for; an odd slow turnaround (the client preempted) does not stop the polling.
+//!
+//! `IX_SPIN_US=0` turns both off: the loop sleeps whenever it is idle.
+
+/// Mean gap between requests (microseconds) below which polling through the gaps is cheaper than sleeping
+/// through them. A sleeping libix memcached spends ~16 us of CPU per request at 40k requests/s on these VMs
+/// (sleep, wake-up and the work); a loop that polls spends the whole gap. 15 us (67k requests/s) leaves a margin
+/// on the side of sleeping, where the cost is latency, not CPU.
+pub const BREAK_EVEN_US: u64 = 15;
+
+/// How often the load rule re-reads the request rate (microseconds): at 40k requests/s ~40 arrivals a window,
+/// enough for a mean, short enough to follow a change of load within a millisecond.
+const WINDOW_US: u64 = 1_000;
+
+/// The load rule of one event loop: counts the sockets that became ready over a window and polls while the
+/// previous window's mean gap was below [`BREAK_EVEN_US`].
+#[derive(Debug)]
+pub struct LoadRule {
+    max_us: u64,
+    window_start_us: u64,
+    arrivals: u64,
+    busy: bool,
+}
+
+impl LoadRule {
+    /// A rule whose spin is `max_us` (0: never spin).
+    pub fn new(max_us: u64) -> LoadRule {
+        LoadRule { max_us, window_start_us: 0, arrivals: 0, busy: false }
+    }
+
+    /// `ready` sockets had work at `now_us`: returns how long to keep polling now.
+    pub fn work(&mut self, now_us: u64, ready: usize) -> u64 {
+        self.arrivals += ready as u64;
+        let elapsed = now_us.saturating_sub(self.window_start_us);
+        if elapsed >= WINDOW_US {
+            self.busy = elapsed < self.arrivals.saturating_mul(BREAK_EVEN_US);
+            self.window_start_us = now_us;
+            self.arrivals = 0;
+        }
+        if self.busy {
+            self.max_us
+        } else {
+            0
+        }
+    }
+}
+
+/// Of the last 8 turnarounds, how many must have been within the longest spin for the loop to poll for the peer:
+/// a synchronous client on these VMs comes back within 100 us ~96% of the time (the rest: its own thread
+/// preempted, a tick), so one slow turnaround must not stop the polling; a client among many at moderate load
+/// (Poisson, a turnaround of ~1 ms on average) has 6 quick ones out of 8 with a probability of ~1e-4.
+const QUICK_OF_8: u32 = 6;
+
+/// The conversation rule's memory of one connection: whether its peer sends again soon after the app answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Turnaround {
+    /// The last 8 turnarounds, a bit each (newest lowest): 1 if it was within the longest spin. Starts all ones:
+    /// a new peer is polled for until it proves slow (3 slow turnarounds), as a loop under load would.
+    quick: u8,
+    /// When the app last answered with nothing left unread, if the peer has not sent since.
+    answered_us: Option<u64>,
+}
+
+impl Default for Turnaround {
+    fn default() -> Turnaround {
+        Turnaround { quick: u8::MAX, answered_us: None }
+    }
+}
+
+impl Turnaround {
+    /// The app wrote to the connection at `now_us` with nothing left unread (an answer): returns whether the peer
+    /// is expected back within `max_us`, so the loop should poll for it.
+    pub fn answered(&mut self, now_us: u64, max_us: u64) -> bool {
+        // Answered again while the peer stayed silent for longer than the spin (a one-way sender, a peer that
+        // rarely answers): that wait counts as a slow turnaround.
+        if self.answered_us.is_some_and(|at| now_us.saturating_sub(at) > max_us) {
+            self.quick <<= 1;
+        }
+        self.answered_us = Some(now_us);
+        max_us > 0 && self.quick.count_ones() >= QUICK_OF_8
+    }
+
+    /// Whether the app answered and the peer has not sent since (the next data is a turnaround; callers read the
+    /// clock only then).
+    pub fn awaiting(&self) -> bool {
+        self.answered_us.is_some()
+    }
+
+    /// Data arrived from the peer at `now_us`: after an answer, that is one turnaround, quick if within `max_us`.
+    pub fn arrived(&mut self, now_us: u64, max_us: u64) {
+        if let Some(at) = self.answered_us.take() {
+            let quick = now_us.saturating_sub(at) <= max_us;
+            self.quick = (self.quick << 1) | u8::from(quick);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_rule_polls_only_when_requests_come_faster_than_the_break_even() {
+        let mut r = LoadRule::new(100);
+        // 40k requests/s (25 us apart): sleeps once the first window is read.
+        let mut now = 0;
+        let mut spins = Vec::new();
+        for _ in 0..200 {
+            now += 25;
+            spins.push(r.work(now, 1));
+        }
+        assert!(spins.iter().all(|&s| s == 0), "{spins:?}");
+        // 200k requests/s (5 us apart): polls from the next window on.
+        for _ in 0..200 {
+            now += 5;
+            spins.push(r.work(now, 1));
+        }
+        assert_eq!(spins.last(), Some(&100));
+        // Batches count every ready socket: 4 at a time every 40 us is 10 us apart.
+        for _ in 0..100 {
+            now += 40;
+            spins.push(r.work(now, 4));
+        }
+        assert_eq!(spins.last(), Some(&100));
+        // A long sleep ends the busy window at the next work.
+        now += 1_000_000;
+        assert_eq!(r.work(now, 1), 0);
+    }
+
+    #[test]
+    fn no_spin_configured_means_never() {
+        let mut r = LoadRule::new(0);
+        for k in 0..10_000 {
+            assert_eq!(r.work(k, 8), 0);
+        }
+        let mut t = Turnaround::default();
+        assert!(!t.answered(0, 0));
+    }
+
+    #[test]
+    fn a_synchronous_peer_is_polled_for_and_a_slow_one_is_not() {
+        let mut t = Turnaround::default();
+        let mut now = 0;
+        // Unknown: polled for. Then a peer back 20 us after each answer, but one answer in 8 takes 2 ms: still
+        // polled for every time.
+        for k in 0..40 {
+            assert!(t.answered(now, 100), "answer {k}");
+            now += if k % 8 == 7 { 2_000 } else { 20 };
+            t.arrived(now, 100);
+            now += 5;
+        }
+        // Three slow turnarounds in a row: not any more.
+        for _ in 0..3 {
+            t.answered(now, 100);
+            now += 2_000;
+            t.arrived(now, 100);
+        }
+        assert!(!t.answered(now, 100));
+        now += 20;
+        t.arrived(now, 100);
+        // Quick ones bring it back once 6 of the last 8 are quick.
+        let mut back = None;
+        for k in 0..8 {
+            if t.answered(now, 100) {
+                back = Some(k);
+                break;
+            }
+            now += 20;
+            t.arrived(now, 100);
+        }
+        // The last 8 were 4 slow, 4 quick (the oldest of them pushed out first): 5 more quick ones.
+        assert_eq!(back, Some(5));
+    }
+
+    #[test]
+    fn a_peer_among_many_at_moderate_load_is_not_polled_for() {
+        let mut t = Turnaround::default();
+        let mut now = 0;
+        let mut polled = 0;
+        // Turnarounds spread over 0..2 ms, as a Poisson client at ~1k requests/s: after the first few, (almost)
+        // never polled for.
+        for k in 0..1000u64 {
+            if t.answered(now, 100) && k >= 3 {
+                polled += 1;
+            }
+            now += (k * 7919) % 2_000;
+            t.arrived(now, 100);
+        }
+        assert!(polled <= 5, "{polled}");
+    }
+
+    #[test]
+    fn a_one_way_sender_is_not_polled_for() {
+        let mut t = Turnaround::default();
+        // Writes every 10 ms, nothing ever comes back: polled for after the first few only.
+        let polled = (0..100u64).filter(|k| t.answered(k * 10_000, 100)).count();
+        assert_eq!(polled, 3);
+        // Writes 10 us apart (a burst) say nothing about the peer.
+        let mut t = Turnaround::default();
+        assert!((0..100u64).all(|k| t.answered(k * 10, 100)));
+    }
+
+    #[test]
+    fn data_without_an_answer_is_not_a_turnaround() {
+        let mut t = Turnaround::default();
+        // The peer sends before the app answers (pipelining): nothing learned, however long it takes.
+        for k in 0..10 {
+            t.arrived(k * 5_000, 100);
+        }
+        assert!(t.answered(60_000, 100));
+        t.arrived(60_030, 100);
+        assert!(t.answered(70_000, 100));
+    }
+
+    #[test]
+    fn clock_steps_back_do_not_panic() {
+        let mut r = LoadRule::new(100);
+        r.work(5_000, 1);
+        r.work(10, 1);
+        let mut t = Turnaround::default();
+        t.answered(5_000, 100);
+        t.arrived(10, 100);
+        assert!(t.answered(20, 100));
+    }
+}
