@@ -7,8 +7,8 @@
 //! is asleep in epoll_wait, so a busy loop pays no system call per readiness change (DESIGN.md §5: readiness posted
 //! to the user's base with a wake-up).
 //!
-//! The sink also keeps its loop's idle policy (`idle.rs`): how long the loop polls after its sockets had work
-//! before it sleeps.
+//! The sink also keeps its loop's idle policy (`idle.rs`): whether the loop polls the dataplane instead of sleeping,
+//! under load or while it expects a peer's reply.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -38,6 +38,8 @@ pub struct ReadySink {
     max_spin_us: u64,
     /// The load rule (only the loop's own thread uses it; a lock nobody contends).
     load: Mutex<LoadRule>,
+    /// Entries added to `ready` since the last collect: the load rule's arrivals.
+    fresh: AtomicUsize,
     /// Counted in [`SPINNERS`] now.
     spinning: AtomicBool,
     /// Dataplane connections and UDP sockets this loop watches (listeners do not count): the NIC wakes the loops
@@ -73,6 +75,7 @@ impl ReadySink {
             spin_until_us: AtomicU64::new(0),
             max_spin_us: super::spin().as_micros() as u64,
             load: Mutex::new(LoadRule::new(super::spin().as_micros() as u64)),
+            fresh: AtomicUsize::new(0),
             spinning: AtomicBool::new(false),
             data_watches: AtomicUsize::new(0),
         })
@@ -112,7 +115,9 @@ impl ReadySink {
                 ready.remove(&fd);
                 false
             } else {
-                ready.insert(fd, Entry { what, edge });
+                if ready.insert(fd, Entry { what, edge }).is_none() {
+                    self.fresh.fetch_add(1, Ordering::Relaxed);
+                }
                 true
             }
         };
@@ -126,8 +131,8 @@ impl ReadySink {
         self.lock().remove(&fd);
     }
 
-    /// Called before a wait: says whether the loop must not block (something is ready, or its sockets had work
-    /// within the spin period); otherwise marks it asleep.
+    /// Called before a wait: says whether the loop must not block (something is ready, or it polls: under load or
+    /// for an expected reply, see `idle.rs`); otherwise marks it asleep.
     pub fn prepare_sleep(&self) -> bool {
         let spin = super::now_us() < self.spin_until_us.load(Ordering::Relaxed);
         // Only a loop that serves flows counts as polling the dataplane for the others: a loop that watches only
@@ -190,7 +195,10 @@ impl ReadySink {
         let mut ready = self.lock();
         if !ready.is_empty() {
             let now = super::now_us();
-            let spin = self.load.lock().unwrap_or_else(|p| p.into_inner()).work(now, ready.len());
+            // Sockets that became ready since the last collect (a level-triggered entry stays in `ready` while it
+            // holds, and must count once).
+            let fresh = self.fresh.swap(0, Ordering::Relaxed);
+            let spin = self.load.lock().unwrap_or_else(|p| p.into_inner()).work(now, fresh);
             self.spin_until_us.fetch_max(now + spin, Ordering::Relaxed);
         }
         ready.retain(|&fd, e| {
