@@ -660,6 +660,11 @@ impl Layer {
         to_ipv4(self.route.cidr.addr)
     }
 
+    /// The longest spin (`IX_SPIN_US`) in microseconds, as the idle policy counts.
+    fn spin_us(&self) -> u64 {
+        self.spin.as_micros() as u64
+    }
+
     /// Whether the dataplane has a next hop for `ip` (its subnet, or anywhere through a gateway).
     fn routable(&self, ip: Ipv4Addr) -> bool {
         self.route.next_hop(Ipv4Address(ip.octets())).is_some()
@@ -1047,7 +1052,7 @@ impl Shard {
                 // submits only after the segment is fully read and dropped from `rx`.
                 let lent = unsafe { Lent::new(data, len as usize) };
                 if c.turnaround.awaiting() {
-                    c.turnaround.arrived(now_us(), l.spin.as_micros() as u64);
+                    c.turnaround.arrived(now_us(), l.spin_us());
                 }
                 c.rx.push_back(lent);
                 c.rx_bytes += len as usize;
@@ -1763,7 +1768,7 @@ pub fn send(fd: RawFd, bufs: &[&[u8]], dontwait: bool) -> Result<usize, Errno> {
                         // An answer (everything read): the loops that watch it poll for the peer's next request if
                         // it usually comes back soon.
                         let now = now_us();
-                        if c.turnaround.answered(now, l.spin.as_micros() as u64) {
+                        if c.turnaround.answered(now, l.spin_us()) {
                             s.n.watches.iter().for_each(|w| w.sink.expect_reply(now));
                         }
                     }

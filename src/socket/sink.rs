@@ -66,6 +66,7 @@ impl ReadySink {
     /// A sink with its wake-up eventfd (the poller adds that fd to its epoll set).
     pub fn new() -> std::io::Result<ReadySink> {
         let wake_fd = kernel::eventfd().map_err(std::io::Error::from_raw_os_error)?;
+        let max_spin_us = super::spin().as_micros() as u64;
         Ok(ReadySink {
             ready: Mutex::new(HashMap::default()),
             // The loop may already be blocked in a wait that started before this sink existed (an event added
@@ -73,8 +74,8 @@ impl ReadySink {
             sleeping: AtomicBool::new(true),
             wake_fd,
             spin_until_us: AtomicU64::new(0),
-            max_spin_us: super::spin().as_micros() as u64,
-            load: Mutex::new(LoadRule::new(super::spin().as_micros() as u64)),
+            max_spin_us,
+            load: Mutex::new(LoadRule::new(max_spin_us)),
             fresh: AtomicUsize::new(0),
             spinning: AtomicBool::new(false),
             data_watches: AtomicUsize::new(0),
