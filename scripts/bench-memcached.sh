@@ -5,7 +5,7 @@
 #   sudo scripts/bench-memcached.sh     (env: DURATION=3 WARMUP=0.5 KEYS=100000 THREADS=1 CONNS=32
 #                                              USR_RATES=... ETC_RATES=... CPU_RATE=40000 PORT=11211
 #                                              VARIANTS="linux libix libix-sleep" OUT=<dir> PLOT_MAX_US=<us>
-#                                              NICE=0 QUEUES=1 NO_SWEEP="<variants>")
+#                                              NICE=0 QUEUES=1 NO_SWEEP="<variants>" CLIENT=busy|sleep)
 # About 6-8 minutes. Prints a table and writes JSON + PNG plots into the directory it names (OUT, default a new
 # /tmp/bench-memcached.XXXXXX); figures and their reading in BENCHMARKS.md (section memcached).
 #
@@ -42,6 +42,10 @@ PLOT_MAX_US="${PLOT_MAX_US:-}"
 NICE="${NICE:-0}"
 QUEUES="${QUEUES:-1}"
 NO_SWEEP="${NO_SWEEP:-}"   # variants measured for unloaded latency and CPU per request only (no sweeps)
+# The client polls (epoll_wait(0)) as mutilate does by default and as bench-tcp.sh's clients do; CLIENT=sleep makes
+# it sleep between events, which adds its own wake-ups (tens of us on a VM) and late sends to every latency.
+CLIENT="${CLIENT:-busy}"
+case "$CLIENT" in busy) client_args=(--busy-poll) ;; sleep) client_args=() ;; *) echo "CLIENT must be busy or sleep" >&2; exit 2 ;; esac
 if [ -n "${OUT:-}" ]; then
     out="$OUT"
     mkdir -p "$out"
@@ -143,7 +147,7 @@ ixb() {
     shift
     secs=$(python3 -c "print(int($points * ($DURATION + $WARMUP + 15) + 60))")
     timeout "$secs" ip netns exec "$TH_NS" nice -n "$NICE" taskset -c 0 "$bin/ixbench" memcached \
-        --server "$TH_DP_IP:$PORT" --keys "$KEYS" "$@" || rc=$?
+        --server "$TH_DP_IP:$PORT" --keys "$KEYS" "${client_args[@]}" "$@" || rc=$?
     [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || { echo "ixbench memcached failed (rc=$rc)" >&2; return "$rc"; }
     [ "$rc" -eq 0 ] || echo "   (ixbench memcached reported errors: see the table above and its JSON)"
 }

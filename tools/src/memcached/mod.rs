@@ -9,8 +9,11 @@
 //!   process at R/conns, so the sum is Poisson at R; a connection pipelines up to `--max-pipeline` (4, as in the
 //!   paper) requests when it falls behind, and a request that cannot go yet keeps its arrival time: latency is
 //!   measured from the *intended* send time (coordinated omission accounted). As mutilate's agent mode, a
-//!   separate unloaded connection on its own thread sends one request at a time at `--measure-rate` and reports
-//!   its own latency.
+//!   separate unloaded connection (served by the first thread's loop, counted apart) sends one request at a
+//!   time at `--measure-rate` and reports its own latency.
+//! - `--busy-poll` polls with `epoll_wait(0)`, as mutilate does unless given `-B` ("use blocking epoll(); may
+//!   increase latency"): a sleeping client adds its own wake-ups to every latency (on a VM, tens of us for
+//!   the arrival timer and again for the reply) and sends late when its core is slow to wake.
 //! - Every reply is checked: a GET hit must carry the key's flags (its index) and the bytes of its value pattern
 //!   ([`workload::ValuePattern`]); a miss, a wrong value, a failed SET, a protocol error, a timeout or a dropped
 //!   connection is an error. Misses are reported separately; they are forgiven only if the server's
@@ -72,8 +75,8 @@ pub struct MemcachedArgs {
     /// Open loop: most requests pipelined on a connection that falls behind its arrivals (1..=4).
     #[arg(long, default_value_t = 4)]
     pub max_pipeline: usize,
-    /// Open loop: a separate, unloaded connection on its own thread that sends one request at a time and
-    /// measures latency (mutilate's agent mode). `--measure-conn false` turns it off.
+    /// Open loop: a separate, unloaded connection that sends one request at a time and measures latency
+    /// (mutilate's agent mode; served by the first thread's loop). `--measure-conn false` turns it off.
     #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     pub measure_conn: bool,
@@ -86,7 +89,8 @@ pub struct MemcachedArgs {
     /// Seconds of load before measuring (per rate).
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
-    /// Spin in epoll_wait(0) instead of sleeping until the next reply or arrival.
+    /// Spin in epoll_wait(0) instead of sleeping until the next reply or arrival (mutilate's default; without
+    /// it the client's own wake-ups add to every latency).
     #[arg(long)]
     pub busy_poll: bool,
     /// A request without a reply after this long is an error (and its connection is dropped).
@@ -272,6 +276,25 @@ struct Conn {
     next_arrival: u64,
     rng: Rng,
     dead: bool,
+    /// How this connection sends: its pace, and which statistics its requests go to.
+    pace: Pace,
+    role: Role,
+}
+
+/// Which statistics a connection's requests are counted in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The load (or the warm-up).
+    Load = 0,
+    /// The unloaded measuring connection (mutilate's agent mode).
+    Measure = 1,
+}
+
+/// A connection handed to an engine, with its pace and role.
+struct ConnSpec {
+    fd: OwnedFd,
+    pace: Pace,
+    role: Role,
 }
 
 /// A connected, non-blocking, TCP_NODELAY socket.
@@ -356,7 +379,6 @@ struct Engine<'a> {
     conns: Vec<Conn>,
     ep: Epoll,
     timer: Timer,
-    pace: Pace,
     ops: Ops,
     /// Requests that start in [window.0, window.1) are measured.
     window: (u64, u64),
@@ -366,15 +388,15 @@ struct Engine<'a> {
     busy_poll: bool,
     /// Connections not dropped.
     live: usize,
-    st: Stats,
+    /// Statistics by [`Role`]: the load's, the measuring connection's.
+    st: [Stats; 2],
 }
 
 impl<'a> Engine<'a> {
     #[allow(clippy::too_many_arguments)]
     fn new(
         shared: &'a Shared,
-        fds: Vec<OwnedFd>,
-        pace: Pace,
+        specs: Vec<ConnSpec>,
         ops: Ops,
         window: (u64, u64),
         stop: u64,
@@ -386,8 +408,8 @@ impl<'a> Engine<'a> {
         let ep = Epoll::new()?;
         let timer = Timer::new()?;
         ep.ctl(libc::EPOLL_CTL_ADD, timer.fd.as_raw_fd(), libc::EPOLLIN as u32, TIMER_TOKEN)?;
-        let mut conns = Vec::with_capacity(fds.len());
-        for (i, fd) in fds.into_iter().enumerate() {
+        let mut conns = Vec::with_capacity(specs.len());
+        for (i, ConnSpec { fd, pace, role }) in specs.into_iter().enumerate() {
             let ev = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
             ep.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), ev, i as u64)?;
             let mut rng = Rng::new(seed ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
@@ -407,10 +429,13 @@ impl<'a> Engine<'a> {
                 next_arrival,
                 rng,
                 dead: false,
+                pace,
+                role,
             });
         }
         let live = conns.len();
-        Ok(Engine { shared, conns, ep, timer, pace, ops, window, stop, timeout_ns, busy_poll, live, st: Stats::new() })
+        let st = [Stats::new(), Stats::new()];
+        Ok(Engine { shared, conns, ep, timer, ops, window, stop, timeout_ns, busy_poll, live, st })
     }
 
     fn prefill_left(&self) -> bool {
@@ -430,11 +455,12 @@ impl<'a> Engine<'a> {
     /// Encodes the requests connection `ci` may start at `now` (sent by the next flush).
     fn fill(&mut self, ci: usize, now: u64) {
         // Open loop: an arrival before the stop still goes out when the loop sees it a little after the stop.
-        let open = matches!(self.pace, Pace::Open { .. });
+        let (pace, role) = (self.conns[ci].pace, self.conns[ci].role as usize);
+        let open = matches!(pace, Pace::Open { .. });
         if self.conns[ci].dead || (now >= self.stop && !open) {
             return;
         }
-        match self.pace {
+        match pace {
             Pace::Closed { depth } => while self.conns[ci].pending.len() < depth && self.issue_one(ci, now, now) {},
             Pace::Open { mean_gap_ns, max_pipeline } => loop {
                 let c = &mut self.conns[ci];
@@ -444,7 +470,7 @@ impl<'a> Engine<'a> {
                 }
                 c.next_arrival = arrival + c.rng.exp(mean_gap_ns).max(1.0) as u64;
                 if now - arrival > LATE_NS && arrival >= self.window.0 && arrival < self.window.1 {
-                    self.st.late_sends += 1;
+                    self.st[role].late_sends += 1;
                 }
                 if !self.issue_one(ci, arrival, now) {
                     break;
@@ -516,10 +542,11 @@ impl<'a> Engine<'a> {
         c.dead = true;
         self.live -= 1;
         let lost = c.pending.len() as u64;
+        let errors = &mut self.st[c.role as usize].errors;
         if timed_out {
-            self.st.errors.timeout += lost;
+            errors.timeout += lost;
         } else {
-            self.st.errors.connection += lost.max(1);
+            errors.connection += lost.max(1);
         }
         c.pending.clear();
         let _ = self.ep.ctl(libc::EPOLL_CTL_DEL, c.fd.as_raw_fd(), 0, 0);
@@ -543,7 +570,7 @@ impl<'a> Engine<'a> {
             if c.rx_end == c.rx.len() {
                 // A reply larger than the buffer.
                 if c.rx.len() >= MAX_RX {
-                    self.st.errors.protocol += 1;
+                    self.st[c.role as usize].errors.protocol += 1;
                     return self.kill(ci, false);
                 }
                 let bigger = (c.rx.len() * 2).min(MAX_RX);
@@ -585,47 +612,48 @@ impl<'a> Engine<'a> {
             if c.dead || c.rx_start == c.rx_end {
                 return;
             }
+            let st = &mut self.st[c.role as usize];
             let Some(&req) = c.pending.front() else {
-                self.st.errors.protocol += 1; // bytes nobody asked for
+                st.errors.protocol += 1; // bytes nobody asked for
                 return self.kill(ci, false);
             };
             let buf = &c.rx[c.rx_start..c.rx_end];
             let (reply, len, opaque) = match shared.protocol.parse(buf, req.get) {
                 Parsed::Incomplete => return,
                 Parsed::Malformed => {
-                    self.st.errors.protocol += 1;
+                    st.errors.protocol += 1;
                     return self.kill(ci, false);
                 }
                 Parsed::Reply { reply, len, opaque } => (reply, len, opaque),
             };
             if opaque.is_some_and(|o| o != req.opaque) {
-                self.st.errors.protocol += 1;
+                st.errors.protocol += 1;
                 return self.kill(ci, false);
             }
             let now = now_ns();
             match reply {
                 Reply::Stored => {}
-                Reply::Miss => self.st.misses += 1,
-                Reply::Failed => self.st.errors.failed += 1,
+                Reply::Miss => st.misses += 1,
+                Reply::Failed => st.errors.failed += 1,
                 Reply::Hit { flags, value, key } => {
                     let k = req.key as usize;
                     let right_key = key.is_none_or(|r| &buf[r] == shared.keys.key(k));
                     let size = value.len();
                     if flags != req.key || !right_key || size > MAX_VALUE || buf[value] != *shared.values.value(k, size)
                     {
-                        self.st.errors.wrong_value += 1;
+                        st.errors.wrong_value += 1;
                     }
                 }
             }
             c.pending.pop_front();
             c.rx_start += len;
-            self.st.completed += 1;
+            st.completed += 1;
             if req.start >= self.window.0 && req.start < self.window.1 {
-                self.st.measured += 1;
-                self.st.measured_gets += u64::from(req.get);
-                self.st.latency.saturating_record(now.saturating_sub(req.start).max(1));
+                st.measured += 1;
+                st.measured_gets += u64::from(req.get);
+                st.latency.saturating_record(now.saturating_sub(req.start).max(1));
             }
-            if let Pace::Closed { .. } = self.pace {
+            if let Pace::Closed { .. } = c.pace {
                 self.fill(ci, now);
             }
         }
@@ -644,10 +672,10 @@ impl<'a> Engine<'a> {
     /// Runs until no request may start any more and the outstanding ones are answered (or `drain_until`).
     fn run(&mut self, drain_until: u64) {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
-        let open = matches!(self.pace, Pace::Open { .. });
+        let open = self.conns.iter().any(|c| matches!(c.pace, Pace::Open { .. }));
         let now = now_ns();
-        if !open {
-            for ci in 0..self.conns.len() {
+        for ci in 0..self.conns.len() {
+            if let Pace::Closed { .. } = self.conns[ci].pace {
                 self.issue(ci, now);
             }
         }
@@ -671,7 +699,7 @@ impl<'a> Engine<'a> {
                 for ci in 0..self.conns.len() {
                     self.issue(ci, now);
                     let c = &self.conns[ci];
-                    if let Pace::Open { max_pipeline, .. } = self.pace {
+                    if let Pace::Open { max_pipeline, .. } = c.pace {
                         if !c.dead && c.pending.len() < max_pipeline {
                             next = next.min(c.next_arrival);
                         }
@@ -710,11 +738,11 @@ impl<'a> Engine<'a> {
             }
         }
         // Arrivals of the window that never went out (bounded: at most what the schedule holds until the end).
-        if let Pace::Open { mean_gap_ns, .. } = self.pace {
-            for c in &mut self.conns {
+        for c in &mut self.conns {
+            if let Pace::Open { mean_gap_ns, .. } = c.pace {
                 let mut steps = 0u64;
                 while c.next_arrival < self.window.1 && steps < 100_000_000 {
-                    self.st.unsent += u64::from(c.next_arrival >= self.window.0);
+                    self.st[c.role as usize].unsent += u64::from(c.next_arrival >= self.window.0);
                     c.next_arrival += c.rng.exp(mean_gap_ns).max(1.0) as u64;
                     steps += 1;
                 }
@@ -774,13 +802,15 @@ fn prefill(args: &MemcachedArgs, shared: &Arc<Shared>) -> Result<(u64, f64), Str
         handles.push(std::thread::spawn(move || -> Result<Stats, String> {
             let ops = Ops::Prefill { next: t, stride: threads };
             let pace = Pace::Closed { depth: 4 };
-            let mut e = Engine::new(&shared, fds, pace, ops, (0, u64::MAX), deadline, timeout_ns, false, seed, 0)
+            let specs = fds.into_iter().map(|fd| ConnSpec { fd, pace, role: Role::Load }).collect();
+            let mut e = Engine::new(&shared, specs, ops, (0, u64::MAX), deadline, timeout_ns, false, seed, 0)
                 .map_err(|e| format!("epoll: {e}"))?;
             e.run(deadline);
             if e.prefill_left() {
                 return Err("the warm-up did not SET every key in time (or lost its connections)".into());
             }
-            Ok(e.st)
+            let [load, _] = e.st;
+            Ok(load)
         }));
     }
     let mut st = Stats::new();
@@ -815,41 +845,48 @@ fn run_point(args: &MemcachedArgs, shared: &Arc<Shared>, rate: Option<f64>, inde
         None => Pace::Closed { depth: args.depth },
         Some(r) => Pace::Open { mean_gap_ns: 1e9 * args.conns as f64 / r, max_pipeline: args.max_pipeline },
     };
-    let spawn = |fds: Vec<OwnedFd>, pace: Pace, seed: u64, busy: bool| {
-        let shared = shared.clone();
-        std::thread::spawn(move || -> Result<Stats, String> {
-            let mut e = Engine::new(&shared, fds, pace, ops, window, window.1, timeout_ns, busy, seed, t0)
-                .map_err(|e| format!("epoll: {e}"))?;
-            let now = now_ns();
-            if t0 > now {
-                std::thread::sleep(Duration::from_nanos(t0 - now));
-            }
-            e.run(drain_until);
-            Ok(e.st)
-        })
-    };
     let seed = args.seed.wrapping_add(index.wrapping_mul(0x1_0000_0001));
-    let handles: Vec<_> = split(fds, args.threads)
+    let mut per_thread: Vec<Vec<ConnSpec>> = split(fds, args.threads)
         .into_iter()
-        .enumerate()
-        .map(|(t, fds)| spawn(fds, pace, seed ^ ((t as u64 + 1) << 40), args.busy_poll))
+        .map(|fds| fds.into_iter().map(|fd| ConnSpec { fd, pace, role: Role::Load }).collect())
         .collect();
-    let measure = measure_fd.map(|fd| {
+    // The measuring connection is served by the first thread's loop: on a busy-polling client a thread of its
+    // own would share the load thread's core and wait for the scheduler to switch (milliseconds), and a
+    // sleeping one would add a wake-up of its own. Its requests are counted apart (Role::Measure).
+    let measuring = measure_fd.is_some();
+    if let Some(fd) = measure_fd {
         let pace = if args.measure_rate > 0.0 {
             Pace::Open { mean_gap_ns: 1e9 / args.measure_rate, max_pipeline: 1 }
         } else {
             Pace::Closed { depth: 1 }
         };
-        spawn(vec![fd], pace, seed ^ 0xABCD_EF01, args.busy_poll)
-    });
-    let mut load = Stats::new();
-    for h in handles {
-        load.merge(&h.join().map_err(|_| "a client thread panicked".to_string())??);
+        per_thread[0].push(ConnSpec { fd, pace, role: Role::Measure });
     }
-    let unloaded = match measure {
-        Some(h) => Some(h.join().map_err(|_| "the measuring thread panicked".to_string())??),
-        None => None,
-    };
+    let handles: Vec<_> = per_thread
+        .into_iter()
+        .enumerate()
+        .map(|(t, specs)| {
+            let shared = shared.clone();
+            let (busy, seed) = (args.busy_poll, seed ^ ((t as u64 + 1) << 40));
+            std::thread::spawn(move || -> Result<[Stats; 2], String> {
+                let mut e = Engine::new(&shared, specs, ops, window, window.1, timeout_ns, busy, seed, t0)
+                    .map_err(|e| format!("epoll: {e}"))?;
+                let now = now_ns();
+                if t0 > now {
+                    std::thread::sleep(Duration::from_nanos(t0 - now));
+                }
+                e.run(drain_until);
+                Ok(e.st)
+            })
+        })
+        .collect();
+    let (mut load, mut measured) = (Stats::new(), Stats::new());
+    for h in handles {
+        let [l, m] = h.join().map_err(|_| "a client thread panicked".to_string())??;
+        load.merge(&l);
+        measured.merge(&m);
+    }
+    let unloaded = measuring.then_some(measured);
     Ok(Point { offered: rate, seconds: args.duration, load, unloaded, evicted: None })
 }
 
