@@ -38,6 +38,8 @@
 #   ETC_RATES [10000,20000,40000,60000,80000,100000,125000,150000]
 #   PARTS ["tcp memcached"]      which halves to run
 #   REPEAT [3]                   repeats of every measurement (REPEAT=1: a third of the time, one draw)
+#   CLIENT [busy]                memcached client: busy (polls, as mutilate does by default) or sleep (sleeps
+#                                between events: its own wake-ups and late sends then add to every latency)
 #   HALT_POLL_NS [unset]         guest halt polling for the run (cpuidle-haltpoll's guest_halt_poll_ns, restored
 #                                at the end): an idle vCPU polls that long before it halts, so waking it costs
 #                                ~1 us instead of a VM exit and re-entry (~25-30 us here, and ~10 us for the IPI
@@ -64,6 +66,7 @@ MC_WARMUP="${MC_WARMUP:-0.5}"
 MC_CONNS="${MC_CONNS:-32}"
 MC_KEYS="${MC_KEYS:-100000}"
 CPU_RATE="${CPU_RATE:-40000}"
+CLIENT="${CLIENT:-busy}"
 PLOT_MAX_US="${PLOT_MAX_US:-}"
 USR_RATES="${USR_RATES:-10000,20000,40000,60000,80000,100000,125000,150000,175000,200000}"
 ETC_RATES="${ETC_RATES:-10000,20000,40000,60000,80000,100000,125000,150000}"
@@ -143,7 +146,9 @@ echo "== libix vs Linux, one run: results in $out"
     echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$dirty"
     echo "kernel $(uname -r), $(nproc) CPUs:$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
     echo "loadavg at start: $(cat /proc/loadavg)"
-    echo "nice: $NICE; client on CPU 0, server on CPU 1"
+    # The host's noise floor: a p99 near 500 us is within reach of stalls like these (scripts/vcpustalls.py).
+    echo "at start: $(python3 "$root/scripts/vcpustalls.py" 3)"
+    echo "nice: $NICE; client on CPU 0, server on CPU 1; memcached client: $CLIENT"
     echo "guest halt polling (guest_halt_poll_ns): $(cat "$halt_poll" 2>/dev/null || echo 'no cpuidle-haltpoll')"\
 "${halt_poll_was:+ (set for this run; was $halt_poll_was)}"
 } | tee "$out/machine.txt"
@@ -167,7 +172,7 @@ for r in $(seq 1 "$REPEAT"); do
         OUT="$out/memcached/r$r" VARIANTS="linux libix libix-sleep" NO_SWEEP="libix-sleep" \
             DURATION="$MC_DURATION" WARMUP="$MC_WARMUP" KEYS="$MC_KEYS" \
             THREADS=1 CONNS="$MC_CONNS" USR_RATES="$USR_RATES" ETC_RATES="$ETC_RATES" CPU_RATE="$CPU_RATE" \
-            PLOT_MAX_US="$PLOT_MAX_US" NICE="$NICE" \
+            PLOT_MAX_US="$PLOT_MAX_US" NICE="$NICE" CLIENT="$CLIENT" \
             run_half "memcached-r$r" bash scripts/bench-memcached.sh || failed+=("memcached repeat $r (rc $?)")
     fi
 done
@@ -180,6 +185,7 @@ left="$(leftovers)"
 for f in "$out"/memcached/r1/*.png; do
     [ -e "$f" ] && cp "$f" "$out/memcached-$(basename "$f")"
 done
+echo "at end: $(python3 "$root/scripts/vcpustalls.py" 3)" | tee -a "$out/machine.txt"
 secs=$(($(date +%s) - start))
 echo
 echo "################ summary (one run; ${secs} s; loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -301,6 +307,9 @@ print(f"(linux, libix: medians of {repeat} repeats, the sweeps' lines read from 
       f"linux TCP baseline: {tcp_linux}; a shared machine: noisy)")
 machine = open(os.path.join(out, "machine.txt")).read().splitlines()
 print(next((f"({line})" for line in machine if line.startswith("guest halt polling")), ""))
+for line in machine:
+    if line.startswith("at start: vCPU stalls") or line.startswith("at end: vCPU stalls"):
+        print(f"({line})")
 summary = {
     "run": {"seconds": int(secs), "nice": int(nice), "tcp_linux_baseline": tcp_linux, "machine": machine,
             "repeats": int(repeat),
