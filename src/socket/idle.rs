@@ -21,17 +21,27 @@
 //!
 //! `IX_SPIN_US=0` turns both off: the loop sleeps whenever it is idle.
 
-/// Mean gap between requests (microseconds) below which a loop polls through the gaps: 50k requests/s. Measured
-/// with memcached (USR, 32 Poisson connections): sleeping costs ~13 us of CPU per request (polling at 40k/s:
-/// 23-25), while at 60k/s a sleeping loop's p99 was 550-1060 us against 255-360 us for a polling one.
+/// Mean gap between requests (microseconds) below which a loop starts polling through the gaps: 50k requests/s.
+/// Measured with memcached (USR, 32 Poisson connections): sleeping costs ~13 us of CPU per request (polling at
+/// 40k/s: 23-25), while at 60k/s a sleeping loop's p99 was 550-1060 us against 255-360 us for a polling one.
 pub const BREAK_EVEN_US: u64 = 20;
+
+/// Mean gap (microseconds) above which a polling loop goes back to sleeping: 40k requests/s. The margin over
+/// [`BREAK_EVEN_US`] keeps a loop near the break-even from flapping, and keeps one odd window from stopping the
+/// polling: when the loop did not run for a few milliseconds (the host ran something else on its vCPU), a
+/// window that undercounts (when sockets rather than arrivals were counted: each socket once) lifted the
+/// estimate over the break-even at 55-80k/s, and the loop slept for the next milliseconds, just when the queue
+/// behind the stall needed it. One window moves the estimate by at most (cap - gap) / 8, which from ~62k/s up
+/// stays under this.
+pub const STOP_US: u64 = 25;
 
 /// How often the load rule reads the request rate (microseconds): ~20-50 arrivals a window around the break-even.
 const WINDOW_US: u64 = 1_000;
 
-/// The load rule of one event loop: counts the sockets that became ready over a window and polls while the
-/// smoothed mean gap (1/8 weight to each window, so a rate at 4/5 of the break-even rate, 40k/s, stays below it
-/// by over four standard deviations) is under [`BREAK_EVEN_US`].
+/// The load rule of one event loop: counts arrivals over a window (sockets that became ready, and data on
+/// sockets that were ready already: [`super::sink::ReadySink::arrived`]) and starts polling when
+/// the smoothed mean gap (1/8 weight to each window, so a rate at 4/5 of the break-even rate, 40k/s, stays above
+/// it by over four standard deviations) falls under [`BREAK_EVEN_US`], and stops when it rises over [`STOP_US`].
 #[derive(Debug)]
 pub struct LoadRule {
     max_us: u64,
@@ -39,12 +49,14 @@ pub struct LoadRule {
     arrivals: u64,
     /// Smoothed mean gap between arrivals (nanoseconds).
     gap_ns: u64,
+    /// Whether the loop polls (between the two thresholds it keeps doing what it did).
+    polling: bool,
 }
 
 impl LoadRule {
     /// A rule whose spin is `max_us` (0: never spin). It starts idle.
     pub fn new(max_us: u64) -> LoadRule {
-        LoadRule { max_us, window_start_us: 0, arrivals: 0, gap_ns: Self::CAP_NS }
+        LoadRule { max_us, window_start_us: 0, arrivals: 0, gap_ns: Self::CAP_NS, polling: false }
     }
 
     /// The largest gap a window counts: a long sleep must not keep the loop from polling for long once load
@@ -60,8 +72,10 @@ impl LoadRule {
             self.gap_ns = self.gap_ns - self.gap_ns / 8 + gap / 8;
             self.window_start_us = now_us;
             self.arrivals = 0;
+            let threshold = if self.polling { STOP_US } else { BREAK_EVEN_US };
+            self.polling = self.gap_ns < threshold * 1_000;
         }
-        if self.gap_ns < BREAK_EVEN_US * 1_000 {
+        if self.polling {
             self.max_us
         } else {
             0
@@ -153,7 +167,8 @@ mod tests {
         // 70k/s: polls within ~10 ms, then throughout.
         let (polled, total) = poisson(&mut r, &mut now, 70_000.0, 1_000, &mut seed);
         assert!(polled > total * 95 / 100, "{polled} of {total}");
-        // From idle straight to 200k/s: polling within 15 ms.
+        // From idle (a new loop) straight to 200k/s: polling within 15 ms.
+        let mut r = LoadRule::new(100);
         now += 5_000_000;
         let (polled, total) = poisson(&mut r, &mut now, 200_000.0, 15, &mut seed);
         assert!(polled > 0 && polled < total, "{polled} of {total}");
@@ -163,6 +178,11 @@ mod tests {
         let (_, _) = poisson(&mut r, &mut now, 20_000.0, 15, &mut seed);
         let (polled, total) = poisson(&mut r, &mut now, 20_000.0, 1_000, &mut seed);
         assert_eq!(polled, 0, "of {total}");
+        // 40k/s after load: back to sleeping within ~20 ms.
+        let (_, _) = poisson(&mut r, &mut now, 200_000.0, 100, &mut seed);
+        let (_, _) = poisson(&mut r, &mut now, 40_000.0, 20, &mut seed);
+        let (polled, total) = poisson(&mut r, &mut now, 40_000.0, 1_000, &mut seed);
+        assert!(polled < total / 50, "{polled} of {total}");
         // Batches count every ready socket: 4 at a time every 40 us is 10 us apart.
         let mut last = 0;
         for _ in 0..1_000 {
@@ -170,6 +190,23 @@ mod tests {
             last = r.work(now, 4);
         }
         assert_eq!(last, 100);
+    }
+
+    #[test]
+    fn an_odd_window_does_not_stop_the_polling_at_65k_requests_per_second() {
+        let mut r = LoadRule::new(100);
+        let (mut now, mut seed) = (1_000_000, 0x2545_f491_4f6c_dd1d);
+        let (_, _) = poisson(&mut r, &mut now, 65_000.0, 100, &mut seed);
+        let (polled, total) = poisson(&mut r, &mut now, 65_000.0, 100, &mut seed);
+        assert_eq!(polled, total);
+        for _ in 0..20 {
+            // The loop did not run for 3 ms; then a window that counts only 32 arrivals (the ~200 requests of
+            // the stall on 32 connections, counted per socket), and the load goes on.
+            now += 3_000;
+            assert_eq!(r.work(now, 32), 100, "right after a stall");
+            let (polled, total) = poisson(&mut r, &mut now, 65_000.0, 50, &mut seed);
+            assert_eq!(polled, total);
+        }
     }
 
     #[test]

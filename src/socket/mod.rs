@@ -310,6 +310,17 @@ impl Notify {
         Notify { fd, notify, posted: None, watches: Vec::new() }
     }
 
+    /// Data arrived: counts it in the load rule of every loop that holds the socket readable already (a socket
+    /// that becomes readable is counted by its sink as it is added; one with data unread gets more without a new
+    /// entry, and after a stall of the loop that would make one arrival of many).
+    fn arrived(&self) {
+        for w in &self.watches {
+            if !w.edge && w.posted > 0 && w.posted & EV_READ != 0 {
+                w.sink.arrived();
+            }
+        }
+    }
+
     /// Posts readiness: to the watching event loops' sinks (no system call), or else on the placeholder eventfd
     /// (for poll/epoll by the app itself).
     fn post(&mut self, readable: bool, writable: bool, closed: bool) {
@@ -1054,6 +1065,8 @@ impl Shard {
                 if c.turnaround.awaiting() {
                     c.turnaround.arrived(now_us(), l.spin_us());
                 }
+                s.n.arrived();
+                let c = &mut s.conn;
                 c.rx.push_back(lent);
                 c.rx_bytes += len as usize;
                 self.post(id);

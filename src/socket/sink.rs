@@ -38,7 +38,8 @@ pub struct ReadySink {
     max_spin_us: u64,
     /// The load rule (only the loop's own thread uses it; a lock nobody contends).
     load: Mutex<LoadRule>,
-    /// Entries added to `ready` since the last collect: the load rule's arrivals.
+    /// Entries added to `ready` since the last collect, and data arrived on sockets it held readable already: the
+    /// load rule's arrivals.
     fresh: AtomicUsize,
     /// Counted in [`SPINNERS`] now.
     spinning: AtomicBool,
@@ -125,6 +126,11 @@ impl ReadySink {
         if added && self.sleeping.load(Ordering::SeqCst) {
             kernel::eventfd_signal(self.wake_fd);
         }
+    }
+
+    /// More data arrived on a socket this loop holds readable already: one more arrival for the load rule.
+    pub fn arrived(&self) {
+        self.fresh.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forgets `fd`.

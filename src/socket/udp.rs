@@ -276,6 +276,7 @@ pub(super) fn deliver(l: &Layer, g: &mut Shard, buf: LentBuf, src: Endpoint, dst
         } else if st.rx_charge + charge > st.rcvbuf.max(charge) && !st.rx.is_empty() {
             st.drops += 1;
         } else if let Some(data) = g.queue.0.dataplane().lent_data(&buf) {
+            st.n.arrived();
             st.rx.push_back((from, data.into()));
             st.rx_charge += charge;
             st.post();
