@@ -310,12 +310,13 @@ impl Notify {
         Notify { fd, notify, posted: None, watches: Vec::new() }
     }
 
-    /// Data arrived: counts it in the load rule of every loop that holds the socket readable already (a socket
-    /// that becomes readable is counted by its sink as it is added; one with data unread gets more without a new
-    /// entry, and after a stall of the loop that would make one arrival of many).
+    /// Data arrived: counts it in the load rule of every loop that watches for it and holds an entry for the
+    /// socket already (an entry being added is counted by the sink itself; one with data unread gets more without
+    /// a new entry, and after a stall of the loop that would make one arrival of many). Edge-triggered watches
+    /// are left to the sink: their entries go at each collect, so they count at most once per collect.
     fn arrived(&self) {
         for w in &self.watches {
-            if !w.edge && w.posted > 0 && w.posted & EV_READ != 0 {
+            if !w.edge && w.posted > 0 && w.mask & EV_READ != 0 {
                 w.sink.arrived();
             }
         }

@@ -202,8 +202,8 @@ impl ReadySink {
         let mut ready = self.lock();
         if !ready.is_empty() {
             let now = super::now_us();
-            // Sockets that became ready since the last collect (a level-triggered entry stays in `ready` while it
-            // holds, and must count once).
+            // Arrivals since the last collect: sockets that became ready (a level-triggered entry stays in
+            // `ready` while it holds, and must count once) and data on sockets that were ready already.
             let fresh = self.fresh.swap(0, Ordering::Relaxed);
             let spin = self.load.lock().unwrap_or_else(|p| p.into_inner()).work(now, fresh);
             self.spin_until_us.fetch_max(now + spin, Ordering::Relaxed);

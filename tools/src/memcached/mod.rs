@@ -1070,12 +1070,14 @@ fn table_row(p: &Point) -> String {
     )
 }
 
+/// The measuring connection's figures (its late sends say when the client itself was the bottleneck).
 fn latency_json(s: &Stats) -> String {
     let [avg, p50, p90, p99, p999, max] = s.latency_us();
     format!(
         "{{\"avg\":{avg:.3},\"p50\":{p50:.3},\"p90\":{p90:.3},\"p99\":{p99:.3},\"p999\":{p999:.3},\"max\":{max:.3},\
-         \"count\":{}}}",
-        s.latency.len()
+         \"count\":{},\"late_sends\":{}}}",
+        s.latency.len(),
+        s.late_sends
     )
 }
 
