@@ -40,7 +40,7 @@ pub const STOP_US: u64 = 24;
 /// How often the load rule reads the request rate (microseconds): ~20-50 arrivals a window around the break-even.
 const WINDOW_US: u64 = 1_000;
 
-/// The load rule of one event loop: counts arrivals over a window (sockets that became ready, and data on
+/// The load rule of one event loop: counts arrivals over a window (sockets that became readable, and data on
 /// sockets that were ready already: [`super::sink::ReadySink::arrived`]) and starts polling when
 /// the smoothed mean gap (1/8 weight to each window, so a rate at 4/5 of the break-even rate, 40k/s, stays above
 /// it by over four standard deviations) falls under [`BREAK_EVEN_US`], and stops when it rises over [`STOP_US`]
@@ -66,7 +66,7 @@ impl LoadRule {
     /// comes (from the cap, 13 windows of 200k requests/s bring the estimate under the break-even).
     const CAP_NS: u64 = 4 * BREAK_EVEN_US * 1_000;
 
-    /// `ready` arrivals (sockets that became ready, data on ready ones) since the last call, at `now_us`: returns
+    /// `ready` arrivals (sockets that became readable, data on readable ones) since the last call, at `now_us`: returns
     /// how long to keep polling now.
     pub fn work(&mut self, now_us: u64, ready: usize) -> u64 {
         self.arrivals += ready as u64;

@@ -286,7 +286,7 @@ impl Watch {
     }
 }
 
-const EV_READ: i16 = 0x02;
+pub(super) const EV_READ: i16 = 0x02;
 const EV_WRITE: i16 = 0x04;
 const EV_CLOSED: i16 = 0x80;
 
@@ -1067,7 +1067,6 @@ impl Shard {
                     c.turnaround.arrived(now_us(), l.spin_us());
                 }
                 s.n.arrived();
-                let c = &mut s.conn;
                 c.rx.push_back(lent);
                 c.rx_bytes += len as usize;
                 self.post(id);

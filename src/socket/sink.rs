@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::idle::LoadRule;
-use super::{kernel, HashMap};
+use super::{kernel, HashMap, EV_READ};
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -38,9 +38,9 @@ pub struct ReadySink {
     max_spin_us: u64,
     /// The load rule (only the loop's own thread uses it; a lock nobody contends).
     load: Mutex<LoadRule>,
-    /// Entries added to `ready` since the last collect, and data arrived on sockets it held readable already: the
-    /// load rule's arrivals.
-    fresh: AtomicUsize,
+    /// The load rule's arrivals since the last collect: sockets that became readable, and data arrived on sockets
+    /// it held readable already.
+    arrivals: AtomicUsize,
     /// Counted in [`SPINNERS`] now.
     spinning: AtomicBool,
     /// Dataplane connections and UDP sockets this loop watches (listeners do not count): the NIC wakes the loops
@@ -77,7 +77,7 @@ impl ReadySink {
             spin_until_us: AtomicU64::new(0),
             max_spin_us,
             load: Mutex::new(LoadRule::new(max_spin_us)),
-            fresh: AtomicUsize::new(0),
+            arrivals: AtomicUsize::new(0),
             spinning: AtomicBool::new(false),
             data_watches: AtomicUsize::new(0),
         })
@@ -117,8 +117,10 @@ impl ReadySink {
                 ready.remove(&fd);
                 false
             } else {
-                if ready.insert(fd, Entry { what, edge }).is_none() {
-                    self.fresh.fetch_add(1, Ordering::Relaxed);
+                // A socket that became readable is an arrival; more data on one that is readable already is
+                // counted by `arrived` (writable or closed is none).
+                if ready.insert(fd, Entry { what, edge }).is_none() && what & EV_READ != 0 {
+                    self.arrivals.fetch_add(1, Ordering::Relaxed);
                 }
                 true
             }
@@ -130,7 +132,7 @@ impl ReadySink {
 
     /// More data arrived on a socket this loop holds readable already: one more arrival for the load rule.
     pub fn arrived(&self) {
-        self.fresh.fetch_add(1, Ordering::Relaxed);
+        self.arrivals.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Forgets `fd`.
@@ -204,8 +206,8 @@ impl ReadySink {
             let now = super::now_us();
             // Arrivals since the last collect: sockets that became ready (a level-triggered entry stays in
             // `ready` while it holds, and must count once) and data on sockets that were ready already.
-            let fresh = self.fresh.swap(0, Ordering::Relaxed);
-            let spin = self.load.lock().unwrap_or_else(|p| p.into_inner()).work(now, fresh);
+            let arrivals = self.arrivals.swap(0, Ordering::Relaxed);
+            let spin = self.load.lock().unwrap_or_else(|p| p.into_inner()).work(now, arrivals);
             self.spin_until_us.fetch_max(now + spin, Ordering::Relaxed);
         }
         ready.retain(|&fd, e| {

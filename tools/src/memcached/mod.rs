@@ -282,7 +282,7 @@ struct Conn {
 }
 
 /// Which statistics a connection's requests are counted in.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Role {
     /// The load (or the warm-up).
     Load = 0,
