@@ -5,7 +5,8 @@
 #   sudo scripts/bench-memcached.sh     (env: DURATION=3 WARMUP=0.5 KEYS=100000 THREADS=1 CONNS=32
 #                                              USR_RATES=... ETC_RATES=... CPU_RATE=40000 PORT=11211
 #                                              VARIANTS="linux libix libix-sleep" OUT=<dir> PLOT_MAX_US=<us>
-#                                              NICE=0 QUEUES=1 NO_SWEEP="<variants>" CLIENT=busy|sleep)
+#                                              NICE=0 QUEUES=1 NO_SWEEP="<variants>" CLIENT=busy|sleep
+#                                              STEER=server|none|both)
 # About 6-8 minutes. Prints a table and writes JSON + PNG plots into the directory it names (OUT, default a new
 # /tmp/bench-memcached.XXXXXX); figures and their reading in BENCHMARKS.md (section memcached).
 #
@@ -22,7 +23,7 @@
 # `libix-patched` from the thread that owns it (owner == user, DESIGN.md §5).
 # Per variant: (1) unloaded latency: one connection, one request at a time (USR); (2) USR and ETC open-loop sweeps
 # with the unloaded measuring connection (max RPS whose p99 < 500 us); (3) server CPU time per request at one
-# equal offered load (USR at CPU_RATE), from the server's own /proc accounting.
+# equal offered load (USR at CPU_RATE), from the server's own /proc accounting and as its core's busy time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "scripts/bench-memcached.sh needs root (network namespaces, AF_XDP)" >&2; exit 1; }
@@ -45,6 +46,18 @@ NO_SWEEP="${NO_SWEEP:-}"   # variants measured for unloaded latency and CPU per 
 # The client polls (epoll_wait(0)) as mutilate does by default and as bench-tcp.sh's clients do; CLIENT=sleep makes
 # it sleep between events, which adds its own wake-ups (tens of us on a VM) and late sends to every latency.
 CLIENT="${CLIENT:-busy}"
+# Where each side's receive runs. veth runs a receive in the sender's context: unsteered, the client's core runs
+# the Linux server's TCP receive of every request (uncounted for the server), and the server's core runs the
+# client's TCP receive of every reply (counted for both servers alike).
+#   server (default)  RPS on the server's veth end, to CPU 1: Linux's TCP receive runs on the server's core, as
+#                     after a NIC's interrupt. libix's native XDP (program + copy into the AF_XDP ring) stays in
+#                     veth's sender context, standing for a NIC's RSS and DMA into the ring; IX_XDP_MODE=generic
+#                     moves it onto the server's core too (the XDP hook then runs after RPS).
+#   none              veth as it is.
+#   both              also RPS on the client's end, to CPU 0: the client pays for its own receive (and is then
+#                     the first to run out of CPU on a 2-vCPU machine).
+STEER="${STEER:-server}"
+case "$STEER" in both | server | none) ;; *) echo "STEER must be both, server or none" >&2; exit 2 ;; esac
 case "$CLIENT" in busy) client_args=(--busy-poll) ;; sleep) client_args=() ;; *) echo "CLIENT must be busy or sleep" >&2; exit 2 ;; esac
 if [ -n "${OUT:-}" ]; then
     out="$OUT"
@@ -99,7 +112,10 @@ ip link set "$TH_LOCAL" netns "$SRV_NS"
 ip -n "$SRV_NS" link set lo up
 ip -n "$SRV_NS" link set "$TH_LOCAL" up
 in_srv() { ip netns exec "$SRV_NS" "$@"; }
-echo "== client ns $TH_NS ($TH_PEER $TH_PEER_IP, CPU 0), server ns $SRV_NS ($TH_LOCAL $TH_DP_IP:$PORT, CPU 1)"
+[ "$STEER" != both ] || steer_rps "$TH_NS" "$TH_PEER" 1
+[ "$STEER" = none ] || steer_rps "$SRV_NS" "$TH_LOCAL" 2
+echo "== client ns $TH_NS ($TH_PEER $TH_PEER_IP, CPU 0), server ns $SRV_NS ($TH_LOCAL $TH_DP_IP:$PORT, CPU 1)," \
+    "receive steering: $STEER"
 
 start_server() {
     local variant="$1"
@@ -140,6 +156,9 @@ start_server() {
 
 # User and system clock ticks of a process (all its threads).
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+# Busy and kernel (system + irq + softirq) clock ticks of the server's core, CPU 1: with STEER=rps that is the
+# server's own work, its TCP receive included (charged to whatever task the softirq interrupted, often idle).
+core_ticks() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8, $4 + $7 + $8}' /proc/stat; }
 # ixb POINTS ARGS...: ixbench memcached in the client namespace on CPU 0, bounded by a timeout for POINTS rates.
 # Exit status 2 (errors found in the replies, reported in its JSON and table) does not stop the run.
 ixb() {
@@ -175,10 +194,13 @@ for v in $VARIANTS; do
     fi
     # (3) Server CPU per request at an equal offered load.
     read -r u0 s0 <<<"$(cpu_ticks "$server_pid")"
+    read -r c0 k0 <<<"$(core_ticks)"
     ixb 1 --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" --warmup 0 --rate "$CPU_RATE" \
         --measure-conn false --json "$out/$v-cpu.json" >/dev/null
     read -r u1 s1 <<<"$(cpu_ticks "$server_pid")"
-    echo "$((u1 - u0 + s1 - s0)) $((s1 - s0))" >"$out/$v-cpu.ticks"   # total, of which system
+    read -r c1 k1 <<<"$(core_ticks)"
+    echo "$((u1 - u0 + s1 - s0)) $((s1 - s0))" >"$out/$v-cpu.ticks"   # the server process: total, of which system
+    echo "$((c1 - c0)) $((k1 - k0))" >"$out/$v-core.ticks"             # its core: busy, of which kernel
     kill -0 "$server_pid" 2>/dev/null || { echo "the $v server died:" >&2; cat "$out/$v.log" >&2; exit 1; }
     stop_server
 done
@@ -197,6 +219,8 @@ for v in variants:
     usr, etc, cpu = load(f"{v}-usr.json") or [], load(f"{v}-etc.json") or [], load(f"{v}-cpu.json") or [{}]
     tick_file = os.path.join(out, f"{v}-cpu.ticks")
     ticks, sys_ticks = (list(map(int, open(tick_file).read().split())) + [0])[:2] if os.path.exists(tick_file) else (0, 0)
+    core_file = os.path.join(out, f"{v}-core.ticks")
+    core, core_kernel = map(int, open(core_file).read().split()) if os.path.exists(core_file) else (0, 0)
     reqs = cpu[0].get("requests", 0)
     res[v] = {
         "unloaded_avg": un[0].get("avg"), "unloaded_p50": un[0].get("p50"), "unloaded_p99": un[0].get("p99"),
@@ -208,6 +232,8 @@ for v in variants:
         # us of server CPU per request = s of server CPU per million requests
         "cpu_us_per_req": (ticks / hz * 1e6 / reqs) if reqs else None,
         "cpu_point_achieved_rps": cpu[0].get("achieved"),
+        "core_us_per_req": (core / hz * 1e6 / reqs) if reqs else None,
+        "core_kernel_share_pct": (100.0 * core_kernel / core) if core else None,
         # the paper's kernel-time figure (Linux ~75%, IX < 10%): the server's system time over its CPU time
         "cpu_system_share_pct": (100.0 * sys_ticks / ticks) if ticks else None,
     }
@@ -216,7 +242,8 @@ print(f"\n{'':28}" + "".join(f"{v:>14}" for v in variants) + ("   libix/linux" i
 rows = [("unloaded avg (us)", "unloaded_avg"), ("unloaded p99 (us)", "unloaded_p99"),
         ("USR max RPS, p99<500us", "usr_max_rps_p99_500us"), ("ETC max RPS, p99<500us", "etc_max_rps_p99_500us"),
         ("USR max RPS kept up", "usr_max_sustained_rps"), ("ETC max RPS kept up", "etc_max_sustained_rps"),
-        ("server CPU us / request", "cpu_us_per_req"), ("server system time %", "cpu_system_share_pct")]
+        ("server CPU us / request", "cpu_us_per_req"), ("server system time %", "cpu_system_share_pct"),
+        ("server core us / request", "core_us_per_req"), ("server core kernel %", "core_kernel_share_pct")]
 for label, key in rows:
     vals = [res[v][key] for v in variants]
     line = f"{label:28}" + "".join(f"{(x if x is not None else float('nan')):>14.1f}" for x in vals)

@@ -3,7 +3,7 @@
 #
 #   sudo scripts/bench-tcp.sh   (env: DURATION=5 WARMUP=1 PP_SECS=1.5 PP_SIZES=64,256,1024,4096,16384,65536
 #                                     CONNS="1 8 64" ROUNDS="1 1024" SIZE=64 VARIANTS="linux linux-busy libix"
-#                                     NPTCP=1 NICE=0 OUT=<dir>)
+#                                     NPTCP=1 NICE=0 STEER=server|none|both OUT=<dir>)
 # About 4.5 minutes; results in OUT (default a new /tmp/bench-tcp.XXXXXX); figures and their reading in
 # BENCHMARKS.md (section TCP).
 #
@@ -41,6 +41,11 @@ SIZE="${SIZE:-64}"
 NICE="${NICE:-0}"
 NPTCP="${NPTCP:-1}"
 VARIANTS="${VARIANTS:-linux linux-busy libix}"
+# Where each side's receive runs (as in scripts/bench-memcached.sh): server (default: RPS on the server's veth end,
+# so Linux's TCP receive runs on the server's core as after a NIC's interrupt), none (veth as it is: in the
+# sender's context), both (also the client's receive on the client's core; the client then limits the echo).
+STEER="${STEER:-server}"
+case "$STEER" in both | server | none) ;; *) echo "STEER must be both, server or none" >&2; exit 2 ;; esac
 PORT=7
 if [ -n "${OUT:-}" ]; then
     out="$OUT"
@@ -100,10 +105,12 @@ ip link set "$TH_LOCAL" netns "$SRV_NS"
 ip -n "$SRV_NS" link set lo up
 ip -n "$SRV_NS" link set "$TH_LOCAL" up
 in_srv() { ip netns exec "$SRV_NS" "$@"; }
-echo "== client ns $TH_NS ($TH_PEER $TH_PEER_IP), server ns $SRV_NS ($TH_LOCAL), veth, 1 queue"
+[ "$STEER" != both ] || steer_rps "$TH_NS" "$TH_PEER" 1
+[ "$STEER" = none ] || steer_rps "$SRV_NS" "$TH_LOCAL" 2
+echo "== client ns $TH_NS ($TH_PEER $TH_PEER_IP), server ns $SRV_NS ($TH_LOCAL), veth, 1 queue, receive steering: $STEER"
 {
     echo "kernel $(uname -r), $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
-    echo "busy_read=$(sysctl -n net.core.busy_read) busy_poll=$(sysctl -n net.core.busy_poll) nice=$NICE"
+    echo "busy_read=$(sysctl -n net.core.busy_read) busy_poll=$(sysctl -n net.core.busy_poll) nice=$NICE steer=$STEER"
     echo "loadavg at start: $(cat /proc/loadavg)"
 } | tee "$out/machine.txt"
 

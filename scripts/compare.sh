@@ -15,7 +15,8 @@
 #     - unloaded latency, USR, one connection, one request at a time: p50 and p99
 #     - max requests/s whose p99 < 500 us, open-loop sweeps of USR and of ETC (and, as a fallback on a noisy
 #       machine where no point meets the SLO, the highest rate the server kept up with)
-#     - server CPU seconds per million requests (its utime+stime from /proc) at the same offered USR load
+#     - server CPU seconds per million requests (its utime+stime from /proc) at the same offered USR load, and the
+#       busy time of its core (CPU 1, from /proc/stat: also the receive softirqs that ran while it slept)
 #     - the last two again for libix with IX_SPIN_US=0 (its loop sleeps as soon as it is idle, as Linux's does):
 #       what polling between requests buys in latency and costs in CPU
 #   TCP echo (Linux: c-tests/kernel_tcp_echo.c, epoll; libix: c-tests/ix_tcp_echo.c, native API)
@@ -40,6 +41,11 @@
 #   REPEAT [3]                   repeats of every measurement (REPEAT=1: a third of the time, one draw)
 #   CLIENT [busy]                memcached client: busy (polls, as mutilate does by default) or sleep (sleeps
 #                                between events: its own wake-ups and late sends then add to every latency)
+#   STEER [server]               where the servers' receive runs: server (RPS on the server's veth end: Linux's TCP
+#                                receive on the server's core, where a NIC's interrupt would run it; libix's XDP
+#                                stays in veth's sender context, as a NIC's DMA into the ring), none (veth as it
+#                                is: the Linux server's TCP receive runs on the client's core, uncounted), or both
+#                                (also the client's receive on the client's core; the client then limits the echo)
 #   HALT_POLL_NS [unset]         guest halt polling for the run (cpuidle-haltpoll's guest_halt_poll_ns, restored
 #                                at the end): an idle vCPU polls that long before it halts, so waking it costs
 #                                ~1 us instead of a VM exit and re-entry (~25-30 us here, and ~10 us for the IPI
@@ -67,6 +73,7 @@ MC_CONNS="${MC_CONNS:-32}"
 MC_KEYS="${MC_KEYS:-100000}"
 CPU_RATE="${CPU_RATE:-40000}"
 CLIENT="${CLIENT:-busy}"
+STEER="${STEER:-server}"
 PLOT_MAX_US="${PLOT_MAX_US:-}"
 USR_RATES="${USR_RATES:-10000,20000,40000,60000,80000,100000,125000,150000,175000,200000}"
 ETC_RATES="${ETC_RATES:-10000,20000,40000,60000,80000,100000,125000,150000}"
@@ -148,7 +155,7 @@ echo "== libix vs Linux, one run: results in $out"
     echo "loadavg at start: $(cat /proc/loadavg)"
     # The host's noise floor: a p99 near 500 us is within reach of stalls like these (scripts/vcpustalls.py).
     echo "at start: $(python3 "$root/scripts/vcpustalls.py" 3)"
-    echo "nice: $NICE; client on CPU 0, server on CPU 1; memcached client: $CLIENT"
+    echo "nice: $NICE; client on CPU 0, server on CPU 1; memcached client: $CLIENT; receive steering: $STEER"
     echo "guest halt polling (guest_halt_poll_ns): $(cat "$halt_poll" 2>/dev/null || echo 'no cpuidle-haltpoll')"\
 "${halt_poll_was:+ (set for this run; was $halt_poll_was)}"
 } | tee "$out/machine.txt"
@@ -163,7 +170,7 @@ for r in $(seq 1 "$REPEAT"); do
         echo
         echo "################ TCP, repeat $r of $REPEAT: ping-pong and echo ($TCP_LINUX vs libix)"
         OUT="$out/tcp/r$r" VARIANTS="$TCP_LINUX libix" PP_SIZES=64 PP_SECS="$PP_SECS" CONNS="$ECHO_CONNS" \
-            ROUNDS="1 1024" SIZE=64 DURATION="$ECHO_DURATION" WARMUP="$ECHO_WARMUP" NPTCP=0 NICE="$NICE" \
+            ROUNDS="1 1024" SIZE=64 DURATION="$ECHO_DURATION" WARMUP="$ECHO_WARMUP" NPTCP=0 NICE="$NICE" STEER="$STEER" \
             run_half "tcp-r$r" bash scripts/bench-tcp.sh || failed+=("tcp repeat $r (rc $?)")
     fi
     if [[ " $PARTS " == *" memcached "* ]]; then
@@ -172,7 +179,7 @@ for r in $(seq 1 "$REPEAT"); do
         OUT="$out/memcached/r$r" VARIANTS="linux libix libix-sleep" NO_SWEEP="libix-sleep" \
             DURATION="$MC_DURATION" WARMUP="$MC_WARMUP" KEYS="$MC_KEYS" \
             THREADS=1 CONNS="$MC_CONNS" USR_RATES="$USR_RATES" ETC_RATES="$ETC_RATES" CPU_RATE="$CPU_RATE" \
-            PLOT_MAX_US="$PLOT_MAX_US" NICE="$NICE" CLIENT="$CLIENT" \
+            PLOT_MAX_US="$PLOT_MAX_US" NICE="$NICE" CLIENT="$CLIENT" STEER="$STEER" \
             run_half "memcached-r$r" bash scripts/bench-memcached.sh || failed+=("memcached repeat $r (rc $?)")
     fi
 done
@@ -248,6 +255,11 @@ rows = [
     ("memcached server CPU per 1M requests", "s", mc_line("linux", "cpu_us_per_req"),
      mc_line("libix", "cpu_us_per_req"), False,
      f"USR offered {cpu_rate}/s; achieved linux {achieved('linux')}, libix {achieved('libix')}", None),
+    # The whole server core (CPU 1) busy, as /proc/stat counts it: also the receive softirq that ran while the server
+    # slept (charged to the idle task, not to the server), i.e. Linux's TCP receive under STEER=server.
+    ("memcached server core busy per 1M requests", "s", mc_line("linux", "core_us_per_req"),
+     mc_line("libix", "core_us_per_req"), False, f"CPU 1's busy time at USR {cpu_rate}/s (receive softirqs too)",
+     None),
     ("memcached server system-time share", "%", mc_line("linux", "cpu_system_share_pct"),
      mc_line("libix", "cpu_system_share_pct"), False,
      f"of the server's CPU at USR {cpu_rate}/s (IX paper: Linux ~75%, IX < 10%)", None),

@@ -54,6 +54,13 @@ testhost_peer_setup() {
     ip netns exec "$TH_NS" ethtool -K "$ifc" tx off >/dev/null 2>&1 || true
 }
 
+# steer_rps NS DEV CPU_MASK: every receive queue of DEV (inside namespace NS) hands its packets to the CPUs of
+# CPU_MASK (hex, as rps_cpus takes it). veth runs a receive in its sender's context; RPS moves it to the
+# receiver's side, as a NIC's interrupt would.
+steer_rps() {
+    ip netns exec "$1" sh -c 'for f in /sys/class/net/$0/queues/rx-*/rps_cpus; do echo "$1" >"$f"; done' "$2" "$3"
+}
+
 # in_ns CMD...: run a command on the Linux test host.
 in_ns() { ip netns exec "$TH_NS" "$@"; }
 
