@@ -77,133 +77,211 @@ fi
 
 TH_ID="bm$$"
 source scripts/testhost.sh
-SRV_NS="ixs${TH_ID}"
-server_pid=""
-stop_server() {   # SIGTERM, up to 5 s, then SIGKILL, then whatever still runs in the server namespace
-    local i p
-    if [ -n "$server_pid" ]; then
-        kill -TERM "$server_pid" 2>/dev/null || true
+# Every variant's server runs from the start to the end, each in a namespace of its own behind a veth pair of its
+# own, in 198.18.<i>.0/24 (i: its place in VARIANTS; variant 0 uses the test host's pair): the sweeps take the
+# servers in turn at every rate, so a noisy minute of the host falls on all of them alike, not on one side's turn.
+# A server not being measured sleeps (memcached in epoll_wait, libix's loop in its idle policy).
+read -r -a names <<<"$VARIANTS"
+declare -A srv_ns srv_dev cli_dev srv_ip srv_pid
+stop_server() {   # stop_server VARIANT: SIGTERM, up to 5 s, then SIGKILL, then whatever still runs in its namespace
+    local v="$1" pid="${srv_pid[$1]:-}" i p
+    if [ -n "$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
         for ((i = 0; i < 50; i++)); do
-            kill -0 "$server_pid" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-        server_pid=""
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        srv_pid[$v]=""
     fi
-    for p in $(ip netns pids "$SRV_NS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    for p in $(ip netns pids "${srv_ns[$v]:-none}" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
 }
 cleanup() {
-    local rc=$?
+    local rc=$? v
     trap - EXIT INT TERM
     set +e
-    stop_server
+    for v in "${!srv_ns[@]}"; do stop_server "$v"; done
     for p in $(ip netns pids "$TH_NS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+    for v in "${!srv_ns[@]}"; do
+        ip netns del "${srv_ns[$v]}" 2>/dev/null
+        ip link del "${srv_dev[$v]}" 2>/dev/null   # only if it never reached its namespace
+    done
     testhost_cleanup
-    ip netns del "$SRV_NS" 2>/dev/null
     [ "$rc" -eq 0 ] || echo "bench-memcached: failed (rc=$rc); namespaces removed, logs in $out" >&2
     exit "$rc"
 }
 testhost_create "$QUEUES"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-ip netns add "$SRV_NS"
-ip link set "$TH_LOCAL" netns "$SRV_NS"
-ip -n "$SRV_NS" link set lo up
-ip -n "$SRV_NS" link set "$TH_LOCAL" up
-in_srv() { ip netns exec "$SRV_NS" "$@"; }
-[ "$STEER" != both ] || steer_rps "$TH_NS" "$TH_PEER" 1
-[ "$STEER" = none ] || steer_rps "$SRV_NS" "$TH_LOCAL" 2
-echo "== client ns $TH_NS ($TH_PEER $TH_PEER_IP, CPU 0), server ns $SRV_NS ($TH_LOCAL $TH_DP_IP:$PORT, CPU 1)," \
-    "receive steering: $STEER"
+for i in "${!names[@]}"; do
+    v="${names[$i]}"
+    case "$v" in linux | libix | libix-sleep | libix-napi | libix-patched) ;; *) echo "unknown variant $v" >&2; exit 2 ;; esac
+    [ -z "${srv_ns[$v]:-}" ] || { echo "variant $v named twice" >&2; exit 2; }
+    if [ "$i" -eq 0 ]; then
+        srv_ns[$v]="ixs${TH_ID}"; srv_dev[$v]="$TH_LOCAL"; cli_dev[$v]="$TH_PEER"
+    else
+        srv_ns[$v]="ixs${TH_ID}x$i"; srv_dev[$v]="${TH_LOCAL}x$i"; cli_dev[$v]="${TH_PEER}x$i"
+        ip link add "${srv_dev[$v]}" numtxqueues "$QUEUES" numrxqueues "$QUEUES" type veth peer name "${cli_dev[$v]}" \
+            numtxqueues "$QUEUES" numrxqueues "$QUEUES" netns "$TH_NS"
+        ip -n "$TH_NS" addr add "198.18.$i.2/24" dev "${cli_dev[$v]}"
+        ip -n "$TH_NS" link set "${cli_dev[$v]}" up
+        ip netns exec "$TH_NS" ethtool -K "${cli_dev[$v]}" tx off >/dev/null 2>&1 || true
+    fi
+    srv_ip[$v]="198.18.$i.1"
+    ip netns add "${srv_ns[$v]}"
+    ip link set "${srv_dev[$v]}" netns "${srv_ns[$v]}"
+    ip -n "${srv_ns[$v]}" link set lo up
+    ip -n "${srv_ns[$v]}" link set "${srv_dev[$v]}" up
+    [ "$STEER" != both ] || steer_rps "$TH_NS" "${cli_dev[$v]}" 1
+    [ "$STEER" = none ] || steer_rps "${srv_ns[$v]}" "${srv_dev[$v]}" 2
+    echo "== $v: server ns ${srv_ns[$v]} (${srv_dev[$v]} ${srv_ip[$v]}:$PORT, CPU 1), client ns $TH_NS" \
+        "(${cli_dev[$v]}, CPU 0), receive steering: $STEER"
+done
 
+# wait_server VARIANT SECONDS: until the client's namespace connects to the variant's server.
+wait_server() {
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        in_ns python3 -c "import socket; socket.create_connection(('${srv_ip[$1]}', $PORT), timeout=1).close()" \
+            2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
 start_server() {
-    local variant="$1"
+    local v="$1" ns="${srv_ns[$1]}" dev="${srv_dev[$1]}" ip="${srv_ip[$1]}"
     local args=(-u root -t "$THREADS" -p "$PORT" -U 0 -m 2048 -c 4096)
-    ip -n "$TH_NS" neigh flush dev "$TH_PEER"
-    case "$variant" in
+    # Not through a shell function: $! must be the server itself (ip netns exec, env, nice and taskset exec).
+    case "$v" in
         linux)
-            ip -n "$SRV_NS" addr flush dev "$TH_LOCAL"
-            ip -n "$SRV_NS" addr add "$TH_DP_IP/24" dev "$TH_LOCAL"
-            in_srv ethtool -K "$TH_LOCAL" tx off >/dev/null 2>&1 || true
-            # Not through a shell function: $! must be the server itself (ip netns exec, nice and taskset exec).
-            ip netns exec "$SRV_NS" nice -n "$NICE" taskset -c 1 memcached "${args[@]}" \
-                >"$out/$variant.log" 2>&1 &
+            ip -n "$ns" addr add "$ip/24" dev "$dev"
+            ip netns exec "$ns" ethtool -K "$dev" tx off >/dev/null 2>&1 || true
+            ip netns exec "$ns" nice -n "$NICE" taskset -c 1 memcached "${args[@]}" >"$out/$v.log" 2>&1 &
             ;;
         libix | libix-sleep | libix-napi)
-            ip -n "$SRV_NS" addr flush dev "$TH_LOCAL"
             local spin=()
-            [ "$variant" = libix-sleep ] && spin=(--spin-us 0)
-            [ "$variant" = libix-napi ] && args+=(-N "$QUEUES")
-            ip netns exec "$SRV_NS" nice -n "$NICE" taskset -c 1 "$bin/ixrun" --iface "$TH_LOCAL" --ip "$TH_DP_IP/24" \
-                --queues "$QUEUES" --stats-dir "$out" "${spin[@]}" -- memcached "${args[@]}" >"$out/$variant.log" 2>&1 &
+            [ "$v" = libix-sleep ] && spin=(--spin-us 0)
+            [ "$v" = libix-napi ] && args+=(-N "$QUEUES")
+            ip netns exec "$ns" nice -n "$NICE" taskset -c 1 "$bin/ixrun" --iface "$dev" --ip "$ip/24" \
+                --queues "$QUEUES" --stats-dir "$out" "${spin[@]}" -- memcached "${args[@]}" >"$out/$v.log" 2>&1 &
             ;;
         libix-patched)
-            ip -n "$SRV_NS" addr flush dev "$TH_LOCAL"
             # Linked against libix.so (no preload): the same configuration through IX_* variables.
-            ip netns exec "$SRV_NS" env IX_IFACE="$TH_LOCAL" IX_IP="$TH_DP_IP/24" IX_QUEUES="$QUEUES" \
-                IX_BACKEND=afxdp IX_STATS_DIR="$out" nice -n "$NICE" taskset -c 1 "$patched_bin" "${args[@]}" \
-                >"$out/$variant.log" 2>&1 &
+            ip netns exec "$ns" env IX_IFACE="$dev" IX_IP="$ip/24" IX_QUEUES="$QUEUES" IX_BACKEND=afxdp \
+                IX_STATS_DIR="$out" nice -n "$NICE" taskset -c 1 "$patched_bin" "${args[@]}" >"$out/$v.log" 2>&1 &
             ;;
-        *) echo "unknown variant $variant" >&2; return 2 ;;
     esac
-    server_pid=$!
-    wait_tcp "$PORT" 10 && return 0
-    echo "the $variant server did not come up:" >&2
-    cat "$out/$variant.log" >&2
+    srv_pid[$v]=$!
+    wait_server "$v" 10 && return 0
+    echo "the $v server did not come up:" >&2
+    cat "$out/$v.log" >&2
     return 1
+}
+check_servers() {
+    local v
+    for v in "${names[@]}"; do
+        kill -0 "${srv_pid[$v]}" 2>/dev/null || { echo "the $v server died:" >&2; cat "$out/$v.log" >&2; exit 1; }
+    done
 }
 
 # User and system clock ticks of a process (all its threads).
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
-# Busy and kernel (system + irq + softirq) clock ticks of the server's core, CPU 1: with STEER=rps that is the
-# server's own work, its TCP receive included (charged to whatever task the softirq interrupted, often idle).
+# Busy and kernel (system + irq + softirq) clock ticks of the servers' core, CPU 1: with STEER=server, the measured
+# server's own work, its TCP receive included (charged to whatever task the softirq interrupted, often idle),
+# plus the other servers' sleep (the idle baseline below).
 core_ticks() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8, $4 + $7 + $8}' /proc/stat; }
-# ixb POINTS ARGS...: ixbench memcached in the client namespace on CPU 0, bounded by a timeout for POINTS rates.
-# Exit status 2 (errors found in the replies, reported in its JSON and table) does not stop the run.
+# ixb VARIANT POINTS ARGS...: ixbench memcached in the client namespace on CPU 0 against VARIANT's server, bounded
+# by a timeout for POINTS rates. Exit status 2 (errors found in the replies, reported in its JSON and table) does
+# not stop the run.
 ixb() {
-    local points="$1" rc=0 secs
-    shift
+    local v="$1" points="$2" rc=0 secs
+    shift 2
     secs=$(python3 -c "print(int($points * ($DURATION + $WARMUP + 15) + 60))")
     timeout "$secs" ip netns exec "$TH_NS" nice -n "$NICE" taskset -c 0 "$bin/ixbench" memcached \
-        --server "$TH_DP_IP:$PORT" --keys "$KEYS" "${client_args[@]}" "$@" || rc=$?
+        --server "${srv_ip[$v]}:$PORT" --keys "$KEYS" "${client_args[@]}" "$@" || rc=$?
     [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || { echo "ixbench memcached failed (rc=$rc)" >&2; return "$rc"; }
-    [ "$rc" -eq 0 ] || echo "   (ixbench memcached reported errors: see the table above and its JSON)"
+    [ "$rc" -eq 0 ] || echo "   (ixbench memcached reported errors: see $v's table and its JSON)"
 }
-npoints() { echo "$1" | tr ',' '\n' | wc -l; }
 plot_args=()
 [ -z "$PLOT_MAX_US" ] || plot_args=(--plot-max-us "$PLOT_MAX_US")
+sweeping=()
+for v in "${names[@]}"; do [[ " $NO_SWEEP " == *" $v "* ]] || sweeping+=("$v"); done
+# sweep WORKLOAD RATES: at every rate, each sweeping server in turn (the order alternates from rate to rate); then
+# each server's points joined into VARIANT-WORKLOAD.json (as one `--sweep` would write them) and its plot drawn.
+sweep() {
+    local wl="$1" rates="$2" k=0 i r v order prefill
+    for v in "${sweeping[@]}"; do : >"$out/$v-$wl.txt"; done
+    for r in ${rates//,/ }; do
+        order=("${sweeping[@]}")
+        if ((k % 2)); then
+            for ((i = 0; i < ${#sweeping[@]}; i++)); do order[i]="${sweeping[${#sweeping[@]} - 1 - i]}"; done
+        fi
+        for v in "${order[@]}"; do
+            # ETC's keys and values are SET before its first rate (the unloaded run SET USR's)
+            prefill=(--no-prefill)
+            [ "$wl" = etc ] && [ "$k" -eq 0 ] && prefill=()
+            ixb "$v" 1 --workload "$wl" "${prefill[@]}" --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" \
+                --rate "$r" --label "$v" --json "$out/$v-$wl.p$k.json" >>"$out/$v-$wl.txt"
+        done
+        python3 - "$out" "$wl" "$k" "${order[@]}" <<'PY'
+import json, os, sys
+out, wl, k, order = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+cells = []
+for v in order:
+    p = json.load(open(os.path.join(out, f"{v}-{wl}.p{k}.json")))[0]
+    cells.append(f"{v} {p['achieved']:>8.0f}/s p99 {p['p99']:>8.1f} us, late {p['late_sends']}")
+print(f"   {wl} {json.load(open(os.path.join(out, f'{order[0]}-{wl}.p{k}.json')))[0]['offered']:>8.0f}/s: " + " | ".join(cells))
+PY
+        k=$((k + 1))
+        check_servers
+    done
+    for v in "${sweeping[@]}"; do
+        python3 - "$out" "$v-$wl" "$k" <<'PY'
+import json, os, sys
+out, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+points = [json.load(open(os.path.join(out, f"{name}.p{i}.json")))[0] for i in range(n)]
+json.dump(points, open(os.path.join(out, f"{name}.json"), "w"), indent=1)
+PY
+        rm -f "$out/$v-$wl".p*.json
+        "$bin/ixbench" plot --json "$out/$v-$wl.json" --png "$out/$v-$wl.png" "${plot_args[@]}" >/dev/null
+    done
+}
 
-for v in $VARIANTS; do
-    echo "== $v"
-    start_server "$v"
-    # (1) Unloaded latency: one connection, one request at a time.
-    ixb 1 --workload usr --conns 1 --depth 1 --duration "$DURATION" --warmup "$WARMUP" \
+for v in "${names[@]}"; do start_server "$v"; done
+# (1) Unloaded latency: one connection, one request at a time (it also SETs USR's keys).
+for v in "${names[@]}"; do
+    echo "== $v: unloaded"
+    ixb "$v" 1 --workload usr --conns 1 --depth 1 --duration "$DURATION" --warmup "$WARMUP" \
         --json "$out/$v-unloaded.json" >"$out/$v-unloaded.txt"
     tail -3 "$out/$v-unloaded.txt"
-    # (2) Sweeps (the prefill of the first run is reused: same keys, same values); NO_SWEEP variants skip them.
-    if [[ " $NO_SWEEP " != *" $v "* ]]; then
-    ixb "$(npoints "$USR_RATES")" --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" \
-        --warmup "$WARMUP" --sweep "$USR_RATES" --json "$out/$v-usr.json" --plot "$out/$v-usr.png" \
-        "${plot_args[@]}" >"$out/$v-usr.txt"
-    tail -$(($(npoints "$USR_RATES") + 5)) "$out/$v-usr.txt"
-    ixb "$(npoints "$ETC_RATES")" --workload etc --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" \
-        --sweep "$ETC_RATES" --json "$out/$v-etc.json" --plot "$out/$v-etc.png" "${plot_args[@]}" \
-        >"$out/$v-etc.txt"
-    tail -$(($(npoints "$ETC_RATES") + 5)) "$out/$v-etc.txt"
-    fi
-    # (3) Server CPU per request at an equal offered load.
-    read -r u0 s0 <<<"$(cpu_ticks "$server_pid")"
+done
+# (2) Sweeps, rate by rate, the servers in turn (NO_SWEEP variants skip them).
+if [ "${#sweeping[@]}" -gt 0 ]; then
+    echo "== USR sweep: ${sweeping[*]} in turn at each rate"
+    sweep usr "$USR_RATES"
+    echo "== ETC sweep: ${sweeping[*]} in turn at each rate"
+    sweep etc "$ETC_RATES"
+fi
+# (3) Server CPU per request at an equal offered load, one server at a time; first the core's idle baseline (every
+# server asleep), which each server's core figure includes.
+read -r c0 k0 <<<"$(core_ticks)"
+sleep 3
+read -r c1 k1 <<<"$(core_ticks)"
+echo "$((c1 - c0)) 3" >"$out/core-idle.ticks"   # busy ticks of CPU 1 in 3 s with every server idle
+for v in "${names[@]}"; do
+    pid="${srv_pid[$v]}"
+    read -r u0 s0 <<<"$(cpu_ticks "$pid")"
     read -r c0 k0 <<<"$(core_ticks)"
-    ixb 1 --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" --warmup 0 --rate "$CPU_RATE" \
+    ixb "$v" 1 --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" --warmup 0 --rate "$CPU_RATE" \
         --measure-conn false --json "$out/$v-cpu.json" >/dev/null
-    read -r u1 s1 <<<"$(cpu_ticks "$server_pid")"
+    read -r u1 s1 <<<"$(cpu_ticks "$pid")"
     read -r c1 k1 <<<"$(core_ticks)"
     echo "$((u1 - u0 + s1 - s0)) $((s1 - s0))" >"$out/$v-cpu.ticks"   # the server process: total, of which system
     echo "$((c1 - c0)) $((k1 - k0))" >"$out/$v-core.ticks"             # its core: busy, of which kernel
-    kill -0 "$server_pid" 2>/dev/null || { echo "the $v server died:" >&2; cat "$out/$v.log" >&2; exit 1; }
-    stop_server
+    check_servers
 done
+for v in "${names[@]}"; do stop_server "$v"; done
 
 python3 - "$out" "$VARIANTS" "$(getconf CLK_TCK)" "$PWD/scripts" <<'PY'
 import json, os, sys
@@ -222,6 +300,8 @@ for v in variants:
     core_file = os.path.join(out, f"{v}-core.ticks")
     core, core_kernel = map(int, open(core_file).read().split()) if os.path.exists(core_file) else (0, 0)
     reqs = cpu[0].get("requests", 0)
+    idle_file = os.path.join(out, "core-idle.ticks")
+    idle_ticks, idle_secs = map(int, open(idle_file).read().split()) if os.path.exists(idle_file) else (0, 1)
     res[v] = {
         "unloaded_avg": un[0].get("avg"), "unloaded_p50": un[0].get("p50"), "unloaded_p99": un[0].get("p99"),
         "usr_max_rps_p99_500us": max_under(usr), "etc_max_rps_p99_500us": max_under(etc),
@@ -234,6 +314,8 @@ for v in variants:
         "cpu_point_achieved_rps": cpu[0].get("achieved"),
         "core_us_per_req": (core / hz * 1e6 / reqs) if reqs else None,
         "core_kernel_share_pct": (100.0 * core_kernel / core) if core else None,
+        # CPU 1 busy with every server asleep (% of the core): included in core_us_per_req
+        "core_idle_baseline_pct": 100.0 * idle_ticks / hz / idle_secs,
         # the paper's kernel-time figure (Linux ~75%, IX < 10%): the server's system time over its CPU time
         "cpu_system_share_pct": (100.0 * sys_ticks / ticks) if ticks else None,
     }

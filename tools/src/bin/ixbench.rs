@@ -56,6 +56,8 @@ enum Cmd {
     Hold(HoldArgs),
     /// memcached load (mutilate-style, IX §5.5): ETC/USR, closed or open loop, latency-vs-throughput sweeps.
     Memcached(ix_tools::memcached::MemcachedArgs),
+    /// Draw the latency-vs-throughput curve of a `memcached --json` report (or of single-rate reports joined).
+    Plot(ix_tools::memcached::PlotArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -2150,6 +2152,7 @@ fn main() -> ExitCode {
         Cmd::Pingpong(a) => tcp::pingpong(a),
         Cmd::Hold(a) => tcp::hold(a),
         Cmd::Memcached(a) => ix_tools::memcached::run(a),
+        Cmd::Plot(a) => ix_tools::memcached::plot_report(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1173,25 +1173,80 @@ fn finish(args: &MemcachedArgs, points: &[Point]) -> Result<(), String> {
             .map(|p| {
                 let [avg, _, _, p99, _, _] = p.load.latency_us();
                 let unloaded_p99_us = p.unloaded.as_ref().map(|u| u.latency_us()[3]);
-                let kept_up =
-                    p.load.unsent * 1000 <= p.load.measured && p.offered.is_none_or(|r| p.achieved() >= 0.95 * r);
+                let kept_up = kept_up(p.offered, p.achieved(), p.load.unsent, p.load.measured);
                 plot::CurvePoint { achieved: p.achieved(), avg_us: avg, p99_us: p99, unloaded_p99_us, kept_up }
             })
             .collect();
-        let title = format!(
-            "memcached {} {} {}, {} conns{}",
-            args.workload.name().to_uppercase(),
-            args.protocol.name(),
-            args.server,
-            args.conns,
-            if args.label.is_empty() { String::new() } else { format!(" [{}]", args.label) }
-        );
+        let title =
+            curve_title(args.workload.name(), args.protocol.name(), &args.server.to_string(), args.conns, &args.label);
         plot::draw_curve(path, &title, &curve, args.plot_max_us)?;
         println!("  plot: {}", path.display());
     }
     if errors > 0 {
         return Err(format!("{errors} errors"));
     }
+    Ok(())
+}
+
+/// A point kept up with its offered load: at least 95% of it achieved and at most 0.1% of its requests unsent
+/// (closed loop: always); the same rule as scripts/sweeplines.py's.
+fn kept_up(offered: Option<f64>, achieved: f64, unsent: u64, measured: u64) -> bool {
+    unsent * 1000 <= measured && offered.is_none_or(|r| achieved >= 0.95 * r)
+}
+
+fn curve_title(workload: &str, protocol: &str, server: &str, conns: usize, label: &str) -> String {
+    let label = if label.is_empty() { String::new() } else { format!(" [{label}]") };
+    format!("memcached {} {protocol} {server}, {conns} conns{label}", workload.to_uppercase())
+}
+
+/// `ixbench plot`: the curve of a JSON report of `ixbench memcached --json`, or of single-rate reports joined into
+/// one array (scripts/bench-memcached.sh measures its servers rate by rate, in turn, and joins their points).
+#[derive(clap::Args, Debug)]
+pub struct PlotArgs {
+    /// The JSON report: an array of points, as `ixbench memcached --json` writes it.
+    #[arg(long, value_name = "FILE.json")]
+    pub json: PathBuf,
+    /// The PNG to draw.
+    #[arg(long, value_name = "FILE.png")]
+    pub png: PathBuf,
+    /// Latency axis up to this many us (default: 1.5x the largest latency of the points that kept up).
+    #[arg(long)]
+    pub plot_max_us: Option<f64>,
+    /// Title (default: the first point's workload, protocol, server, connections and label).
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+pub fn plot_report(args: PlotArgs) -> Result<(), String> {
+    let name = args.json.display().to_string();
+    let text = std::fs::read_to_string(&args.json).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let report: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{name}: not JSON: {e}"))?;
+    let points =
+        report.as_array().filter(|a| !a.is_empty()).ok_or_else(|| format!("{name}: not an array of points"))?;
+    let mut curve = Vec::with_capacity(points.len());
+    for (i, p) in points.iter().enumerate() {
+        let num = |key: &str| {
+            p.get(key)
+                .and_then(serde_json::Value::as_f64)
+                .ok_or_else(|| format!("{name}: point {i} has no number {key}"))
+        };
+        let (achieved, unsent, measured) = (num("achieved")?, num("unsent")?, num("requests")?);
+        let offered = p.get("offered").and_then(serde_json::Value::as_f64);
+        curve.push(plot::CurvePoint {
+            achieved,
+            avg_us: num("avg")?,
+            p99_us: num("p99")?,
+            unloaded_p99_us: p.get("unloaded").and_then(|u| u.get("p99")).and_then(serde_json::Value::as_f64),
+            kept_up: kept_up(offered, achieved, unsent as u64, measured as u64),
+        });
+    }
+    let title = args.title.unwrap_or_else(|| {
+        let field = |key: &str| points[0].get(key).and_then(serde_json::Value::as_str).unwrap_or("?").to_string();
+        let conns = points[0].get("conns").and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
+        curve_title(&field("workload"), &field("protocol"), &field("server"), conns, &field("label"))
+    });
+    plot::draw_curve(&args.png, &title, &curve, args.plot_max_us)?;
+    println!("plot: {}", args.png.display());
     Ok(())
 }
 
@@ -1207,5 +1262,38 @@ mod tests {
         for bad in ["198.20.0.1:11211", "10.0.0.1:11211", "8.8.8.8:53", "0.0.0.0:11211"] {
             assert!(!allowed_target(&bad.parse().unwrap()), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_joined_report_is_drawn_and_a_broken_one_named() {
+        let dir = std::env::temp_dir().join(format!("ixbench-plot-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let point = |offered: f64, achieved: f64, p99: f64| {
+            format!(
+                "{{\"server\":\"198.18.0.1:11211\",\"workload\":\"usr\",\"protocol\":\"text\",\"label\":\"\",\
+                 \"conns\":32,\"offered\":{offered},\"achieved\":{achieved},\"avg\":40.0,\"p99\":{p99},\
+                 \"requests\":30000,\"unsent\":0,\"unloaded\":{{\"p99\":90.0}}}}"
+            )
+        };
+        let good = dir.join("good.json");
+        std::fs::write(&good, format!("[{},\n{}]", point(10000.0, 10010.0, 120.0), point(20000.0, 15000.0, 9000.0)))
+            .unwrap();
+        let png = dir.join("good.png");
+        let args =
+            |json: &std::path::Path| PlotArgs { json: json.into(), png: png.clone(), plot_max_us: None, title: None };
+        plot_report(args(&good)).unwrap();
+        assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+        for (text, why) in [
+            ("[]", "not an array"),
+            ("{}", "not an array"),
+            ("[{\"achieved\":1}]", "no number unsent"),
+            ("[", "not JSON"),
+        ] {
+            let bad = dir.join("bad.json");
+            std::fs::write(&bad, text).unwrap();
+            let e = plot_report(args(&bad)).unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
