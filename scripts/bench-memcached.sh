@@ -10,20 +10,24 @@
 # About 6-8 minutes. Prints a table and writes JSON + PNG plots into the directory it names (OUT, default a new
 # /tmp/bench-memcached.XXXXXX); figures and their reading in BENCHMARKS.md (section memcached).
 #
-# Topology: scripts/testhost.sh (namespace + veth) plus a server namespace of its own (so no port of the host's
-# is ever taken). The client ixbench runs in the test host's namespace on CPU 0; the server
-# memcached -t THREADS -U 0 runs in the server namespace on CPU 1 with the veth end 198.18.0.1:
-#   linux        memcached on Linux: 198.18.0.1/24 on the veth end, kernel TCP, real libevent
+# Topology: scripts/testhost.sh's client namespace, and per variant a server namespace of its own (so no port of
+# the host's is ever taken) behind a veth pair of its own: variant i of VARIANTS is 198.18.<i>.1, the client's end
+# 198.18.<i>.2. The client ixbench runs in the client namespace on CPU 0; every server, memcached -t THREADS -U 0,
+# runs from the start to the end, pinned to CPU 1 (the ones not being measured sleep):
+#   linux        memcached on Linux: its address on its veth end, kernel TCP, real libevent
 #   libix        the same binary under ixrun (AF_XDP on the veth end, no kernel IP), IX_SPIN_US default (100 us)
 #   libix-sleep  the same with IX_SPIN_US=0 (loops sleep at once when idle)
 #   libix-napi   the stock binary under ixrun with -N: each connection goes to the worker of its NIC queue
 #   libix-patched  memcached-patch/ix-worker-accept.patch built against libix: each worker accepts on its own queue
-# With QUEUES=N (and THREADS=N) the veth and the dataplane get N queues: `libix` then serves flows from threads
+# With QUEUES=N (and THREADS=N) the veths and the dataplane get N queues: `libix` then serves flows from threads
 # that do not own their queue (memcached's main thread hands connections out round robin), `libix-napi` and
 # `libix-patched` from the thread that owns it (owner == user, DESIGN.md §5).
-# Per variant: (1) unloaded latency: one connection, one request at a time (USR); (2) USR and ETC open-loop sweeps
-# with the unloaded measuring connection (max RPS whose p99 < 500 us); (3) server CPU time per request at one
-# equal offered load (USR at CPU_RATE), from the server's own /proc accounting and as its core's busy time.
+# Measured: (1) per variant, unloaded latency: one connection, one request at a time (USR); (2) USR and ETC
+# open-loop sweeps with the unloaded measuring connection (max RPS whose p99 < 500 us), rate by rate, the sweeping
+# variants in turn at each rate (the order alternating), so that the host's noisy seconds fall on all of them
+# alike; each variant's points are joined into one report and plotted (`ixbench plot`); (3) per variant, server CPU
+# time per request at one equal offered load (USR at CPU_RATE), from the server's own /proc accounting and as its
+# core's busy time (/proc/stat; the core's busy share with every server asleep is reported as the baseline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "scripts/bench-memcached.sh needs root (network namespaces, AF_XDP)" >&2; exit 1; }
