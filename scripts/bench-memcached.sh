@@ -3,7 +3,7 @@
 # memcached binary (Debian's), the same cores, the same client (ixbench memcached in the test host's namespace).
 #
 #   sudo scripts/bench-memcached.sh     (env: DURATION=3 WARMUP=0.5 KEYS=100000 THREADS=1 CONNS=32
-#                                              USR_RATES=... ETC_RATES=... CPU_RATE=40000 PORT=11211
+#                                              USR_RATES=... ETC_RATES=... CPU_RATE=20000 PORT=11211
 #                                              VARIANTS="linux libix libix-sleep" OUT=<dir> PLOT_MAX_US=<us>
 #                                              NICE=0 QUEUES=1 NO_SWEEP="<variants>" CLIENT=busy|sleep
 #                                              STEER=server|none|both)
@@ -40,7 +40,7 @@ THREADS="${THREADS:-1}"
 CONNS="${CONNS:-32}"
 USR_RATES="${USR_RATES:-20000,40000,60000,80000,100000,120000,150000}"
 ETC_RATES="${ETC_RATES:-20000,40000,60000,80000,100000}"
-CPU_RATE="${CPU_RATE:-40000}"
+CPU_RATE="${CPU_RATE:-20000}"
 VARIANTS="${VARIANTS:-linux libix libix-sleep}"
 PORT="${PORT:-11211}"
 PLOT_MAX_US="${PLOT_MAX_US:-}"
@@ -50,18 +50,16 @@ NO_SWEEP="${NO_SWEEP:-}"   # variants measured for unloaded latency and CPU per 
 # The client polls (epoll_wait(0)) as mutilate does by default and as bench-tcp.sh's clients do; CLIENT=sleep makes
 # it sleep between events, which adds its own wake-ups (tens of us on a VM) and late sends to every latency.
 CLIENT="${CLIENT:-busy}"
-# Where each side's receive runs. veth runs a receive in the sender's context: unsteered, the client's core runs
-# the Linux server's TCP receive of every request (uncounted for the server), and the server's core runs the
-# client's TCP receive of every reply (counted for both servers alike).
-#   server (default)  RPS on the server's veth end, to CPU 1: Linux's TCP receive runs on the server's core, as
-#                     after a NIC's interrupt. libix's native XDP (program + copy into the AF_XDP ring) stays in
-#                     veth's sender context, standing for a NIC's RSS and DMA into the ring; IX_XDP_MODE=generic
-#                     moves it onto the server's core too (the XDP hook then runs after RPS).
-#   none              veth as it is.
-#   both              also RPS on the client's end, to CPU 0: the client pays for its own receive (and is then
-#                     the first to run out of CPU on a 2-vCPU machine).
+# Where each side's veth receive runs: server (default), none or both (scripts/testhost.sh, "STEER").
+# IX_SPIN_US, IX_XDP_MODE, ... reach the libix servers from the environment: IX_XDP_MODE=generic moves libix's
+# receive (the XDP program and the copy into the AF_XDP ring) onto the server's core too, after RPS.
 STEER="${STEER:-server}"
-case "$STEER" in both | server | none) ;; *) echo "STEER must be both, server or none" >&2; exit 2 ;; esac
+TH_ID="bm$$"
+source scripts/testhost.sh
+steer_check
+for v in $VARIANTS; do
+    case "$v" in linux | libix | libix-sleep | libix-napi | libix-patched) ;; *) echo "unknown variant $v" >&2; exit 2 ;; esac
+done
 case "$CLIENT" in busy) client_args=(--busy-poll) ;; sleep) client_args=() ;; *) echo "CLIENT must be busy or sleep" >&2; exit 2 ;; esac
 if [ -n "${OUT:-}" ]; then
     out="$OUT"
@@ -79,8 +77,6 @@ if [[ " $VARIANTS " == *" libix-patched "* ]]; then
     patched_bin="$(bash memcached-patch/build.sh --patched "$PWD/target/memcached-patched" | tail -1)"
 fi
 
-TH_ID="bm$$"
-source scripts/testhost.sh
 # Every variant's server runs from the start to the end, each in a namespace of its own behind a veth pair of its
 # own, in 198.18.<i>.0/24 (i: its place in VARIANTS; variant 0 uses the test host's pair): the sweeps take the
 # servers in turn at every rate, so a noisy minute of the host falls on all of them alike, not on one side's turn.
@@ -120,7 +116,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 for i in "${!names[@]}"; do
     v="${names[$i]}"
-    case "$v" in linux | libix | libix-sleep | libix-napi | libix-patched) ;; *) echo "unknown variant $v" >&2; exit 2 ;; esac
     [ -z "${srv_ns[$v]:-}" ] || { echo "variant $v named twice" >&2; exit 2; }
     if [ "$i" -eq 0 ]; then
         srv_ns[$v]="ixs${TH_ID}"; srv_dev[$v]="$TH_LOCAL"; cli_dev[$v]="$TH_PEER"
@@ -137,22 +132,11 @@ for i in "${!names[@]}"; do
     ip link set "${srv_dev[$v]}" netns "${srv_ns[$v]}"
     ip -n "${srv_ns[$v]}" link set lo up
     ip -n "${srv_ns[$v]}" link set "${srv_dev[$v]}" up
-    [ "$STEER" != both ] || steer_rps "$TH_NS" "${cli_dev[$v]}" 1
-    [ "$STEER" = none ] || steer_rps "${srv_ns[$v]}" "${srv_dev[$v]}" 2
+    steer_apply "$TH_NS" "${cli_dev[$v]}" "${srv_ns[$v]}" "${srv_dev[$v]}"
     echo "== $v: server ns ${srv_ns[$v]} (${srv_dev[$v]} ${srv_ip[$v]}:$PORT, CPU 1), client ns $TH_NS" \
         "(${cli_dev[$v]}, CPU 0), receive steering: $STEER"
 done
 
-# wait_server VARIANT SECONDS: until the client's namespace connects to the variant's server.
-wait_server() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        in_ns python3 -c "import socket; socket.create_connection(('${srv_ip[$1]}', $PORT), timeout=1).close()" \
-            2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 start_server() {
     local v="$1" ns="${srv_ns[$1]}" dev="${srv_dev[$1]}" ip="${srv_ip[$1]}"
     # The hash table sized for the run's ~200k items (USR's keys, then ETC's): left at its default, it grows twice
@@ -179,7 +163,7 @@ start_server() {
             ;;
     esac
     srv_pid[$v]=$!
-    wait_server "$v" 10 && return 0
+    wait_tcp "$PORT" 10 "$ip" && return 0
     echo "the $v server did not come up:" >&2
     cat "$out/$v.log" >&2
     return 1
@@ -193,10 +177,20 @@ check_servers() {
 
 # User and system clock ticks of a process (all its threads).
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
-# Busy and kernel (system + irq + softirq) clock ticks of the servers' core, CPU 1: with STEER=server, the measured
-# server's own work, its TCP receive included (charged to whatever task the softirq interrupted, often idle),
-# plus the other servers' sleep (the idle baseline below).
-core_ticks() { awk '$1 == "cpu1" {print $2 + $3 + $4 + $7 + $8, $4 + $7 + $8}' /proc/stat; }
+# The servers' core, CPU 1: the time it was not idle, and of that the time in the kernel, in clock ticks, over a
+# window that starts with core_sample and ends with core_since. Not idle = the elapsed time less /proc/stat's idle,
+# iowait and steal: tick sampling (this kernel has no IRQ time accounting) misses a receive softirq that runs while
+# the core is otherwise idle, which is where Linux's TCP receive runs under STEER=server; the idle time does not
+# count it. In the kernel = not idle less user and nice.
+hz="$(getconf CLK_TCK)"
+core_sample() { awk -v now="$(date +%s%N)" '$1 == "cpu1" {print now, $2 + $3, $5 + $6 + $9}' /proc/stat; }
+core_since() {   # core_since SAMPLE: "busy kernel" ticks since SAMPLE
+    local t0 u0 i0 t1 u1 i1 busy
+    read -r t0 u0 i0 <<<"$1"
+    read -r t1 u1 i1 <<<"$(core_sample)"
+    busy=$(((t1 - t0) * hz / 1000000000 - (i1 - i0)))
+    echo "$busy $((busy - (u1 - u0)))"
+}
 # ixb VARIANT POINTS ARGS...: ixbench memcached in the client namespace on CPU 0 against VARIANT's server, bounded
 # by a timeout for POINTS rates. Exit status 2 (errors found in the replies, reported in its JSON and table) does
 # not stop the run.
@@ -236,7 +230,8 @@ out, wl, k, order = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 cells = []
 for v in order:
     p = json.load(open(os.path.join(out, f"{v}-{wl}.p{k}.json")))[0]
-    cells.append(f"{v} {p['achieved']:>8.0f}/s p99 {p['p99']:>8.1f} us, late {p['late_sends']}")
+    errors = f", ERRORS {p['errors']}" if p["errors"] else ""
+    cells.append(f"{v} {p['achieved']:>8.0f}/s p99 {p['p99']:>8.1f} us, late {p['late_sends']}{errors}")
 print(f"   {wl} {json.load(open(os.path.join(out, f'{order[0]}-{wl}.p{k}.json')))[0]['offered']:>8.0f}/s: " + " | ".join(cells))
 PY
         k=$((k + 1))
@@ -271,25 +266,24 @@ if [ "${#sweeping[@]}" -gt 0 ]; then
 fi
 # (3) Server CPU per request at an equal offered load, one server at a time; first the core's idle baseline (every
 # server asleep), which each server's core figure includes.
-read -r c0 k0 <<<"$(core_ticks)"
+sleep 1   # the last sweep point's queues drained
+sample="$(core_sample)"
 sleep 3
-read -r c1 k1 <<<"$(core_ticks)"
-echo "$((c1 - c0)) 3" >"$out/core-idle.ticks"   # busy ticks of CPU 1 in 3 s with every server idle
+echo "$(core_since "$sample" | cut -d' ' -f1) 3" >"$out/core-idle.ticks"   # CPU 1's busy ticks in 3 s, all asleep
 for v in "${names[@]}"; do
     pid="${srv_pid[$v]}"
     read -r u0 s0 <<<"$(cpu_ticks "$pid")"
-    read -r c0 k0 <<<"$(core_ticks)"
+    sample="$(core_sample)"
     ixb "$v" 1 --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" --warmup 0 --rate "$CPU_RATE" \
         --measure-conn false --json "$out/$v-cpu.json" >/dev/null
     read -r u1 s1 <<<"$(cpu_ticks "$pid")"
-    read -r c1 k1 <<<"$(core_ticks)"
     echo "$((u1 - u0 + s1 - s0)) $((s1 - s0))" >"$out/$v-cpu.ticks"   # the server process: total, of which system
-    echo "$((c1 - c0)) $((k1 - k0))" >"$out/$v-core.ticks"             # its core: busy, of which kernel
+    core_since "$sample" >"$out/$v-core.ticks"                         # its core: busy, of which kernel
     check_servers
 done
 for v in "${names[@]}"; do stop_server "$v"; done
 
-python3 - "$out" "$VARIANTS" "$(getconf CLK_TCK)" "$PWD/scripts" <<'PY'
+CPU_RATE="$CPU_RATE" python3 - "$out" "$VARIANTS" "$hz" "$PWD/scripts" <<'PY'
 import json, os, sys
 out, variants, hz = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
 sys.path.insert(0, sys.argv[4])
@@ -331,12 +325,18 @@ rows = [("unloaded avg (us)", "unloaded_avg"), ("unloaded p99 (us)", "unloaded_p
         ("USR max RPS, p99<500us", "usr_max_rps_p99_500us"), ("ETC max RPS, p99<500us", "etc_max_rps_p99_500us"),
         ("USR max RPS kept up", "usr_max_sustained_rps"), ("ETC max RPS kept up", "etc_max_sustained_rps"),
         ("server CPU us / request", "cpu_us_per_req"), ("server system time %", "cpu_system_share_pct"),
-        ("server core us / request", "core_us_per_req"), ("server core kernel %", "core_kernel_share_pct")]
+        ("server core us / request", "core_us_per_req"), ("server core kernel %", "core_kernel_share_pct"),
+        ("core busy, all asleep %", "core_idle_baseline_pct")]
 for label, key in rows:
     vals = [res[v][key] for v in variants]
     line = f"{label:28}" + "".join(f"{(x if x is not None else float('nan')):>14.1f}" for x in vals)
     if "linux" in res and "libix" in res and res["linux"][key] and res["libix"][key]:
         line += f"{res['libix'][key] / res['linux'][key]:>14.2f}"
     print(line)
+for v in variants:
+    a = res[v]["cpu_point_achieved_rps"]
+    if a is not None and a < 0.95 * float(os.environ.get("CPU_RATE", "0")):
+        print(f"note: {v} achieved only {a:.0f}/s of the CPU point's offered load: its CPU figure is its capacity, "
+              "not its cost per request")
 print(f"\nresults: {out} (summary.json, per-variant JSON and PNG plots)")
 PY

@@ -6,7 +6,8 @@
 #
 # About 10 minutes on a 2-vCPU VM once built (it builds first: cargo + gcc, incremental).
 # It runs scripts/bench-tcp.sh and scripts/bench-memcached.sh with reduced parameters, each against one Linux
-# server and one libix server on the same veth (client in a namespace on CPU 0, server in another on CPU 1).
+# server and one libix server on veth pairs alike (client in a namespace on CPU 0, server in another on CPU 1; the
+# memcached servers side by side, each behind its own pair, measured in turn at every rate).
 # A shared machine is noisy in bursts of seconds to minutes, and one burst over one side's turn flips a line: so
 # everything is measured REPEAT times, Linux and libix in turn each time, and the table shows the medians (for the
 # sweeps: the per-rate medians of p99 and throughput, from which the lines are read), their ratio, and the range
@@ -32,7 +33,7 @@
 #   TCP_LINUX [linux]            the Linux TCP echo baseline: linux (sleeps in epoll_wait, as memcached does) or
 #                                linux-busy (spins on epoll_wait(0))
 #   ECHO_CONNS [64] ECHO_DURATION [5] ECHO_WARMUP [1] PP_SECS [3]
-#   MC_DURATION [3] MC_WARMUP [0.5] MC_CONNS [32] MC_KEYS [100000] CPU_RATE [40000]
+#   MC_DURATION [3] MC_WARMUP [0.5] MC_CONNS [32] MC_KEYS [100000] CPU_RATE [20000] (below both servers' capacity)
 #   PLOT_MAX_US [auto]           latency axis of the plots (auto: 1.5x the largest latency of the points that kept
 #                                up, per plot; set it to compare the linux and libix plots by eye)
 #   USR_RATES [10000,20000,40000,60000,80000,100000,125000,150000,175000,200000]
@@ -44,8 +45,9 @@
 #   STEER [server]               where the servers' receive runs: server (RPS on the server's veth end: Linux's TCP
 #                                receive on the server's core, where a NIC's interrupt would run it; libix's XDP
 #                                stays in veth's sender context, as a NIC's DMA into the ring), none (veth as it
-#                                is: the Linux server's TCP receive runs on the client's core, uncounted), or both
-#                                (also the client's receive on the client's core; the client then limits the echo)
+#                                is: the Linux server's TCP receive runs on the client's core, uncounted; needed
+#                                for TCP_LINUX=linux-busy), or both (also the client's receive on the client's
+#                                core; the client then limits the echo). scripts/testhost.sh says more.
 #   HALT_POLL_NS [unset]         guest halt polling for the run (cpuidle-haltpoll's guest_halt_poll_ns, restored
 #                                at the end): an idle vCPU polls that long before it halts, so waking it costs
 #                                ~1 us instead of a VM exit and re-entry (~25-30 us here, and ~10 us for the IPI
@@ -71,7 +73,7 @@ MC_DURATION="${MC_DURATION:-3}"
 MC_WARMUP="${MC_WARMUP:-0.5}"
 MC_CONNS="${MC_CONNS:-32}"
 MC_KEYS="${MC_KEYS:-100000}"
-CPU_RATE="${CPU_RATE:-40000}"
+CPU_RATE="${CPU_RATE:-20000}"
 CLIENT="${CLIENT:-busy}"
 STEER="${STEER:-server}"
 PLOT_MAX_US="${PLOT_MAX_US:-}"
@@ -82,6 +84,10 @@ REPEAT="${REPEAT:-3}"
 HALT_POLL_NS="${HALT_POLL_NS:-}"
 halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 case "$TCP_LINUX" in linux | linux-busy) ;; *) echo "TCP_LINUX must be linux or linux-busy" >&2; exit 2 ;; esac
+case "$STEER" in server | none | both) ;; *) echo "STEER must be server, none or both" >&2; exit 2 ;; esac
+# SO_BUSY_POLL cannot poll an RPS backlog: linux-busy would wait for the IPI like the sleeping server does.
+[ "$TCP_LINUX" != linux-busy ] || [ "$STEER" = none ] ||
+    { echo "TCP_LINUX=linux-busy needs STEER=none (its busy polling cannot poll an RPS backlog)" >&2; exit 2; }
 [[ "$REPEAT" =~ ^[1-9][0-9]?$ ]] || { echo "REPEAT must be a number from 1 to 99" >&2; exit 2; }
 if [ -n "${OUT:-}" ]; then
     out="$OUT"
@@ -234,7 +240,9 @@ def slo_note(workload):
     return (f"per-rate medians of {repeat} sweeps" + (f"; {'+'.join(top)} met it at the sweep's top rate "
                                                          "(a lower bound)" if top else ""))
 def achieved(v):
-    return "/".join(f"{mcv(v, 'cpu_point_achieved_rps', r) or 0:.0f}" for r in repeats)
+    """The CPU point's achieved rates; '!' marks one below 95% of offered (its figure is capacity, not cost)."""
+    rates = [mcv(v, "cpu_point_achieved_rps", r) or 0 for r in repeats]
+    return "/".join(f"{a:.0f}" + ("!" if a < 0.95 * float(cpu_rate) else "") for a in rates)
 # (name, unit, linux per repeat, libix per repeat, higher is better, note, overall figures: None for the medians
 # of the repeats)
 rows = [
@@ -255,8 +263,9 @@ rows = [
     ("memcached server CPU per 1M requests", "s", mc_line("linux", "cpu_us_per_req"),
      mc_line("libix", "cpu_us_per_req"), False,
      f"USR offered {cpu_rate}/s; achieved linux {achieved('linux')}, libix {achieved('libix')}", None),
-    # The whole server core (CPU 1) busy, as /proc/stat counts it: also the receive softirq that ran while the server
-    # slept (charged to the idle task, not to the server), i.e. Linux's TCP receive under STEER=server.
+    # The whole server core (CPU 1) not idle (elapsed less /proc/stat's idle, iowait and steal): also the receive
+    # softirqs that ran while the server slept, which the server's own accounting never sees (Linux's TCP receive
+    # under STEER=server).
     ("memcached server core busy per 1M requests", "s", mc_line("linux", "core_us_per_req"),
      mc_line("libix", "core_us_per_req"), False, f"CPU 1's busy time at USR {cpu_rate}/s (receive softirqs too)",
      None),
@@ -329,6 +338,10 @@ for line in machine:
         window = re.search(r"for ([0-9.]+) s", line)
         for ms in re.findall(r"stalls, ([0-9.]+) ms", line):
             stall_pct = max(stall_pct, float(ms) / 10 / float(window.group(1))) if window else stall_pct
+baselines = [mcv("linux", "core_idle_baseline_pct", r) for r in repeats]
+if any(b is not None for b in baselines):
+    print("(CPU 1 busy with every server asleep, in the core figures: "
+          + "/".join("-" if b is None else f"{b:.1f}%" for b in baselines) + " per repeat)")
 if stall_pct >= 0.5:
     print(f"(the host stalled a vCPU for up to {stall_pct:.1f}% of the time: at that level the requests its stalls "
           "hold up come near 1% of all,\n so the SLO lines of this run read the host's stalls as much as the servers)")

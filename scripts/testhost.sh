@@ -58,17 +58,40 @@ testhost_peer_setup() {
 # CPU_MASK (hex, as rps_cpus takes it). veth runs a receive in its sender's context; RPS moves it to the
 # receiver's side, as a NIC's interrupt would.
 steer_rps() {
-    ip netns exec "$1" sh -c 'for f in /sys/class/net/$0/queues/rx-*/rps_cpus; do echo "$1" >"$f"; done' "$2" "$3"
+    local f found=0
+    for f in $(ip netns exec "$1" sh -c 'ls -d /sys/class/net/$0/queues/rx-* 2>/dev/null' "$2"); do
+        ip netns exec "$1" sh -c 'echo "$1" >"$0/rps_cpus"' "$f" "$3" || return 1
+        found=1
+    done
+    [ "$found" = 1 ] || { echo "steer_rps: $2 has no receive queues with RPS (a kernel without CONFIG_RPS?)" >&2; return 1; }
+}
+
+# STEER (benchmarks): where each side's veth receive runs, client on CPU 0, server on CPU 1.
+#   server  RPS on the server's veth end: the server's kernel receive (Linux's TCP) runs on the server's core, as
+#           after a NIC's interrupt; libix's native XDP still runs in veth's sender context (RPS comes after it),
+#           standing for a NIC's RSS and DMA into the ring
+#   none    veth as it is: each receive in the sender's context (the Linux server's TCP receive on the client's
+#           core, uncounted for the server)
+#   both    also RPS on the client's end: the client pays for its own receive (and is then the first to run out
+#           of CPU on 2 vCPUs)
+# steer_check: exits 2 on any other value.
+steer_check() {
+    case "${STEER:-}" in server | none | both) ;; *) echo "STEER must be server, none or both" >&2; exit 2 ;; esac
+}
+# steer_apply CLIENT_NS CLIENT_DEV SERVER_NS SERVER_DEV: the steering of $STEER on one veth pair.
+steer_apply() {
+    [ "$STEER" != both ] || steer_rps "$1" "$2" 1
+    [ "$STEER" = none ] || steer_rps "$3" "$4" 2
 }
 
 # in_ns CMD...: run a command on the Linux test host.
 in_ns() { ip netns exec "$TH_NS" "$@"; }
 
-# wait_tcp PORT SECONDS: wait until the test host connects to the dataplane address's PORT.
+# wait_tcp PORT SECONDS [ADDRESS]: wait until the test host connects to ADDRESS:PORT (default: the dataplane's).
 wait_tcp() {
-    local port="$1" secs="$2" i
+    local port="$1" secs="$2" addr="${3:-$TH_DP_IP}" i
     for ((i = 0; i < secs * 10; i++)); do
-        in_ns python3 -c "import socket; socket.create_connection(('$TH_DP_IP', $port), timeout=1).close()" \
+        in_ns python3 -c "import socket; socket.create_connection(('$addr', $port), timeout=1).close()" \
             2>/dev/null && return 0
         sleep 0.1
     done

@@ -1189,7 +1189,8 @@ fn finish(args: &MemcachedArgs, points: &[Point]) -> Result<(), String> {
 }
 
 /// A point kept up with its offered load: at least 95% of it achieved and at most 0.1% of its requests unsent
-/// (closed loop: always); the same rule as scripts/sweeplines.py's.
+/// (closed loop: always). scripts/sweeplines.py's `max_sustained` uses the same throughput rule and also asks for
+/// no errors; the plot shows errors in the table and the JSON instead.
 fn kept_up(offered: Option<f64>, achieved: f64, unsent: u64, measured: u64) -> bool {
     unsent * 1000 <= measured && offered.is_none_or(|r| achieved >= 0.95 * r)
 }
@@ -1241,9 +1242,11 @@ pub fn plot_report(args: PlotArgs) -> Result<(), String> {
         });
     }
     let title = args.title.unwrap_or_else(|| {
-        let field = |key: &str| points[0].get(key).and_then(serde_json::Value::as_str).unwrap_or("?").to_string();
+        let field = |key: &str, missing: &str| {
+            points[0].get(key).and_then(serde_json::Value::as_str).unwrap_or(missing).to_string()
+        };
         let conns = points[0].get("conns").and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
-        curve_title(&field("workload"), &field("protocol"), &field("server"), conns, &field("label"))
+        curve_title(&field("workload", "?"), &field("protocol", "?"), &field("server", "?"), conns, &field("label", ""))
     });
     plot::draw_curve(&args.png, &title, &curve, args.plot_max_us)?;
     println!("plot: {}", args.png.display());
