@@ -123,9 +123,7 @@ for i in "${!names[@]}"; do
         srv_ns[$v]="ixs${TH_ID}x$i"; srv_dev[$v]="${TH_LOCAL}x$i"; cli_dev[$v]="${TH_PEER}x$i"
         ip link add "${srv_dev[$v]}" numtxqueues "$QUEUES" numrxqueues "$QUEUES" type veth peer name "${cli_dev[$v]}" \
             numtxqueues "$QUEUES" numrxqueues "$QUEUES" netns "$TH_NS"
-        ip -n "$TH_NS" addr add "198.18.$i.2/24" dev "${cli_dev[$v]}"
-        ip -n "$TH_NS" link set "${cli_dev[$v]}" up
-        ip netns exec "$TH_NS" ethtool -K "${cli_dev[$v]}" tx off >/dev/null 2>&1 || true
+        testhost_peer_setup "${cli_dev[$v]}" "198.18.$i.2"
     fi
     srv_ip[$v]="198.18.$i.1"
     ip netns add "${srv_ns[$v]}"

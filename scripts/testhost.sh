@@ -44,10 +44,11 @@ testhost_ns_only() {
     ip netns add "$TH_NS"
 }
 
-# testhost_peer_setup IFACE: address and bring up IFACE inside the namespace.
+# testhost_peer_setup IFACE [ADDRESS]: address (default the test host's, 198.18.0.2) and bring up IFACE inside the
+# namespace.
 testhost_peer_setup() {
     local ifc="$1"
-    ip -n "$TH_NS" addr add "$TH_PEER_IP/24" dev "$ifc"
+    ip -n "$TH_NS" addr add "${2:-$TH_PEER_IP}/24" dev "$ifc"
     ip -n "$TH_NS" link set "$ifc" up
     ip -n "$TH_NS" link set lo up
     ip netns exec "$TH_NS" sysctl -qw net.core.txrehash=0 || true
