@@ -189,13 +189,13 @@ core_since() {   # core_since SAMPLE: "busy kernel" ticks since SAMPLE
     busy=$(((t1 - t0) * hz / 1000000000 - (i1 - i0)))
     echo "$busy $((busy - (u1 - u0)))"
 }
-# ixb VARIANT POINTS ARGS...: ixbench memcached in the client namespace on CPU 0 against VARIANT's server, bounded
-# by a timeout for POINTS rates. Exit status 2 (errors found in the replies, reported in its JSON and table) does
+# ixb VARIANT ARGS...: ixbench memcached in the client namespace on CPU 0 against VARIANT's server for one point,
+# bounded by a timeout. Exit status 2 (errors found in the replies, reported in its JSON and table) does
 # not stop the run.
 ixb() {
-    local v="$1" points="$2" rc=0 secs
-    shift 2
-    secs=$(python3 -c "print(int($points * ($DURATION + $WARMUP + 15) + 60))")
+    local v="$1" rc=0 secs
+    shift
+    secs=$(python3 -c "print(int($DURATION + $WARMUP + 75))")
     timeout "$secs" ip netns exec "$TH_NS" nice -n "$NICE" taskset -c 0 "$bin/ixbench" memcached \
         --server "${srv_ip[$v]}:$PORT" --keys "$KEYS" "${client_args[@]}" "$@" || rc=$?
     [ "$rc" -eq 0 ] || [ "$rc" -eq 2 ] || { echo "ixbench memcached failed (rc=$rc)" >&2; return "$rc"; }
@@ -208,29 +208,29 @@ for v in "${names[@]}"; do [[ " $NO_SWEEP " == *" $v "* ]] || sweeping+=("$v"); 
 # sweep WORKLOAD RATES: at every rate, each sweeping server in turn (the order alternates from rate to rate); then
 # each server's points joined into VARIANT-WORKLOAD.json (as one `--sweep` would write them) and its plot drawn.
 sweep() {
-    local wl="$1" rates="$2" k=0 i r v order prefill
+    local wl="$1" rates="$2" k=0 r v order prefill
     for v in "${sweeping[@]}"; do : >"$out/$v-$wl.txt"; done
     for r in ${rates//,/ }; do
-        order=("${sweeping[@]}")
-        if ((k % 2)); then
-            for ((i = 0; i < ${#sweeping[@]}; i++)); do order[i]="${sweeping[${#sweeping[@]} - 1 - i]}"; done
-        fi
+        order=()
+        for v in "${sweeping[@]}"; do
+            if ((k % 2)); then order=("$v" "${order[@]}"); else order+=("$v"); fi
+        done
         for v in "${order[@]}"; do
             # ETC's keys and values are SET before its first rate (the unloaded run SET USR's)
             prefill=(--no-prefill)
             [ "$wl" = etc ] && [ "$k" -eq 0 ] && prefill=()
-            ixb "$v" 1 --workload "$wl" "${prefill[@]}" --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" \
+            ixb "$v" --workload "$wl" "${prefill[@]}" --conns "$CONNS" --duration "$DURATION" --warmup "$WARMUP" \
                 --rate "$r" --label "$v" --json "$out/$v-$wl.p$k.json" >>"$out/$v-$wl.txt"
         done
-        python3 - "$out" "$wl" "$k" "${order[@]}" <<'PY'
+        python3 - "$out" "$wl" "$k" "$r" "${order[@]}" <<'PY'
 import json, os, sys
-out, wl, k, order = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+out, wl, k, rate, order = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5:]
 cells = []
 for v in order:
     p = json.load(open(os.path.join(out, f"{v}-{wl}.p{k}.json")))[0]
     errors = f", ERRORS {p['errors']}" if p["errors"] else ""
     cells.append(f"{v} {p['achieved']:>8.0f}/s p99 {p['p99']:>8.1f} us, late {p['late_sends']}{errors}")
-print(f"   {wl} {json.load(open(os.path.join(out, f'{order[0]}-{wl}.p{k}.json')))[0]['offered']:>8.0f}/s: " + " | ".join(cells))
+print(f"   {wl} {rate:>8.0f}/s: " + " | ".join(cells))
 PY
         k=$((k + 1))
         check_servers
@@ -251,7 +251,7 @@ for v in "${names[@]}"; do start_server "$v"; done
 # (1) Unloaded latency: one connection, one request at a time (it also SETs USR's keys).
 for v in "${names[@]}"; do
     echo "== $v: unloaded"
-    ixb "$v" 1 --workload usr --conns 1 --depth 1 --duration "$DURATION" --warmup "$WARMUP" \
+    ixb "$v" --workload usr --conns 1 --depth 1 --duration "$DURATION" --warmup "$WARMUP" \
         --json "$out/$v-unloaded.json" >"$out/$v-unloaded.txt"
     tail -3 "$out/$v-unloaded.txt"
 done
@@ -272,7 +272,7 @@ for v in "${names[@]}"; do
     pid="${srv_pid[$v]}"
     read -r u0 s0 <<<"$(cpu_ticks "$pid")"
     sample="$(core_sample)"
-    ixb "$v" 1 --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" --warmup 0 --rate "$CPU_RATE" \
+    ixb "$v" --workload usr --no-prefill --conns "$CONNS" --duration "$DURATION" --warmup 0 --rate "$CPU_RATE" \
         --measure-conn false --json "$out/$v-cpu.json" >/dev/null
     read -r u1 s1 <<<"$(cpu_ticks "$pid")"
     echo "$((u1 - u0 + s1 - s0)) $((s1 - s0))" >"$out/$v-cpu.ticks"   # the server process: total, of which system

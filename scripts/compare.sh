@@ -85,7 +85,7 @@ REPEAT="${REPEAT:-3}"
 HALT_POLL_NS="${HALT_POLL_NS:-}"
 halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 case "$TCP_LINUX" in linux | linux-busy) ;; *) echo "TCP_LINUX must be linux or linux-busy" >&2; exit 2 ;; esac
-case "$STEER" in server | none | both) ;; *) echo "STEER must be server, none or both" >&2; exit 2 ;; esac
+STEER="$STEER" bash -c '. scripts/testhost.sh && steer_check' || exit 2
 # SO_BUSY_POLL cannot poll an RPS backlog: linux-busy would wait for the IPI like the sleeping server does.
 [ "$TCP_LINUX" != linux-busy ] || [ "$STEER" = none ] ||
     { echo "TCP_LINUX=linux-busy needs STEER=none (its busy polling cannot poll an RPS backlog)" >&2; exit 2; }
@@ -337,8 +337,9 @@ for line in machine:
     if line.startswith("at start: vCPU stalls") or line.startswith("at end: vCPU stalls"):
         print(f"({line})")
         window = re.search(r"for ([0-9.]+) s", line)
-        for ms in re.findall(r"stalls, ([0-9.]+) ms", line):
-            stall_pct = max(stall_pct, float(ms) / 10 / float(window.group(1))) if window else stall_pct
+        if window:
+            stalled_ms = [float(ms) for ms in re.findall(r"stalls, ([0-9.]+) ms", line)]
+            stall_pct = max([stall_pct] + [ms / 10 / float(window.group(1)) for ms in stalled_ms])
 baselines = [mcv("linux", "core_idle_baseline_pct", r) for r in repeats]
 if any(b is not None for b in baselines):
     print("(CPU 1 busy with every server asleep, in the core figures: "
